@@ -1,0 +1,175 @@
+"""The cache folder: its name, its settings file, which files are up to date, and loading a split for the heads.
+
+Layout: ``features/<model>_t<tile>_s<stride>_c<coverage>_n<max tiles>[_r<seed>]_<precision>/`` holding
+``settings.json`` (the extraction settings), ``skipped.json`` (images extraction could not use, with reasons) and
+one HDF5 file per image under ``train/`` and ``test/`` (schema in :mod:`pipeline.store`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import store
+from pipeline.errors import CacheError
+from pipeline.featureset import FeatureSet
+from pipeline.tiling import TilingSettings
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE = "settings.json"
+SKIPPED_FILE = "skipped.json"
+# Attributes that must be equal for two files to belong to the same cache (model weights and tiling settings).
+IDENTITY_KEYS = (
+    "schema_version",
+    "model_checksum",
+    "preprocessing",
+    "precision",
+    "tile_size",
+    "stride",
+    "min_coverage",
+    "max_tiles",
+    "seed",
+)
+
+
+def cache_name(model_slug: str, tiling: TilingSettings, precision: str) -> str:
+    """Folder name from the model and tiling settings, e.g. ``phikon_t224_s224_c0.50_n0_fp32``."""
+    name = f"{model_slug}_t{tiling.tile_size}_s{tiling.step}_c{tiling.min_coverage:.2f}_n{tiling.max_tiles}"
+    if tiling.max_tiles:
+        name += f"_r{tiling.seed}"
+    return f"{name}_{precision}"
+
+
+def feature_path(cache_dir: Path, image_id: str) -> Path:
+    """Where one image's file lives: ``<cache>/<split>/<stem>.h5``."""
+    return Path(cache_dir) / f"{image_id}.h5"
+
+
+def identity(attrs: dict) -> dict:
+    """The identity part of a file's or a cache's attributes, with JSON strings parsed."""
+    values = {key: attrs.get(key) for key in IDENTITY_KEYS}
+    if isinstance(values["preprocessing"], str):
+        values["preprocessing"] = json.loads(values["preprocessing"])
+    return values
+
+
+def mismatched_keys(attrs: dict, expected: dict) -> list[str]:
+    """Identity keys on which a file's attributes differ from the expected ones."""
+    found, wanted = identity(attrs), identity(expected)
+    return [key for key in IDENTITY_KEYS if found[key] != wanted[key]]
+
+
+def is_up_to_date(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> bool:
+    """True when a finished file exists, was made with the expected settings and from the same image and mask."""
+    if not path.is_file() or image_sha256 is None or mask_sha256 is None:
+        return False
+    try:
+        attrs = store.read_attrs(path)
+    except CacheError:
+        logger.warning("%s is unreadable; it will be re-embedded.", path)
+        return False
+    if mismatched_keys(attrs, expected):
+        return False
+    return attrs.get("image_sha256") == image_sha256 and attrs.get("mask_sha256") == mask_sha256
+
+
+def write_json(path: Path, payload: object) -> None:
+    """Write JSON atomically (temporary name, then rename)."""
+    temp = store.temp_path_for(Path(path))
+    temp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(temp, path)
+
+
+def read_settings(cache_dir: Path) -> dict:
+    """Read ``settings.json`` of a cache folder.
+
+    Raises:
+        CacheError: The folder has no readable settings file.
+    """
+    path = Path(cache_dir) / SETTINGS_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CacheError(
+            f"'{cache_dir}' is not a feature cache: it has no {SETTINGS_FILE}. Run extract.py first, or pass "
+            "--features with a folder that extract.py wrote."
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CacheError(f"{path}: unreadable ({exc}). Run extract.py again to rewrite it.") from exc
+
+
+def read_skipped(cache_dir: Path) -> dict[str, str]:
+    """``{image_id: reason}`` for the images extraction skipped (empty when none)."""
+    path = Path(cache_dir) / SKIPPED_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def find_caches(root: Path) -> list[Path]:
+    """Cache folders (those with a settings file) directly under ``root``, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / SETTINGS_FILE).is_file())
+
+
+def list_image_files(cache_dir: Path, split: str) -> list[Path]:
+    """The finished feature files of one split, sorted by name (temporary files are ignored)."""
+    folder = Path(cache_dir) / split
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.h5") if not p.name.startswith("."))
+
+
+def load_split(cache_dir: Path, split: str) -> FeatureSet:
+    """Load every cached image of one split into a :class:`FeatureSet`.
+
+    Raises:
+        CacheError: The split has no file, a file is unreadable or has non-finite values, or files were made with
+            other settings than the cache's ``settings.json`` (the message lists them).
+    """
+    settings = read_settings(cache_dir)
+    paths = list_image_files(cache_dir, split)
+    if not paths:
+        raise CacheError(
+            f"'{cache_dir}' holds no {split} image ({Path(cache_dir) / split}/*.h5). Run extract.py --split {split}."
+        )
+    items, mixed, broken = [], [], []
+    for path in paths:
+        item = store.read_image_features(path)
+        keys = mismatched_keys(item.attrs, settings)
+        if keys:
+            mixed.append(f"{path.name} ({', '.join(keys)})")
+        elif not np.isfinite(item.features).all():
+            broken.append(path.name)
+        items.append(item)
+    if mixed:
+        raise CacheError(
+            f"'{cache_dir}' mixes settings: {len(mixed)} {split} file(s) differ from its {SETTINGS_FILE}: "
+            f"{', '.join(mixed[:10])}{' ...' if len(mixed) > 10 else ''}. Run extract.py with the cache's settings "
+            "to re-embed them, or delete them."
+        )
+    if broken:
+        raise CacheError(
+            f"'{cache_dir}': {len(broken)} {split} file(s) hold NaN or infinite embeddings: {', '.join(broken[:10])}. "
+            "Delete them and run extract.py again."
+        )
+    dims = {item.features.shape[1] for item in items}
+    if len(dims) > 1:
+        raise CacheError(f"'{cache_dir}' mixes embedding sizes {sorted(dims)}. Delete it and run extract.py again.")
+    counts = [len(item.features) for item in items]
+    return FeatureSet(
+        embeddings=np.concatenate([item.features for item in items]).astype(np.float32, copy=False),
+        image_index=np.repeat(np.arange(len(items), dtype=np.int64), counts),
+        coverage=np.concatenate([item.coverage for item in items]),
+        coords=np.concatenate([item.coords for item in items]),
+        image_ids=[item.attrs["image_id"] for item in items],
+        sample_index=[item.attrs["sample_index"] for item in items],
+        image_attrs=[item.attrs for item in items],
+    )

@@ -1,0 +1,111 @@
+"""``python extract.py``: cut mask-guided tiles, embed them with a frozen model, cache them in HDF5."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, configure_logging, report_error
+from pipeline.errors import ImageReadError, PipelineError
+from pipeline.extraction import ExtractionSettings, default_workers, run_extraction
+from pipeline.images import DEFAULT_MAX_PIXELS
+from pipeline.runtime import PRECISIONS
+from pipeline.tiling import TilingSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``extract.py``."""
+    parser = argparse.ArgumentParser(
+        prog="extract.py",
+        description="Embed every mask-guided tile of every image with a frozen model into an HDF5 cache. "
+        "Resumable: a second run only embeds what is missing or changed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path("data"), help="data folder with train_data/, test_data/ and train_labels.csv"
+    )
+    parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split to embed")
+    parser.add_argument(
+        "--model",
+        default="phikon",
+        help="phikon, phikon-v2, efficientnet-lite0 (offline), timm:NAME, a Hugging Face id or a local folder",
+    )
+    parser.add_argument("--out", type=Path, default=Path("features"), help="cache root folder")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument("--gpu", action="store_true", help="run on CUDA (same as --device cuda); fails without CUDA")
+    device.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto uses CUDA when available"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, fp32 elsewhere",
+    )
+    parser.add_argument("--tile-size", type=int, default=224, help="tile side in original image pixels")
+    parser.add_argument("--stride", type=int, default=None, help="grid step in pixels (default: the tile size)")
+    parser.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.5,
+        help="keep a tile when at least this fraction of its pixels is inside the mask",
+    )
+    parser.add_argument("--max-tiles", type=int, default=0, help="keep at most N tiles per image (0: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-tiles sampler")
+    parser.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"decoding worker processes (default: cores - 1, here {default_workers()}; 0: none)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse images whose header claims more pixels (decompression-bomb guard)",
+    )
+    parser.add_argument("--strict", action="store_true", help="stop with an error at the first bad image")
+    parser.add_argument("--overwrite", action="store_true", help="re-embed images whose files are up to date")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> ExtractionSettings:
+    """Turn parsed flags into :class:`ExtractionSettings`."""
+    return ExtractionSettings(
+        data_dir=args.data,
+        split=args.split,
+        model=args.model,
+        out_dir=args.out,
+        device="cuda" if args.gpu else args.device,
+        precision=args.precision,
+        tiling=TilingSettings(args.tile_size, args.stride, args.min_coverage, args.max_tiles, args.seed),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        strict=args.strict,
+        overwrite=args.overwrite,
+        max_pixels=args.max_pixels,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``extract.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        summary = run_extraction(settings_from_args(args))
+    except ImageReadError as exc:
+        report_error(exc)
+        return EXIT_FAILED
+    except PipelineError as exc:
+        report_error(exc)
+        return EXIT_USAGE
+    print(summary.line())
+    for image_id, reason in summary.skipped.items():
+        print(f"  skipped {image_id}: {reason}")
+    return EXIT_OK

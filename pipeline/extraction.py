@@ -1,0 +1,283 @@
+"""Stage 1: data workers -> batches across images -> frozen model -> one HDF5 file per image. Resumable."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from pipeline import cache, store
+from pipeline.batching import TileQueue
+from pipeline.dataset import ImageRecord, find_records
+from pipeline.embedding import Embedder
+from pipeline.errors import ConfigError, ImageReadError
+from pipeline.images import DEFAULT_MAX_PIXELS, file_sha256
+from pipeline.loading import ImageFailure, ImageTiles, TileDataset, keep_as_is
+from pipeline.locking import FolderLock
+from pipeline.models import LoadedModel, load_model
+from pipeline.runtime import resolve_device, resolve_precision
+from pipeline.tiling import TilingSettings
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING_WRITES = 16  # bounded, so memory does not grow when the disk is slower than the model
+
+
+def default_workers() -> int:
+    """Decoding workers: all cores but one for the model, at least one, at most eight."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class ExtractionSettings:
+    """Everything that defines an extraction run (the command-line flags of ``extract.py``)."""
+
+    data_dir: Path = Path("data")  # challenge layout: train_data/, test_data/, train_labels.csv
+    split: str = "all"  # train, test or all
+    model: str = "phikon"  # registry name, Hugging Face id or folder, timm:NAME
+    out_dir: Path = Path("features")  # the cache root; one sub-folder per model and tiling setting
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda
+    precision: str = "auto"  # auto (fp16 on CUDA, bf16 on CPUs with AMX, else fp32), fp32, bf16, fp16
+    tiling: TilingSettings = field(default_factory=TilingSettings)
+    batch_size: int = 32  # tiles per forward pass; tiles of several images share a batch
+    workers: int | None = None  # decoding processes; None = default_workers(), 0 = in the main process
+    strict: bool = False  # stop at the first bad image instead of skipping it
+    overwrite: bool = False  # re-embed images even when their file is up to date
+    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse image headers above this many pixels
+    progress: bool = True  # show a progress bar
+
+    def validate(self) -> ExtractionSettings:
+        """Raise :class:`ConfigError` on values outside their range; return self."""
+        self.tiling.validate()
+        if self.batch_size <= 0:
+            raise ConfigError(f"--batch-size must be a positive number of tiles. Got {self.batch_size} instead.")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more. Got {self.workers} instead.")
+        if self.max_pixels <= 0:
+            raise ConfigError(f"--max-pixels must be positive. Got {self.max_pixels} instead.")
+        return self
+
+
+@dataclass
+class ExtractionSummary:
+    """What a run did."""
+
+    cache_dir: Path
+    n_images: int
+    n_embedded: int = 0
+    n_reused: int = 0
+    n_tiles: int = 0
+    seconds: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One summary line: images, tiles, skipped, time, output."""
+        rate = self.n_tiles / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.n_images} images: {self.n_embedded} embedded ({self.n_tiles} tiles, {rate:.1f} tiles/s), "
+            f"{self.n_reused} up to date, {len(self.skipped)} skipped, {len(self.fallbacks)} with a fallback tile; "
+            f"{self.seconds:.1f} s -> {self.cache_dir}"
+        )
+
+
+def expected_attrs(model: LoadedModel, tiling: TilingSettings, precision: str) -> dict:
+    """The run-level attributes every feature file of this cache carries (identity keys included)."""
+    return {
+        "schema_version": store.SCHEMA_VERSION,
+        "model": model.name,
+        "model_source": model.source,
+        "model_revision": model.revision,
+        "model_checksum": model.checksum,
+        "preprocessing": model.preprocessing.to_dict(),
+        "precision": precision,
+        "tile_size": tiling.tile_size,
+        "stride": tiling.step,
+        "min_coverage": float(tiling.min_coverage),
+        "max_tiles": tiling.max_tiles,
+        "seed": tiling.seed,
+        "feature_dim": model.dim,
+    }
+
+
+def _hash_pairs(records: list[ImageRecord]) -> list[tuple[str | None, str | None]]:
+    # hashlib releases the GIL on large buffers, so threads hash files in parallel.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        images = list(pool.map(file_sha256, [r.image_path for r in records]))
+        masks = list(pool.map(lambda r: file_sha256(r.mask_path) if r.mask_path else None, records))
+    return list(zip(images, masks, strict=True))
+
+
+def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = None) -> ExtractionSummary:
+    """Embed every image of the requested splits that has no up-to-date file in the cache.
+
+    Args:
+        settings: The run's settings.
+        model: An already loaded model (tests, benchmarks); loaded from ``settings.model`` when None.
+
+    Returns:
+        The run summary. Bad images are skipped and listed (``--strict`` raises on the first one instead).
+
+    Raises:
+        PipelineError: Bad settings, data folder, model or cache (before any work, or with finished files kept).
+    """
+    settings.validate()
+    records = find_records(settings.data_dir, settings.split)
+    device = resolve_device(settings.device)
+    model = model or load_model(settings.model)
+    precision = resolve_precision(settings.precision, device)
+    expected = expected_attrs(model, settings.tiling, precision)
+    cache_dir = Path(settings.out_dir) / cache.cache_name(model.slug, settings.tiling, precision)
+    summary = ExtractionSummary(cache_dir, len(records))
+    started = time.perf_counter()
+    with FolderLock(cache_dir):
+        for stale in cache_dir.rglob(f".*{store.TEMP_MARKER}*"):
+            stale.unlink(missing_ok=True)  # we hold the lock, so any temporary file is from a dead run
+        previous = cache.read_settings(cache_dir) if (cache_dir / cache.SETTINGS_FILE).is_file() else None
+        if previous is not None and cache.mismatched_keys(previous, expected):
+            logger.warning(
+                "%s was made with other settings (%s); its files will be re-embedded.",
+                cache_dir,
+                ", ".join(cache.mismatched_keys(previous, expected)),
+            )
+        cache.write_json(
+            cache_dir / cache.SETTINGS_FILE, {**expected, "data_dir": str(Path(settings.data_dir).resolve())}
+        )
+        todo = []
+        for record, (image_sha, mask_sha) in zip(records, _hash_pairs(records), strict=True):
+            path = cache.feature_path(cache_dir, record.image_id)
+            if not settings.overwrite and cache.is_up_to_date(path, expected, image_sha, mask_sha):
+                summary.n_reused += 1
+            else:
+                todo.append(record)
+        logger.info(
+            "%d images up to date, %d to embed with %s (%s, %s) into %s",
+            summary.n_reused,
+            len(todo),
+            model.name,
+            device,
+            precision,
+            cache_dir,
+        )
+        if todo:
+            _embed(todo, settings, model, device, precision, expected, cache_dir, summary)
+        _update_skipped(cache_dir, records, summary.skipped)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _update_skipped(cache_dir: Path, records: list[ImageRecord], skipped: dict[str, str]) -> None:
+    processed = {record.image_id for record in records}
+    kept = {key: value for key, value in cache.read_skipped(cache_dir).items() if key not in processed}
+    cache.write_json(cache_dir / cache.SKIPPED_FILE, {**kept, **skipped})
+
+
+class _Pending:
+    """An image whose tiles are partly embedded."""
+
+    def __init__(self, item: ImageTiles, dim: int) -> None:
+        self.item = item
+        self.features = np.empty((len(item.tiles), dim), dtype=np.float32)
+        self.filled = 0
+
+
+def _embed(
+    todo: list[ImageRecord],
+    settings: ExtractionSettings,
+    model: LoadedModel,
+    device: torch.device,
+    precision: str,
+    expected: dict,
+    cache_dir: Path,
+    summary: ExtractionSummary,
+) -> None:
+    workers = default_workers() if settings.workers is None else settings.workers
+    loader = DataLoader(
+        TileDataset(todo, settings.tiling, settings.max_pixels),
+        batch_size=None,
+        collate_fn=keep_as_is,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        pin_memory=device.type == "cuda",
+    )
+    embedder = Embedder(model, device, precision)
+    queue, pending, writes = TileQueue(), {}, []
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="h5-writer")
+    bar = tqdm(total=len(todo), unit="img", disable=not settings.progress, desc="extract")
+    embed_started = time.perf_counter()
+
+    def run_batch(size: int) -> None:
+        tiles, slices = queue.take(size)
+        features = embedder(tiles)
+        row = 0
+        for part in slices:
+            entry = pending[part.owner]
+            entry.features[part.start : part.start + part.count] = features[row : row + part.count]
+            entry.filled += part.count
+            row += part.count
+            if entry.filled == len(entry.item.tiles):
+                del pending[part.owner]
+                writes.append(writer.submit(_write, todo[part.owner], entry, expected, cache_dir))
+                summary.n_tiles += entry.filled
+                bar.update(1)
+                bar.set_postfix(tiles_per_s=f"{summary.n_tiles / (time.perf_counter() - embed_started):.1f}")
+        while len(writes) > MAX_PENDING_WRITES or (writes and writes[0].done()):
+            _finish_write(writes.pop(0), summary)
+
+    try:
+        for item in loader:
+            if isinstance(item, ImageFailure):
+                record = todo[item.position]
+                if settings.strict:
+                    raise ImageReadError(f"{item.reason} (--strict stops at the first bad image)")
+                logger.warning("skipped %s: %s", record.image_id, item.reason)
+                summary.skipped[record.image_id] = item.reason
+                bar.update(1)
+                continue
+            if item.image_attrs["fallback"]:
+                record = todo[item.position]
+                summary.fallbacks[record.image_id] = item.image_attrs["fallback"]
+                logger.info(
+                    "%s: no tile reaches min coverage %.2f; kept one %s tile (coverage %.2f)",
+                    record.image_id,
+                    settings.tiling.min_coverage,
+                    item.image_attrs["fallback"],
+                    float(item.coverage[0]),
+                )
+            pending[item.position] = _Pending(item, model.dim)
+            queue.put(item.position, item.tiles)
+            while queue.size >= settings.batch_size:
+                run_batch(settings.batch_size)
+        while queue.size:
+            run_batch(settings.batch_size)
+        for future in writes:
+            _finish_write(future, summary)
+    finally:
+        writer.shutdown(wait=True)
+        bar.close()
+
+
+def _write(record: ImageRecord, entry: _Pending, expected: dict, cache_dir: Path) -> None:
+    attrs = {
+        **expected,
+        **entry.item.image_attrs,
+        "image_id": record.image_id,
+        "split": record.split,
+        "sample_index": record.sample_index,
+        "n_tiles": len(entry.features),
+    }
+    path = cache.feature_path(cache_dir, record.image_id)
+    store.write_image_features(path, entry.features, entry.item.coords, entry.item.coverage, attrs)
+
+
+def _finish_write(future: Future, summary: ExtractionSummary) -> None:
+    future.result()  # re-raises a CacheError (disk full, ...) from the writer thread
+    summary.n_embedded += 1

@@ -1,0 +1,139 @@
+"""Shared fixtures: synthetic data folders with known masks, a tiny ViT saved in the test, the real shared data.
+
+Tests never touch the network: the Hugging Face hub is forced offline and pointed at a temporary cache before
+anything imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HF_HOME = tempfile.mkdtemp(prefix="hf-home-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_CACHE"] = os.path.join(_HF_HOME, "hub")
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # see pipeline/cli/__init__.py: spinning threads stall small ops here
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY_SIZE = 32  # the tiny ViT's input size; synthetic tiles are this size so no resize happens
+
+
+def write_pair(folder: Path, stem: str, pixels: np.ndarray, inside: np.ndarray, image_ext: str = ".png") -> Path:
+    """Write ``img_<stem><ext>`` and ``mask_<stem>.png`` (0/255) into ``folder``; return the image path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image_path = folder / f"img_{stem}{image_ext}"
+    Image.fromarray(pixels).save(image_path)
+    Image.fromarray(np.where(inside, 255, 0).astype(np.uint8)).save(folder / f"mask_{stem}.png")
+    return image_path
+
+
+def random_pixels(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) uint8 pinkish noise, like stained tissue."""
+    base = np.array([200, 120, 170], dtype=np.int16)
+    noise = rng.integers(-50, 50, size=(height, width, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def make_data(tmp_path: Path):
+    """Factory: a challenge-layout folder of synthetic images with known masks.
+
+    ``make_data(n_train=6, n_test=2, size=(96, 64), classes=("a", "b"))`` writes images whose left half is inside
+    the mask and labels cycling over ``classes``; returns the folder. With 32 px tiles and min coverage 0.5 a
+    96x64 image has exactly 4 tiles: x = 0 (coverage 1.0) and x = 32 (coverage 0.5) in rows y = 0 and y = 32.
+    """
+
+    def factory(n_train: int = 6, n_test: int = 2, size: tuple[int, int] = (96, 64), classes=("a", "b"), seed=0):
+        generator = np.random.default_rng(seed)
+        root = tmp_path / "data"
+        width, height = size
+        inside = np.zeros((height, width), dtype=bool)
+        inside[:, : width // 2] = True
+        rows = ["sample_index,label"]
+        for split, count in (("train", n_train), ("test", n_test)):
+            for i in range(count):
+                pixels = random_pixels(generator, height, width)
+                path = write_pair(root / f"{split}_data", f"{i:04d}", pixels, inside)
+                if split == "train":
+                    rows.append(f"{path.name},{classes[i % len(classes)]}")
+        (root / "train_labels.csv").write_text("\n".join(rows) + "\n")
+        return root
+
+    return factory
+
+
+def _save_tiny_vit(folder: Path) -> Path:
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=TINY_SIZE, patch_size=16,
+    )
+    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    ViTImageProcessor(
+        size={"height": TINY_SIZE, "width": TINY_SIZE}, image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25],
+        resample=2,
+    ).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> Path:
+    """A random-weight ViT (32 px input, 32-d) saved with ``save_pretrained``, as a user's local folder."""
+    return _save_tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_vit_dir):
+    """The tiny ViT loaded through the same code path as Phikon."""
+    from pipeline.models import load_model
+
+    return load_model(str(tiny_vit_dir))
+
+
+@pytest.fixture(scope="session")
+def phikon_in_hf_cache(tiny_vit_dir) -> str:
+    """Place the tiny ViT in the (temporary, offline) Hugging Face cache as ``owkin/phikon``; return its commit."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = Path(os.environ["HF_HUB_CACHE"]) / "models--owkin--phikon"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for item in tiny_vit_dir.iterdir():
+        (snapshot / item.name).write_bytes(item.read_bytes())
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return commit
+
+
+def _shared(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not (path / "train_data").is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def glas15() -> Path:
+    """``../shared/data/glas15``: 15 real H&E images with gland masks (skips when absent)."""
+    return _shared("glas15")
+
+
+@pytest.fixture(scope="session")
+def lung() -> Path:
+    """``../shared/data/lc25000-lung``: 600 real H&E tiles, 3 classes (skips when absent)."""
+    return _shared("lc25000-lung")
