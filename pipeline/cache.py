@@ -103,8 +103,8 @@ def read_settings(cache_dir: Path) -> dict:
         raise CacheError(f"{path}: unreadable ({exc}). Run extract.py again to rewrite it.") from exc
 
 
-def read_skipped(cache_dir: Path) -> dict[str, str]:
-    """``{image_id: reason}`` for the images extraction skipped (empty when none)."""
+def read_skipped(cache_dir: Path) -> dict[str, dict]:
+    """``{image_id: {"sample_index": ..., "reason": ...}}`` for the images extraction skipped (empty when none)."""
     path = Path(cache_dir) / SKIPPED_FILE
     if not path.is_file():
         return {}

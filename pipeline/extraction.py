@@ -175,9 +175,10 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
 
 
 def _update_skipped(cache_dir: Path, records: list[ImageRecord], skipped: dict[str, str]) -> None:
-    processed = {record.image_id for record in records}
+    processed = {record.image_id: record for record in records}
     kept = {key: value for key, value in cache.read_skipped(cache_dir).items() if key not in processed}
-    cache.write_json(cache_dir / cache.SKIPPED_FILE, {**kept, **skipped})
+    new = {key: {"sample_index": processed[key].sample_index, "reason": reason} for key, reason in skipped.items()}
+    cache.write_json(cache_dir / cache.SKIPPED_FILE, {**kept, **new})
 
 
 class _Pending:

@@ -137,3 +137,53 @@ def glas15() -> Path:
 def lung() -> Path:
     """``../shared/data/lc25000-lung``: 600 real H&E tiles, 3 classes (skips when absent)."""
     return _shared("lc25000-lung")
+
+
+def write_fake_cache(
+    root: Path,
+    labels: list[str],
+    n_test: int = 3,
+    tiles_per_image: int = 4,
+    dim: int = 16,
+    separation: float = 4.0,
+    seed: int = 0,
+    name: str = "fake_t224_s224_c0.50_n0_fp32",
+) -> tuple[Path, Path]:
+    """Write a cache of random embeddings, one Gaussian cluster per class, and its label file.
+
+    Returns:
+        (cache folder, labels CSV). Train image i has label ``labels[i]``; test images get a random class.
+    """
+    from pipeline import cache, store
+    from pipeline.tiling import TilingSettings
+
+    generator = np.random.default_rng(seed)
+    classes = sorted(set(labels))
+    centres = generator.normal(size=(len(classes), dim)) * separation
+    cache_dir = root / name
+    settings = {
+        "schema_version": store.SCHEMA_VERSION, "model": "fake", "model_source": "fake", "model_revision": "",
+        "model_checksum": "abc", "preprocessing": {"input_size": 224}, "precision": "fp32",
+        "tile_size": TilingSettings().tile_size, "stride": 224, "min_coverage": 0.5, "max_tiles": 0, "seed": 0,
+        "feature_dim": dim, "data_dir": str(root / "data"),
+    }
+    cache_dir.mkdir(parents=True)
+    cache.write_json(cache_dir / cache.SETTINGS_FILE, settings)
+    test_labels = list(generator.choice(classes, size=n_test)) if n_test else []
+    for split, split_labels in (("train", labels), ("test", test_labels)):
+        for i, label in enumerate(split_labels):
+            centre = centres[classes.index(label)]
+            features = centre + generator.normal(size=(tiles_per_image, dim))
+            attrs = {
+                **settings, "image_id": f"{split}/img_{i:04d}", "split": split, "sample_index": f"img_{i:04d}.png",
+                "image_width": 448, "image_height": 448, "image_sha256": f"{split}{i}", "mask_sha256": f"m{split}{i}",
+                "pixels_sha256": f"p{split}{i}", "mask_fraction": 0.5, "fallback": "",
+            }
+            coords = np.array([[224 * (t % 2), 224 * (t // 2)] for t in range(tiles_per_image)])
+            store.write_image_features(
+                cache_dir / split / f"img_{i:04d}.h5", features, coords, np.linspace(0.5, 1.0, tiles_per_image), attrs
+            )
+    labels_path = root / "data" / "train_labels.csv"
+    labels_path.parent.mkdir(parents=True, exist_ok=True)
+    labels_path.write_text("sample_index,label\n" + "".join(f"img_{i:04d}.png,{c}\n" for i, c in enumerate(labels)))
+    return cache_dir, labels_path

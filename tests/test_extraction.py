@@ -87,7 +87,9 @@ def test_bad_images_are_skipped_and_listed(make_data, tmp_path, tiny_model):
     assert "file is empty" in summary.skipped["train/img_0001"]
     assert "no mask found (expected mask_0002.png" in summary.skipped["train/img_0002"]
     assert "mask is 10x10 but its image is 96x64" in summary.skipped["train/img_0003"]
-    assert cache.read_skipped(summary.cache_dir) == summary.skipped
+    on_disk = cache.read_skipped(summary.cache_dir)
+    assert {k: v["reason"] for k, v in on_disk.items()} == summary.skipped
+    assert on_disk["train/img_0002"]["sample_index"] == "img_0002.png"
     assert "3 skipped" in summary.line()
 
 

@@ -1,0 +1,58 @@
+"""Time 5-fold cross-validation plus the final fit for each head (issue target: under 60 s each on 2 cores).
+
+Random Gaussian-cluster features stand in for a real cache: 1,000 images x 12 tiles x 768-d, 4 imbalanced classes.
+Prints a table and writes JSON.
+
+    python benchmarks/bench_classify.py [--images 1000] [--tiles 12] [--dim 768] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.classification import ClassificationSettings, run_classification  # noqa: E402
+from tests.conftest import write_fake_cache  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--tiles", type=int, default=12)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--heads", default="logreg,lgbm,mlp")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    shares = {"Luminal A": 0.35, "Luminal B": 0.30, "HER2(+)": 0.25, "Triple negative": 0.10}
+    labels = [name for name, share in shares.items() for _ in range(round(share * args.images))]
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        started = time.perf_counter()
+        cache_dir, _ = write_fake_cache(root, labels, n_test=100, tiles_per_image=args.tiles, dim=args.dim,
+                                        separation=0.15)
+        print(f"wrote a fake cache of {len(labels)} train + 100 test images in {time.perf_counter() - started:.1f} s")
+        for head in args.heads.split(","):
+            started = time.perf_counter()
+            summary = run_classification(ClassificationSettings(features=cache_dir, head=head, runs_root=root / "runs"))
+            seconds = time.perf_counter() - started
+            results[head] = {"seconds": round(seconds, 2), "weighted_f1": round(summary.runs[0].metrics["weighted_f1"], 4)}
+            print(f"{head:<7} {seconds:7.1f} s  (5-fold CV + final fit + test prediction + run folder), "
+                  f"weighted F1 {results[head]['weighted_f1']:.3f}")
+    payload = {"images": len(labels), "tiles_per_image": args.tiles, "dim": args.dim, "cpus": os.cpu_count(),
+               "machine": platform.machine(), "python": platform.python_version(), "results": results}
+    if args.json:
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

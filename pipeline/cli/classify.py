@@ -1,0 +1,64 @@
+"""``python classify.py``: class-weighted heads on cached tile embeddings, per-image votes, weighted F1, submission."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.classification import ClassificationSettings, run_classification
+from pipeline.cli.console import EXIT_OK, EXIT_USAGE, configure_logging, report_error
+from pipeline.errors import PipelineError
+from pipeline.evaluation import LEVELS
+from pipeline.heads import HEAD_NAMES
+from pipeline.outputs import format_summary
+from pipeline.voting import VOTES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``classify.py``."""
+    parser = argparse.ArgumentParser(
+        prog="classify.py",
+        description="Cross-validate class-weighted heads on cached tile embeddings (never re-embeds), report "
+        "weighted F1 and write predictions for the test images.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--features", type=Path, default=Path("features"),
+                        help="a cache folder written by extract.py, or a root holding exactly one")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="sample_index,label CSV (default: train_labels.csv of the data folder the cache records)")
+    parser.add_argument("--head", choices=(*HEAD_NAMES, "all"), default="mlp", help="classifier head; all compares")
+    parser.add_argument("--level", choices=LEVELS, default="tile",
+                        help="tile: train on tiles and vote per image; image: train on mean tile embeddings")
+    parser.add_argument("--vote", choices=VOTES, default="mean", help="how tile probabilities become one per image")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds over images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of folds and heads")
+    parser.add_argument("--no-class-weight", action="store_true", help="turn off balanced class weights")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run folder (default: runs/<cache name>_<head>, or the next free _2, _3 ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
+    """Turn parsed flags into :class:`ClassificationSettings`."""
+    return ClassificationSettings(
+        features=args.features, labels=args.labels, head=args.head, level=args.level, vote=args.vote,
+        folds=args.folds, seed=args.seed, class_weight=not args.no_class_weight, out=args.out,
+        overwrite=args.overwrite,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``classify.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        summary = run_classification(settings_from_args(args))
+    except PipelineError as exc:
+        report_error(exc)
+        return EXIT_USAGE
+    print(format_summary(summary))
+    return EXIT_OK
