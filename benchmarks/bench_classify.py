@@ -45,7 +45,8 @@ def main() -> None:
             started = time.perf_counter()
             summary = run_classification(ClassificationSettings(features=cache_dir, head=head, runs_root=root / "runs"))
             seconds = time.perf_counter() - started
-            results[head] = {"seconds": round(seconds, 2), "weighted_f1": round(summary.runs[0].metrics["weighted_f1"], 4)}
+            f1 = summary.runs[0].metrics["weighted_f1"]
+            results[head] = {"seconds": round(seconds, 2), "weighted_f1": round(f1, 4)}
             print(f"{head:<7} {seconds:7.1f} s  (5-fold CV + final fit + test prediction + run folder), "
                   f"weighted F1 {results[head]['weighted_f1']:.3f}")
     payload = {"images": len(labels), "tiles_per_image": args.tiles, "dim": args.dim, "cpus": os.cpu_count(),

@@ -50,8 +50,11 @@ class ClassificationSettings:
 
 @dataclass
 class HeadRun:
-    """One head's results: metrics, out-of-fold image (n_images, C) and tile (n_tiles, C) probabilities, test
-    image probabilities, the final classifier."""
+    """One head's results.
+
+    Metrics, out-of-fold image (n_images, C) and tile (n_tiles, C) probabilities, the folds, test image
+    probabilities (n_test, C) and the final classifier fitted on every training image.
+    """
 
     name: str
     metrics: dict
@@ -170,7 +173,8 @@ def run_classification(settings: ClassificationSettings) -> ClassificationSummar
         classifier = Classifier(head, name, classes, scheme, cache_settings)
         test_proba = classifier.predict_proba(test) if test is not None else None
         seconds = time.perf_counter() - started
-        summary.runs.append(HeadRun(name, metrics, result.proba, result.tile_proba, folds, test_proba, classifier, seconds))
+        run = HeadRun(name, metrics, result.proba, result.tile_proba, folds, test_proba, classifier, seconds)
+        summary.runs.append(run)
         logger.info("%s: weighted F1 %.3f in %.1f s", name, metrics["weighted_f1"], seconds)
     with RunFolder(run_dir, overwrite=settings.overwrite) as temp_dir:
         write_run(temp_dir, summary, settings)
