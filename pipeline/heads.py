@@ -18,118 +18,15 @@ from typing import Any
 import lightgbm
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
 
 from pipeline.errors import ConfigError, ModelLoadError
+from pipeline.head_base import STATE_VERSION, Head
 
 logger = logging.getLogger(__name__)
 
 HEAD_NAMES = ("logreg", "lgbm", "mlp")
-STATE_VERSION = 1  # bump when the layout of head.json / head.npz changes
-
-
-def check_number(owner: object, name: str, value: Any, interval: str, integer: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a number (an int if ``integer``) in ``interval``.
-
-    ``interval`` is written as in the error message, e.g. "(0, inf)" or "[1, 10]"; brackets say whether the ends
-    are included.
-    """
-    low, high = (float(end) for end in interval[1:-1].split(","))
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and bool(np.isfinite(value))
-    ok = ok and (value > low if interval[0] == "(" else value >= low)
-    if not (ok and (value < high if interval[-1] == ")" else value <= high)):
-        what = "an int" if integer else "a float"
-        raise ConfigError(
-            f"The {name!r} parameter of {type(owner).__name__} must be {what} in the range {interval}. "
-            f"Got {value!r} instead."
-        )
-
-
-def balanced_class_weights(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
-    """Return ``n_samples / (n_classes * bincount(y))``, shape (n_classes,), float64 (scikit-learn's "balanced")."""
-    counts = np.bincount(y_idx, minlength=n_classes).astype(np.float64)
-    return len(y_idx) / (n_classes * np.maximum(counts, 1.0))
-
-
-class Head(ClassifierMixin, BaseEstimator):
-    """Shared fit-time checks, ``predict`` and state handling; subclasses set ``kind`` and the model itself."""
-
-    kind = ""
-    # Parameter name -> allowed interval, checked at the start of fit; ints and floats are kept apart.
-    _int_ranges: dict[str, str] = {"seed": "[0, inf)"}
-    _float_ranges: dict[str, str] = {}
-
-    def _prepare_fit(
-        self, X: Any, y: Any, sample_weight: Any, dtype: Any = np.float64
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Check the data; set ``classes_`` and ``n_features_in_``.
-
-        Returns:
-            X (n, d) of ``dtype``; class indices (n,) int64 into ``classes_``; row weights (n,) float64 that combine
-            the class weights with ``sample_weight``, or None when neither is in use.
-        """
-        if self.class_weight not in ("balanced", None):
-            raise ConfigError(
-                f"The 'class_weight' parameter of {type(self).__name__} must be 'balanced' or None. "
-                f"Got {self.class_weight!r} instead."
-            )
-        for name, interval in self._int_ranges.items():
-            check_number(self, name, getattr(self, name), interval, integer=True)
-        for name, interval in self._float_ranges.items():
-            check_number(self, name, getattr(self, name), interval)
-        X = check_array(X, dtype=dtype)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"y must have shape ({len(X)},) to match X; got {y.shape}.")
-        check_classification_targets(y)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got only {self.classes_.tolist()}.")
-        self.n_features_in_ = X.shape[1]
-        weights = None
-        if self.class_weight == "balanced":
-            weights = balanced_class_weights(y_idx, len(self.classes_))[y_idx]
-        if sample_weight is not None:
-            sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64)
-            if sample_weight.shape != (len(X),) or (sample_weight < 0).any():
-                raise ValueError(f"sample_weight must be non-negative, shape ({len(X)},); got {sample_weight.shape}.")
-            weights = sample_weight if weights is None else weights * sample_weight
-        return X, y_idx.astype(np.int64), weights
-
-    def _check_X(self, X: Any, dtype: Any = np.float64) -> np.ndarray:
-        check_is_fitted(self, "classes_")
-        X = check_array(X, dtype=dtype)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted on {self.n_features_in_}."
-            )
-        return X
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Return the most probable class per row, shape (n,), drawn from ``classes_``."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    def _base_state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        check_is_fitted(self, "classes_")
-        classes = np.asarray(self.classes_.tolist())
-        if classes.dtype.kind not in "iufbU":
-            raise ValueError(f"Cannot save classes of dtype {self.classes_.dtype}; use int or str labels.")
-        params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()}
-        meta = {"kind": self.kind, "version": STATE_VERSION, "params": params, "n_features_in": self.n_features_in_}
-        return meta, {"classes": classes}
-
-    @classmethod
-    def _restore(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Head:
-        if meta.get("kind") != cls.kind:
-            raise ModelLoadError(f"State of kind {meta.get('kind')!r} cannot be loaded as {cls.__name__}.")
-        head = cls(**meta["params"])
-        head.classes_, head.n_features_in_ = arrays["classes"], int(meta["n_features_in"])
-        return head
 
 
 class LogRegHead(Head):

@@ -17,7 +17,7 @@ from scipy.special import softmax
 from torch import nn
 
 from pipeline.errors import ConfigError
-from pipeline.heads import Head, check_number
+from pipeline.head_base import Head, check_number
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_HUB_CACHE"] = os.path.join(_HF_HOME, "hub")
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # see pipeline/cli/__init__.py: spinning threads stall small ops here
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")  # see pipeline/cli/__init__.py: long spins stall small ops here
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -7,7 +7,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import f1_score, recall_score
 
 from pipeline.errors import ConfigError, ModelLoadError
-from pipeline.heads import HEAD_NAMES, LGBMHead, LogRegHead, balanced_class_weights, load_head, make_head, save_head
+from pipeline.head_base import balanced_class_weights
+from pipeline.heads import HEAD_NAMES, LGBMHead, LogRegHead, load_head, make_head, save_head
 
 # Fits run with n_jobs=1: on a few hundred rows a second OpenMP thread only adds wake-ups (conftest.py sets
 # OMP_WAIT_POLICY=PASSIVE), which made single LightGBM tests take seconds.
