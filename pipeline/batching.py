@@ -1,8 +1,10 @@
-"""Batches that span images: tiles of consecutive images are queued and taken out in fixed-size batches."""
+"""Batches that span images (tiles of consecutive images, taken out in fixed-size batches) and a read-ahead of them."""
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -50,3 +52,70 @@ class TileQueue:
         self.size -= n - wanted
         batch = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.empty(0)
         return batch, slices
+
+
+class Prefetcher:
+    """Iterate over ``items`` from a background thread that keeps up to ``max_tiles`` tiles ready ahead.
+
+    A DataLoader's own read-ahead counts images, not tiles: with one-tile images it holds a few tiles, far less than
+    a batch, so the decoding workers stop while the model runs a batch and the model then waits for them. A thread
+    that keeps pulling keeps the workers busy during the forward pass; the bound in tiles keeps memory flat whatever
+    the images' sizes (at most ``max_tiles`` plus one image's tiles wait here).
+
+    Args:
+        items: The iterable (a DataLoader); ``iter(items)`` is called in the caller's thread, so worker processes are
+            started from there, not from the background thread.
+        max_tiles: Tiles held ready at most (another item is pulled only while fewer are held).
+        size_of: Tiles in one item; items without ``tiles`` (failures) count as 0.
+    """
+
+    def __init__(self, items: Iterable, max_tiles: int, size_of: Callable[[object], int] | None = None) -> None:
+        self.items = items
+        self.max_tiles = max(1, max_tiles)
+        self.size_of = size_of or (lambda item: len(getattr(item, "tiles", ())))
+
+    def __iter__(self) -> Iterator:
+        source = iter(self.items)
+        ready: deque = deque()
+        state = {"held": 0, "done": False, "stop": False, "error": None}
+        condition = threading.Condition()
+
+        def pull() -> None:
+            try:
+                for item in source:
+                    size = self.size_of(item)
+                    with condition:
+                        while state["held"] >= self.max_tiles and not state["stop"]:
+                            condition.wait()
+                        if state["stop"]:
+                            return
+                        ready.append((item, size))
+                        state["held"] += size
+                        condition.notify_all()
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+                state["error"] = exc
+            finally:
+                with condition:
+                    state["done"] = True
+                    condition.notify_all()
+
+        thread = threading.Thread(target=pull, name="tile-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                with condition:
+                    while not ready and not state["done"]:
+                        condition.wait()
+                    if not ready:
+                        break
+                    item, size = ready.popleft()
+                    state["held"] -= size
+                    condition.notify_all()
+                yield item
+            if state["error"] is not None:
+                raise state["error"]
+        finally:
+            with condition:
+                state["stop"] = True
+                condition.notify_all()
+            thread.join()

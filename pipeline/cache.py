@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,10 @@ def identity(attrs: dict) -> dict:
     """The identity part of a file's or a cache's attributes, with JSON strings parsed."""
     values = {key: attrs.get(key) for key in IDENTITY_KEYS}
     if isinstance(values["preprocessing"], str):
-        values["preprocessing"] = json.loads(values["preprocessing"])
+        try:
+            values["preprocessing"] = json.loads(values["preprocessing"])
+        except ValueError:
+            pass  # a damaged value stays a string, which matches nothing: the file is re-embedded or refused
     return values
 
 
@@ -64,25 +66,58 @@ def mismatched_keys(attrs: dict, expected: dict) -> list[str]:
     return [key for key in IDENTITY_KEYS if found[key] != wanted[key]]
 
 
-def is_up_to_date(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> bool:
-    """True when a finished file exists, was made with the expected settings and from the same image and mask."""
-    if not path.is_file() or image_sha256 is None or mask_sha256 is None:
-        return False
+def stale_reason(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> str | None:
+    """Why an image must be (re-)embedded, or None when its file can be trusted as it is.
+
+    A file is trusted only when it opens, has the current schema and consistent shapes, holds finite values, was
+    made with the expected settings, and records the checksums of the current image and mask files.
+    """
+    reason, _ = _staleness(Path(path), expected, image_sha256, mask_sha256)
+    return reason
+
+
+def _staleness(path: Path, expected: dict, image_sha: str | None, mask_sha: str | None) -> tuple[str | None, bool]:
+    """(reason or None, whether the file itself is broken rather than out of date)."""
+    if not path.is_file():
+        return "no feature file", False
+    if image_sha is None:
+        return "the image file cannot be read", False
+    if mask_sha is None:
+        return "the mask file is missing or cannot be read", False
     try:
-        attrs = store.read_attrs(path)
-    except CacheError:
-        logger.warning("%s is unreadable; it will be re-embedded.", path)
-        return False
-    if mismatched_keys(attrs, expected):
-        return False
-    return attrs.get("image_sha256") == image_sha256 and attrs.get("mask_sha256") == mask_sha256
+        item = store.read_image_features(path)
+    except store.FileProblem as exc:
+        return exc.problem, True
+    problem = store.value_problem(item)
+    if problem:
+        return problem, True
+    keys = mismatched_keys(item.attrs, expected)
+    if keys:
+        return f"made with other settings ({', '.join(keys)})", False
+    if "phashes" not in item.attrs:
+        return "made before the hygiene checks (no phashes attribute)", False
+    if item.attrs.get("image_sha256") != image_sha:
+        return "the image file changed since it was embedded", False
+    if item.attrs.get("mask_sha256") != mask_sha:
+        return "the mask file changed since it was embedded", False
+    return None, False
+
+
+def is_up_to_date(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> bool:
+    """True when :func:`stale_reason` finds nothing; a broken file (truncated, NaN, ...) is logged as a warning."""
+    reason, broken = _staleness(Path(path), expected, image_sha256, mask_sha256)
+    if broken:
+        logger.warning("%s: %s; it will be re-embedded.", path, reason)
+    return reason is None
 
 
 def write_json(path: Path, payload: object) -> None:
-    """Write JSON atomically (temporary name, then rename)."""
-    temp = store.temp_path_for(Path(path))
-    temp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    """Write JSON atomically (temporary name, fsync, rename).
+
+    Raises:
+        CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
+    """
+    store.write_file_atomic(Path(path), (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_settings(cache_dir: Path) -> dict:
@@ -100,7 +135,10 @@ def read_settings(cache_dir: Path) -> dict:
             "--features with a folder that extract.py wrote."
         ) from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise CacheError(f"{path}: unreadable ({exc}). Run extract.py again to rewrite it.") from exc
+        raise CacheError(
+            f"{path}: unreadable ({exc}). Delete it and run extract.py again to rewrite it (finished feature files "
+            "are checked and kept)."
+        ) from exc
 
 
 def read_skipped(cache_dir: Path) -> dict[str, dict]:
@@ -108,7 +146,13 @@ def read_skipped(cache_dir: Path) -> dict[str, dict]:
     path = Path(cache_dir) / SKIPPED_FILE
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    try:
+        skipped = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        # Only a report: the next extraction rewrites it, so a broken one must not stop a run.
+        logger.warning("%s is unreadable (%s); ignoring it. Run extract.py again to rewrite it.", path, exc)
+        return {}
+    return skipped if isinstance(skipped, dict) else {}
 
 
 def find_caches(root: Path) -> list[Path]:
@@ -140,14 +184,17 @@ def load_split(cache_dir: Path, split: str) -> FeatureSet:
         raise CacheError(
             f"'{cache_dir}' holds no {split} image ({Path(cache_dir) / split}/*.h5). Run extract.py --split {split}."
         )
-    items, mixed, broken = [], [], []
+    items, mixed, broken, inconsistent = [], [], [], []
     for path in paths:
         item = store.read_image_features(path)
         keys = mismatched_keys(item.attrs, settings)
+        problem = store.value_problem(item)
         if keys:
             mixed.append(f"{path.name} ({', '.join(keys)})")
         elif not np.isfinite(item.features).all():
             broken.append(path.name)
+        elif problem:
+            inconsistent.append(f"{path.name} ({problem})")
         items.append(item)
     if mixed:
         raise CacheError(
@@ -159,6 +206,11 @@ def load_split(cache_dir: Path, split: str) -> FeatureSet:
         raise CacheError(
             f"'{cache_dir}': {len(broken)} {split} file(s) hold NaN or infinite embeddings: {', '.join(broken[:10])}. "
             "Delete them and run extract.py again."
+        )
+    if inconsistent:
+        raise CacheError(
+            f"'{cache_dir}': {len(inconsistent)} {split} file(s) disagree with themselves: "
+            f"{', '.join(inconsistent[:10])}. Delete them and run extract.py again."
         )
     dims = {item.features.shape[1] for item in items}
     if len(dims) > 1:

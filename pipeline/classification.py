@@ -16,9 +16,10 @@ from pipeline.errors import CacheError, ConfigError, LabelsError
 from pipeline.evaluation import Scheme, compute_metrics, cross_validate, fit_head
 from pipeline.featureset import FeatureSet
 from pipeline.heads import HEAD_NAMES, make_head
+from pipeline.hygiene import QualityReport, QualitySettings, assess_feature_sets
 from pipeline.outputs import write_run
 from pipeline.runfolder import RunFolder, next_free
-from pipeline.splits import duplicate_groups, make_folds
+from pipeline.splits import make_folds
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ class ClassificationSettings:
     out: Path | None = None  # run folder; default runs/<cache name>_<head> (next free name)
     runs_root: Path = Path("runs")
     overwrite: bool = False  # replace an existing --out folder
+    keep_outliers: bool = False  # train on images flagged non_tissue or ink too (they are always validated)
+    dedupe: bool = False  # train on one representative (the first) of each duplicate group
+    quality: QualitySettings = field(default_factory=QualitySettings)  # hygiene thresholds
+    pictures: bool = True  # plots, vote maps and report.html in the run folder
+    vote_maps: tuple[str, ...] = ()  # extra images to draw vote maps of: ids, file names, stems, or 'all'
 
     def heads(self) -> list[str]:
         """The heads to run."""
@@ -79,6 +85,8 @@ class ClassificationSummary:
     runs: list[HeadRun] = field(default_factory=list)
     skipped: dict[str, dict] = field(default_factory=dict)
     filled_test: list[str] = field(default_factory=list)  # test images without features, given the majority class
+    quality: QualityReport | None = None  # hygiene flags of train (first rows) and test images
+    trainable: np.ndarray | None = None  # (n_train,) bool: images the heads were trained on
 
     @property
     def best(self) -> HeadRun:
@@ -133,6 +141,29 @@ def join_labels(train: FeatureSet, labels: dict[str, str], labels_path: Path, sk
     return [labels[s] for s in train.sample_index]
 
 
+def training_plan(
+    quality: QualityReport, n_train: int, settings: ClassificationSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Duplicate groups and trainable images of the training split (its rows come first in ``quality``).
+
+    Returns:
+        (n_train,) duplicate-group ids, and (n_train,) bool: images the heads may train on (outliers and ink left
+        out unless ``keep_outliers``; with ``dedupe`` only the first image of each group).
+    """
+    groups = quality.duplicate_group[:n_train]
+    trainable = np.ones(n_train, dtype=bool)
+    if not settings.keep_outliers:
+        trainable &= ~quality.excluded()[:n_train]
+    if settings.dedupe:
+        first = np.zeros(n_train, dtype=bool)
+        first[np.unique(groups, return_index=True)[1]] = True
+        trainable &= first
+    left_out = n_train - int(trainable.sum())
+    if left_out:
+        logger.info("%d of %d training images are left out of training (%s)", left_out, n_train, quality.summary())
+    return groups, trainable
+
+
 def run_classification(settings: ClassificationSettings) -> ClassificationSummary:
     """Cross-validate, fit and predict with each requested head; write the run folder.
 
@@ -151,13 +182,15 @@ def run_classification(settings: ClassificationSettings) -> ClassificationSummar
     if len(classes) < 2:
         raise LabelsError(f"{labels_path} has only one class ({classes[0]}); a classifier needs at least two.")
     labels = np.array([classes.index(name) for name in names], dtype=np.int64)
-    groups = duplicate_groups(train.image_attrs)
-    folds = make_folds(np.array(names), groups, settings.folds, settings.seed)
     test = cache.load_split(cache_dir, "test") if cache.list_image_files(cache_dir, "test") else None
     if test is None:
         logger.warning("%s holds no test image: no submission will be written.", cache_dir)
+    quality = assess_feature_sets([train] + ([test] if test is not None else []), settings.quality)
+    groups, trainable = training_plan(quality, train.n_images, settings)
+    folds = make_folds(np.array(names), groups, settings.folds, settings.seed)
     run_dir = settings.out or next_free(settings.runs_root / f"{cache_dir.name}_{settings.head}")
-    summary = ClassificationSummary(run_dir, cache_dir, classes, train, labels, test, skipped=skipped)
+    summary = ClassificationSummary(run_dir, cache_dir, classes, train, labels, test, skipped=skipped,
+                                    quality=quality, trainable=trainable)
     summary.filled_test = sorted(v["sample_index"] for k, v in skipped.items() if k.startswith("test/"))
     weight = "balanced" if settings.class_weight else None
     for name in heads:
@@ -167,9 +200,9 @@ def run_classification(settings: ClassificationSettings) -> ClassificationSummar
             return make_head(name, class_weight=weight, seed=settings.seed)
 
         logger.info("%s: %d-fold cross-validation on %d images", name, settings.folds, train.n_images)
-        result = cross_validate(make, train, labels, groups, folds, scheme, len(classes))
+        result = cross_validate(make, train, labels, groups, folds, scheme, len(classes), trainable)
         metrics = compute_metrics(labels, result.proba.argmax(1), classes, result.fold_weighted_f1)
-        head = fit_head(make, train, np.arange(train.n_images), labels, groups, scheme)
+        head = fit_head(make, train, np.nonzero(trainable)[0], labels, groups, scheme)
         classifier = Classifier(head, name, classes, scheme, cache_settings)
         test_proba = classifier.predict_proba(test) if test is not None else None
         seconds = time.perf_counter() - started

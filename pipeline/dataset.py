@@ -10,6 +10,7 @@ The challenge layout::
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -141,20 +142,42 @@ def _pick_mask(candidates: list[Path]) -> Path | None:
     return sorted(candidates, key=lambda p: (rank(p), p.name))[0]
 
 
+def _label_text(path: Path) -> str:
+    """The label file as text: UTF-8 (a byte-order mark is fine) or UTF-16 with its byte-order mark (Excel)."""
+    if path.is_dir():
+        raise LabelsError(f"Label file '{path}' is a folder. Pass --labels PATH to a sample_index,label CSV file.")
+    if not path.is_file():
+        raise LabelsError(f"Label file '{path}' does not exist. Pass --labels PATH to a sample_index,label CSV.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LabelsError(f"Label file '{path}' cannot be read ({exc.strerror or exc}). Check permissions.") from exc
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise LabelsError(
+            f"Label file '{path}' is not {encoding.upper().replace('-SIG', '')} text (byte {data[exc.start]:#04x} at "
+            f"offset {exc.start}). Save it as 'CSV UTF-8'."
+        ) from None
+
+
 def read_labels(path: Path | str) -> dict[str, str]:
     """Read a ``sample_index,label`` CSV into ``{sample_index: label}``.
 
-    A byte-order mark, CRLF line ends and spaces around values are accepted. A row repeated with the same label is
-    accepted with a warning; the same image with two different labels is an error.
+    A byte-order mark (UTF-8 or UTF-16), CRLF line ends, spaces around values, other columns and header names in
+    another case are accepted. A row repeated with the same label is accepted with a warning; the same image with two
+    different labels is an error.
 
     Raises:
-        LabelsError: The file is missing, empty, has other columns, or contradicts itself.
+        LabelsError: The file is missing, unreadable, empty, has other columns or separators, or contradicts itself.
     """
     path = Path(path)
-    if not path.is_file():
-        raise LabelsError(f"Label file '{path}' does not exist. Pass --labels PATH to a sample_index,label CSV.")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = [[cell.strip() for cell in row] for row in csv.reader(handle)]
+    text = _label_text(path)
+    try:
+        rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text, newline=""))]
+    except csv.Error as exc:
+        raise LabelsError(f"Label file '{path}' is not a valid CSV ({exc}). Save it as 'CSV UTF-8'.") from None
     rows = [row for row in rows if any(row)]
     if not rows:
         raise LabelsError(
@@ -162,9 +185,16 @@ def read_labels(path: Path | str) -> dict[str, str]:
         )
     header = [cell.lower() for cell in rows[0]]
     if "sample_index" not in header or "label" not in header:
+        separator = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
+        if separator:
+            fix = f"It separates columns with {separator!r}; save it with commas."
+        elif Path(header[0]).suffix in IMAGE_EXTENSIONS:
+            fix = "The first row is data: add the header row sample_index,label above it."
+        else:
+            fix = "Rename the header row to sample_index,label."
+
         raise LabelsError(
-            f"Label file '{path}' must have the columns sample_index,label. Got '{','.join(rows[0])}' instead. "
-            "Rename the header row to sample_index,label."
+            f"Label file '{path}' must have the columns sample_index,label. Got '{','.join(rows[0])}' instead. {fix}"
         )
     id_col, label_col = header.index("sample_index"), header.index("label")
     labels: dict[str, str] = {}

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +15,22 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pipeline import cache, store
-from pipeline.batching import TileQueue
+from pipeline.batching import Prefetcher, TileQueue
 from pipeline.dataset import ImageRecord, find_records
 from pipeline.embedding import Embedder
-from pipeline.errors import ConfigError, ImageReadError
+from pipeline.errors import CacheError, ConfigError, ImageReadError
+from pipeline.hygiene import QualityReport, QualitySettings, assess_feature_sets, write_quality_csv
 from pipeline.images import DEFAULT_MAX_PIXELS, file_sha256
 from pipeline.loading import ImageFailure, ImageTiles, TileDataset, keep_as_is
 from pipeline.locking import FolderLock
 from pipeline.models import LoadedModel, load_model
-from pipeline.runtime import resolve_device, resolve_precision
+from pipeline.runtime import COMPILE_MODES, default_batch_size, resolve_compile, resolve_device, resolve_precision
 from pipeline.tiling import TilingSettings
 
 logger = logging.getLogger(__name__)
 
+QUALITY_FILE = "quality.csv"
+QUALITY_SHEET = "quality_flagged.png"
 MAX_PENDING_WRITES = 16  # bounded, so memory does not grow when the disk is slower than the model
 
 
@@ -45,20 +48,25 @@ class ExtractionSettings:
     model: str = "phikon"  # registry name, Hugging Face id or folder, timm:NAME
     out_dir: Path = Path("features")  # the cache root; one sub-folder per model and tiling setting
     device: str = "auto"  # auto (CUDA when available), cpu, cuda
-    precision: str = "auto"  # auto (fp16 on CUDA, bf16 on CPUs with AMX, else fp32), fp32, bf16, fp16
+    precision: str = "auto"  # fp32, bf16, fp16, bf16-weights; auto: fp16 CUDA, bf16 transformers on AMX, else fp32
+    compile: str = "auto"  # torch.compile the model: auto (CUDA, bf16 on CPUs with native bf16), on, off
     tiling: TilingSettings = field(default_factory=TilingSettings)
-    batch_size: int = 32  # tiles per forward pass; tiles of several images share a batch
+    batch_size: int | None = None  # tiles per forward pass (across images); None: 16 on CPU, 128 on CUDA
     workers: int | None = None  # decoding processes; None = default_workers(), 0 = in the main process
     strict: bool = False  # stop at the first bad image instead of skipping it
     overwrite: bool = False  # re-embed images even when their file is up to date
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse image headers above this many pixels
+    quality: QualitySettings = field(default_factory=QualitySettings)  # thresholds of the hygiene report
+    quality_checks: bool = True  # compute the cheap per-image checks (off only to measure their cost)
     progress: bool = True  # show a progress bar
 
     def validate(self) -> ExtractionSettings:
         """Raise :class:`ConfigError` on values outside their range; return self."""
         self.tiling.validate()
-        if self.batch_size <= 0:
+        if self.batch_size is not None and self.batch_size <= 0:
             raise ConfigError(f"--batch-size must be a positive number of tiles. Got {self.batch_size} instead.")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}. Got '{self.compile}' instead.")
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"--workers must be 0 or more. Got {self.workers} instead.")
         if self.max_pixels <= 0:
@@ -78,6 +86,7 @@ class ExtractionSummary:
     seconds: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, str] = field(default_factory=dict)
+    quality: QualityReport | None = None
 
     def line(self) -> str:
         """One summary line: images, tiles, skipped, time, output."""
@@ -86,6 +95,7 @@ class ExtractionSummary:
             f"{self.n_images} images: {self.n_embedded} embedded ({self.n_tiles} tiles, {rate:.1f} tiles/s), "
             f"{self.n_reused} up to date, {len(self.skipped)} skipped, {len(self.fallbacks)} with a fallback tile; "
             f"{self.seconds:.1f} s -> {self.cache_dir}"
+            + (f"\nquality: {self.quality.summary()} -> {self.cache_dir / QUALITY_FILE}" if self.quality else "")
         )
 
 
@@ -132,8 +142,9 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
     settings.validate()
     records = find_records(settings.data_dir, settings.split)
     device = resolve_device(settings.device)
+    settings = replace(settings, batch_size=settings.batch_size or default_batch_size(device))
     model = model or load_model(settings.model)
-    precision = resolve_precision(settings.precision, device)
+    precision = resolve_precision(settings.precision, device, model.module)
     expected = expected_attrs(model, settings.tiling, precision)
     cache_dir = Path(settings.out_dir) / cache.cache_name(model.slug, settings.tiling, precision)
     summary = ExtractionSummary(cache_dir, len(records))
@@ -170,8 +181,27 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
         if todo:
             _embed(todo, settings, model, device, precision, expected, cache_dir, summary)
         _update_skipped(cache_dir, records, summary.skipped)
+        summary.quality = _write_quality(cache_dir, settings)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _write_quality(cache_dir: Path, settings: ExtractionSettings) -> QualityReport | None:
+    """Assess every cached image (train and test together) and write quality.csv and the contact sheet."""
+    from pipeline.contact_sheet import write_contact_sheet
+
+    try:
+        sets = [cache.load_split(cache_dir, s) for s in ("train", "test") if cache.list_image_files(cache_dir, s)]
+    except CacheError as exc:
+        logger.warning("No quality report: %s", exc)
+        return None
+    if not sets:
+        return None
+    report = assess_feature_sets(sets, settings.quality)
+    write_quality_csv(cache_dir / QUALITY_FILE, report)
+    if write_contact_sheet(cache_dir / QUALITY_SHEET, report, Path(settings.data_dir)):
+        logger.info("flagged images: %s (%s)", cache_dir / QUALITY_SHEET, report.summary())
+    return report
 
 
 def _update_skipped(cache_dir: Path, records: list[ImageRecord], skipped: dict[str, str]) -> None:
@@ -202,14 +232,15 @@ def _embed(
 ) -> None:
     workers = default_workers() if settings.workers is None else settings.workers
     loader = DataLoader(
-        TileDataset(todo, settings.tiling, settings.max_pixels),
+        TileDataset(todo, settings.tiling, settings.max_pixels, settings.quality_checks),
         batch_size=None,
         collate_fn=keep_as_is,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
         pin_memory=device.type == "cuda",
     )
-    embedder = Embedder(model, device, precision)
+    compiled = resolve_compile(settings.compile, device, precision)
+    embedder = Embedder(model, device, precision, batch_size=settings.batch_size, compile=compiled)
     queue, pending, writes = TileQueue(), {}, []
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="h5-writer")
     bar = tqdm(total=len(todo), unit="img", disable=not settings.progress, desc="extract")
@@ -234,7 +265,8 @@ def _embed(
             _finish_write(writes.pop(0), summary)
 
     try:
-        for item in loader:
+        # Read ahead in tiles, not images, so the workers keep decoding while the model runs a batch.
+        for item in Prefetcher(loader, max_tiles=2 * settings.batch_size):
             if isinstance(item, ImageFailure):
                 record = todo[item.position]
                 if settings.strict:

@@ -2,8 +2,10 @@
 
 Rules (documented in the README):
 - Images of any mode become RGB uint8; transparent pixels are composited onto white (the slide background);
-  16-bit images are scaled to 8 bits; multi-frame files (TIFF, GIF) use their first frame.
-- A mask pixel is inside when its value is > 0 (in any channel, for a colour mask).
+  16-bit images are scaled to 8 bits (never clipped); CMYK uses Pillow's plain conversion (no colour profile);
+  multi-frame files (TIFF, GIF) use their first frame, with a warning.
+- A mask pixel is inside when its value is > 0 (in any channel, for a colour mask). An empty mask, or one with
+  several values above 0 (soft, JPEG-compressed or multi-class), is used as such with a warning.
 - EXIF orientation is NOT applied, to image or mask: both are used as stored, so they stay aligned.
 - The pixel count is checked from the header, before any pixel is decoded (decompression-bomb guard).
 """
@@ -14,6 +16,8 @@ import hashlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,8 @@ from pipeline.errors import ImageReadError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 250_000_000  # 250 Mpx, e.g. 16k x 15k; a header beyond this is refused before decoding.
+EXIF_ORIENTATION = 0x0112  # 1 = as stored; 2..8 = mirrored and/or rotated for display
+COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "P")
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ def read_bytes(path: Path) -> bytes:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found. Restore it or remove its pair from the folder.") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder, not an image file. Move it out of the data folder.") from None
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot be read ({exc.strerror or exc}). Check the file's permissions.") from exc
     if not data:
@@ -75,14 +83,23 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def _open(path: Path, data: bytes, max_pixels: int) -> Image.Image:
-    """Open from bytes, refuse oversized headers, then decode the first frame fully."""
-    # PIL refuses anything above twice its own limit before we can apply ours, so lift it to ours.
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
-        Image.MAX_IMAGE_PIXELS = max_pixels
+@contextmanager
+def _own_pixel_limit() -> Iterator[None]:
+    # Pillow refuses headers above twice its own global limit with a message that does not name our flag; lift it
+    # while we open (we check the header ourselves) and put it back for any other user of Pillow in the process.
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _open(path: Path, data: bytes, max_pixels: int) -> Image.Image:
+    """Open from bytes, refuse oversized or empty headers, then decode the first frame fully."""
+    try:
+        with warnings.catch_warnings(record=True) as caught, _own_pixel_limit():
+            warnings.simplefilter("always")
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
@@ -90,34 +107,62 @@ def _open(path: Path, data: bytes, max_pixels: int) -> Image.Image:
                     f"{path}: the header says {width}x{height} = {width * height:,} pixels, above the limit of "
                     f"{max_pixels:,}. If the image is genuine, raise the limit with --max-pixels."
                 )
-            if getattr(image, "n_frames", 1) > 1:
-                logger.warning("%s has %d frames; using the first.", path, image.n_frames)
+            if width == 0 or height == 0:
+                raise ImageReadError(f"{path}: the header says {width}x{height} pixels (no pixel). Re-export it.")
+            if getattr(image, "is_animated", False):  # cheaper than n_frames, which walks every frame of a GIF
+                logger.warning("%s has several frames (multi-page TIFF or animated GIF); using the first.", path)
                 image.seek(0)
             image.load()
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: {exc} If the image is genuine, raise the limit with --max-pixels.") from exc
     except UnidentifiedImageError:
         raise ImageReadError(
             f"{path}: not a readable image (unknown format or corrupt header). Replace the file with a PNG, JPEG "
             "or TIFF."
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Exception as exc:
+        # A corrupt file makes Pillow's decoders raise almost anything (OSError, SyntaxError, TypeError,
+        # struct.error, IndexError, ...): to the user they all mean the same, and one file must not end a long run.
         raise ImageReadError(
-            f"{path}: image data is corrupt or truncated ({exc}). Re-export or re-download it."
+            f"{path}: image data is corrupt or truncated ({type(exc).__name__}: {exc}). Re-export or re-download it."
         ) from exc
+    for warning in caught:
+        logger.warning("%s: %s", path, warning.message)
+    if orientation not in (0, 1):
+        logger.warning(
+            "%s has EXIF orientation %s; it is not applied (images and masks are used as stored, so they stay "
+            "aligned).",
+            path,
+            orientation,
+        )
     return image
 
 
+def _scaled_to_8_bits(image: Image.Image) -> np.ndarray:
+    """(H, W) uint8 from a 16-bit, 32-bit integer or float single-channel image, scaled rather than clipped."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or (image.mode == "I" and values.min() >= 0 and values.max() <= 65535):
+        top = 65535.0  # 16-bit data (Pillow opens 16-bit PNG/TIFF as I;16 or I): scale its full range
+    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
+        top = 1.0
+    else:
+        top = max(float(values.max()), 1.0)  # other 32-bit data has no fixed range: scale by its own maximum
+    return np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+
+
 def _to_rgb(image: Image.Image) -> np.ndarray:
-    """Convert any PIL mode to (H, W, 3) uint8 RGB."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
-        gray = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+    """Convert any PIL mode to (H, W, 3) uint8 RGB.
+
+    Pillow already reduces 16-bit RGB(A) PNGs (48/64 bits) to 8 bits per channel by keeping the high byte, a
+    scaling (65535 -> 255), not a clip.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray = _scaled_to_8_bits(image)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
     if has_alpha:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -148,6 +193,34 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     return DecodedImage(pixels, hashlib.sha256(data).hexdigest(), pixels_sha256(pixels))
 
 
+def _mask_values(mask: Image.Image) -> np.ndarray:
+    """(H, W) values whose > 0 means inside; a colour is packed into one integer so that colours stay distinct."""
+    if mask.mode in COLOUR_MODES:
+        rgb = np.asarray(mask.convert("RGB")).astype(np.uint32)
+        return (rgb[:, :, 0] << 16) | (rgb[:, :, 1] << 8) | rgb[:, :, 2]
+    if mask.mode in ("LA", "La", "PA"):
+        return np.asarray(mask.convert("L"))
+    return np.asarray(mask)
+
+
+def _warn_about_mask(path: Path, values: np.ndarray, inside: np.ndarray, colour: bool) -> None:
+    if not inside.any():
+        logger.warning(
+            "%s: mask is empty (no pixel > 0); extraction falls back to the centre tile of the image.", path
+        )
+        return
+    kept = values[inside]
+    low, high = kept.min(), kept.max()
+    if low != high:
+        shown = (f"#{int(low):06x} and #{int(high):06x}" if colour else f"{low} and {high}")
+        logger.warning(
+            "%s: mask holds several values above 0 (%s); every pixel > 0 counts as inside. If it is a soft, "
+            "JPEG-compressed or multi-class mask, threshold it and save it as a 0/255 PNG.",
+            path,
+            shown,
+        )
+
+
 def read_mask(path: Path | str, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedMask:
     """Decode a mask file to a boolean (H, W) array; a pixel is inside when its value is > 0.
 
@@ -163,18 +236,20 @@ def read_mask(path: Path | str, size: tuple[int, int], max_pixels: int = DEFAULT
     data = read_bytes(path)
     mask = _open(path, data, max_pixels)
     if mask.size != tuple(size):
+        turned = mask.size == (size[1], size[0]) and size[0] != size[1]
+        hint = (
+            " It is the image turned by 90 degrees: EXIF orientation is not applied, so export both as stored."
+            if turned
+            else ""
+        )
         raise ImageReadError(
             f"{path}: mask is {mask.size[0]}x{mask.size[1]} but its image is {size[0]}x{size[1]}. Masks must have "
-            "their image's size; re-export the mask at the image's resolution (it is never resized silently)."
+            f"their image's size; re-export the mask at the image's resolution (it is never resized silently).{hint}"
         )
-    if mask.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-        logger.debug("%s is a colour mask; a pixel is inside when any colour channel is > 0.", path)
-        values = np.asarray(mask.convert("RGB"))
-        inside = values.max(axis=2) > 0
-    elif mask.mode in ("LA", "PA"):
-        inside = np.asarray(mask.convert("L")) > 0
-    elif mask.mode == "P":
-        inside = np.asarray(mask.convert("RGB")).max(axis=2) > 0
-    else:
-        inside = np.asarray(mask) > 0
-    return DecodedMask(np.ascontiguousarray(inside, dtype=bool), hashlib.sha256(data).hexdigest())
+    try:
+        values = _mask_values(mask)
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot be read as a mask ({exc}). Save it as a 0/255 grayscale PNG.") from exc
+    inside = np.ascontiguousarray(values > 0, dtype=bool)
+    _warn_about_mask(path, values, inside, colour=mask.mode in COLOUR_MODES)
+    return DecodedMask(inside, hashlib.sha256(data).hexdigest())

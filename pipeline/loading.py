@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from pipeline.dataset import ImageRecord
 from pipeline.errors import ImageReadError
 from pipeline.images import read_image, read_mask
+from pipeline.quality import image_quality
 from pipeline.tiling import TilingSettings, cut_tiles, plan_tiles
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,13 @@ def keep_as_is(item: object) -> object:
 class TileDataset(Dataset):
     """Map an index to an :class:`ImageTiles` (or an :class:`ImageFailure`, never an exception)."""
 
-    def __init__(self, records: Sequence[ImageRecord], tiling: TilingSettings, max_pixels: int) -> None:
+    def __init__(
+        self, records: Sequence[ImageRecord], tiling: TilingSettings, max_pixels: int, quality: bool = True
+    ) -> None:
         self.records = list(records)
         self.tiling = tiling
         self.max_pixels = max_pixels
+        self.quality = quality  # the cheap hygiene checks (colour statistics, perceptual hashes)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -98,4 +102,6 @@ class TileDataset(Dataset):
             "mask_fraction": float(mask.inside.mean()),
             "fallback": plan.fallback,
         }
+        if self.quality:
+            attrs.update(image_quality(image.pixels, mask.inside))
         return ImageTiles(position, torch.from_numpy(tiles), plan.coords, plan.coverage, attrs)

@@ -36,10 +36,17 @@ class FolderLock:
         self.path = Path(folder) / LOCK_FILE
         self.timeout = timeout
         self._fd: int | None = None
+        self._locked = False
 
     def __enter__(self) -> FolderLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CacheError(
+                f"{self.path.parent}: cannot create the cache folder's lock file ({exc.strerror or exc}). Choose a "
+                "writable --out folder or fix its permissions."
+            ) from exc
         if fcntl is None:
             logger.warning("File locks are not available on this system; do not run two extractions at once.")
             return self
@@ -64,6 +71,12 @@ class FolderLock:
                         f"than {self.timeout:.0f} s. Wait for it to finish, or stop it, then run again."
                     ) from None
                 time.sleep(0.2)
+            except OSError as exc:  # e.g. a network file system without flock
+                logger.warning(
+                    "Cannot lock %s (%s); do not run two extractions on this cache at once.", self.path, exc
+                )
+                return self
+        self._locked = True
         os.ftruncate(self._fd, 0)
         os.write(self._fd, str(os.getpid()).encode())
         return self
@@ -78,7 +91,28 @@ class FolderLock:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._fd is not None:
-            if fcntl is not None:
+            if self._locked:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self._locked = False
             os.close(self._fd)
             self._fd = None
+
+
+def lock_holder(folder: Path) -> str | None:
+    """The pid written by the process that holds ``folder``'s lock now, or None when nobody holds it."""
+    path = Path(folder) / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing also drops the shared lock taken above
+    return None

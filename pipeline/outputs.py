@@ -3,7 +3,7 @@
 Per head: ``metrics.json``, ``oof_predictions.csv`` (``sample_index,label,pred,fold,proba_<class>...``),
 ``submission.csv`` (``sample_index,label`` for every test image, sorted), ``model/`` (the fitted classifier) and, at
 the top, ``config.json``. With several heads the best one (cross-validated weighted F1) fills the top level and
-each head also gets ``heads/<name>/``.
+each head also gets ``heads/<name>/``. Pictures and ``report.html`` come from :mod:`pipeline.pictures`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline import __version__
+from pipeline.hygiene import write_quality_csv
 
 if TYPE_CHECKING:
     from pipeline.classification import ClassificationSettings, ClassificationSummary, HeadRun
@@ -76,6 +77,8 @@ def write_run(folder: Path, summary: ClassificationSummary, settings: Classifica
     """Write every file of the run into ``folder``."""
     best = summary.best
     write_head(folder, summary, best, settings)
+    if summary.quality is not None:
+        write_quality_csv(folder / "quality.csv", summary.quality)
     if len(summary.runs) > 1:
         for run in summary.runs:
             write_head(folder / "heads" / run.name, summary, run, settings)
@@ -91,8 +94,23 @@ def write_run(folder: Path, summary: ClassificationSummary, settings: Classifica
         "n_train_images": summary.train.n_images,
         "n_test_images": summary.test.n_images if summary.test is not None else 0,
         "skipped_by_extraction": summary.skipped,
+        "left_out_of_training": _left_out(summary),
         "versions": {"pipeline": __version__, "python": platform.python_version()},
     })
+    if settings.pictures:
+        from pipeline.pictures import write_pictures  # matplotlib is imported only when pictures are drawn
+
+        write_pictures(folder, summary, settings)
+
+
+def _left_out(summary: ClassificationSummary) -> dict[str, list[str]]:
+    """{sample_index: reasons} of the training images the heads did not train on."""
+    if summary.trainable is None or summary.quality is None:
+        return {}
+    return {
+        summary.train.sample_index[i]: summary.quality.reasons(i) or ["duplicate (--dedupe)"]
+        for i in np.nonzero(~summary.trainable)[0]
+    }
 
 
 def _headline(run: HeadRun) -> dict:
@@ -117,6 +135,11 @@ def format_summary(summary: ClassificationSummary) -> str:
     n_test = len(submission_rows(summary, best))
     lines += ["", f"{summary.train.n_images} training images, {len(summary.classes)} classes; "
               f"{n_test} test predictions; run folder: {summary.run_dir}"]
+    if summary.quality is not None:
+        n_test_flagged = sum(bool(summary.quality.reasons(i)) for i in range(summary.train.n_images,
+                                                                             len(summary.quality.image_ids)))
+        lines.append(f"hygiene: {summary.quality.summary()}; {len(_left_out(summary))} training image(s) left out "
+                     f"of training, {n_test_flagged} test image(s) flagged (kept); see quality.csv")
     if summary.filled_test:
         lines.append(f"warning: {len(summary.filled_test)} test image(s) had no features (skipped by extraction) and "
                      f"were given the majority class: {', '.join(summary.filled_test[:10])}")

@@ -1,8 +1,20 @@
-"""Where and in which number format the model runs: device choice and the precision policy.
+"""Where and in which number format the model runs: device choice, the precision policy and when to compile.
 
-Policy for ``--precision auto``: fp16 autocast on CUDA; bf16 autocast on a CPU with native bf16 matrix units
-(AMX or AVX512-BF16); fp32 everywhere else. The resolved precision is part of the cache settings, so caches made
-in different precisions are never mixed.
+Precisions: ``fp32``; ``fp16`` and ``bf16`` autocast (weights stay fp32, matmuls and convolutions run in 16 bit);
+``bf16-weights`` (the weights themselves are cast to bf16, so every op runs in bf16: faster than autocast on CPUs
+with bf16 matrix units, and drifts about twice as far from fp32).
+
+Policy for ``--precision auto`` (see the README's *Extraction speed* for the measurements behind it): fp16 autocast
+on CUDA (it drifts far less from fp32 than bf16); bf16 autocast on a CPU with native bf16 matrix units (AMX or
+AVX512-BF16, where it is several times faster than fp32) for transformer models, whose centred cosine to fp32 it
+keeps above 0.999 (bf16 weights do not); fp32 everywhere else: convolutional models on such CPUs, and CPUs without
+them (bf16 is emulated there and 6-15x slower than fp32).
+The resolved precision is part of the cache settings, so caches made in different precisions are never mixed.
+
+Policy for ``--compile auto``: ``torch.compile`` on CUDA and for bf16 on CPUs with native bf16, where the issue's
+measurements had it fuse the work around the matmuls (bf16 weights 40 -> 47 tiles/s); not in fp32 on other CPUs,
+where a ViT-B/16 gained 3-5% (its fp32 matmuls already run near the machine's limit) and EfficientNet-Lite0 1.3x,
+each after 13-60 s of compiling that a short run never earns back (``--compile on`` for long EfficientNet runs).
 """
 
 from __future__ import annotations
@@ -11,12 +23,15 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 from pipeline.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "bf16-weights")
+COMPILE_MODES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_WEIGHT_DTYPES = {"bf16-weights": torch.bfloat16}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -46,8 +61,22 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Resolve ``auto`` to fp32, bf16 or fp16 for a device; check explicit values.
+def linear_weight_share(module: nn.Module) -> float:
+    """Fraction of a model's parameters held by linear layers: about 0.99 for a ViT, 0 for EfficientNet or ResNet."""
+    total = sum(parameter.numel() for parameter in module.parameters())
+    layers = [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
+    linear = sum(parameter.numel() for layer in layers for parameter in layer.parameters())
+    return linear / total if total else 0.0
+
+
+def resolve_precision(precision: str, device: torch.device, module: nn.Module | None = None) -> str:
+    """Resolve ``auto`` to fp32, bf16 or fp16 for a device (and model); check explicit values.
+
+    On a CPU with native bf16, ``auto`` is bf16 only for models whose weights are mostly in linear layers
+    (transformers): bf16 autocast kept a ViT-B/16 at a centred cosine of 0.9997 to fp32 on real tiles but moved
+    EfficientNet-Lite0 (depthwise convolutions, no linear layer) to 0.998, below the 0.999 that real features are
+    held to, and bf16 matrix units speed up matmuls, not depthwise convolutions. Without ``module`` the model is
+    taken to be a transformer.
 
     Raises:
         ConfigError: Unknown precision.
@@ -58,17 +87,54 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    if not cpu_has_native_bf16() or (module is not None and linear_weight_share(module) < 0.5):
+        return "fp32"
+    return "bf16"
+
+
+def resolve_compile(mode: str, device: torch.device, precision: str) -> bool:
+    """Whether to ``torch.compile`` the model: ``on``, ``off``, or ``auto`` (CUDA, or a CPU running native bf16).
+
+    Raises:
+        ConfigError: Unknown mode.
+    """
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}. Got '{mode}' instead.")
+    if mode != "auto":
+        return mode == "on"
+    if device.type == "cuda":
+        return True
+    return precision in ("bf16", "bf16-weights") and cpu_has_native_bf16()
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Tiles per forward pass when not given: 16 on a CPU, 128 on CUDA.
+
+    On CPUs, 16 was as fast as 32 for a ViT-B/16 and about 20% faster for EfficientNet-Lite0 (activations that stay
+    in cache); a GPU needs larger batches to fill its cores and hide launch overhead.
+    """
+    return 128 if device.type == "cuda" else 16
+
+
+def weights_dtype(precision: str) -> torch.dtype:
+    """The dtype the model's weights and inputs are cast to: bf16 for ``bf16-weights``, else float32."""
+    return _WEIGHT_DTYPES.get(precision, torch.float32)
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a precision, or None when it runs without autocast."""
+    return _AUTOCAST_DTYPES.get(precision)
 
 
 @contextlib.contextmanager
 def inference_context(device: torch.device, precision: str) -> Iterator[None]:
     """No gradients, autocast to bf16/fp16 when asked; fp32 means real fp32 (no TF32 shortcuts on CUDA)."""
     with torch.inference_mode():
-        if precision in _DTYPES:
-            with torch.autocast(device_type=device.type, dtype=_DTYPES[precision]):
+        dtype = autocast_dtype(precision)
+        if dtype is not None:
+            with torch.autocast(device_type=device.type, dtype=dtype):
                 yield
-        elif device.type == "cuda":
+        elif device.type == "cuda" and precision == "fp32":
             matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
             try:

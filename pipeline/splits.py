@@ -1,8 +1,8 @@
 """Cross-validation folds over images, with duplicates kept together.
 
-Images that share an identical file, identical decoded pixels or an identical informative mask (one that is
-neither empty nor the whole image: a whole-image mask says nothing about the image) form one group, and a group is
-never split across folds. Folds are stratified by class over groups (scikit-learn's ``StratifiedGroupKFold``).
+Duplicate groups (exact copies, near-duplicates, images sharing an informative mask; see :mod:`pipeline.hygiene`)
+are built by union-find from shared keys and linked pairs, and a group is never split across folds. Folds are
+stratified by class over groups (scikit-learn's ``StratifiedGroupKFold``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,27 @@ from pipeline.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        self.parent[self.root(i)] = self.root(j)
+
+    def labels(self) -> np.ndarray:
+        """Group ids numbered 0.. in order of first appearance."""
+        numbering: dict[int, int] = {}
+        return np.array(
+            [numbering.setdefault(self.root(i), len(numbering)) for i in range(len(self.parent))], dtype=np.int64
+        )
+
+
 def group_by_shared_keys(*key_columns: Sequence[Hashable | None]) -> np.ndarray:
     """Union images that share any non-None key in any column.
 
@@ -27,46 +48,32 @@ def group_by_shared_keys(*key_columns: Sequence[Hashable | None]) -> np.ndarray:
     Returns:
         (n_images,) int64 group ids, numbered 0.. in order of first appearance.
     """
-    n = len(key_columns[0]) if key_columns else 0
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    groups = _UnionFind(len(key_columns[0]) if key_columns else 0)
     for column in key_columns:
         first: dict[Hashable, int] = {}
         for i, key in enumerate(column):
-            if key is None:
-                continue
-            j = first.setdefault(key, i)
-            if j != i:
-                parent[root(i)] = root(j)
-    roots = [root(i) for i in range(n)]
-    numbering: dict[int, int] = {}
-    return np.array([numbering.setdefault(r, len(numbering)) for r in roots], dtype=np.int64)
+            if key is not None:
+                groups.union(i, first.setdefault(key, i))
+    return groups.labels()
 
 
-def duplicate_groups(image_attrs: Sequence[dict], extra_keys: Sequence[Sequence[Hashable | None]] = ()) -> np.ndarray:
-    """Groups of images that must stay in one fold, from their cache attributes.
+def link_pairs(groups: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Merge existing groups along extra links.
 
     Args:
-        image_attrs: (n_images,) feature-file attributes (``image_sha256``, ``pixels_sha256``, ``mask_sha256``,
-            ``mask_fraction``).
-        extra_keys: More key columns that link images (e.g. near-duplicate group ids).
+        groups: (n,) group ids.
+        pairs: (k, 2) indices of linked images.
 
     Returns:
-        (n_images,) int64 group ids.
+        (n,) int64 group ids, numbered 0.. in order of first appearance.
     """
-    files = [attrs.get("image_sha256") for attrs in image_attrs]
-    pixels = [attrs.get("pixels_sha256") for attrs in image_attrs]
-    masks = [
-        attrs.get("mask_sha256") if 0.0 < float(attrs.get("mask_fraction", 0.5)) < 1.0 else None
-        for attrs in image_attrs
-    ]
-    return group_by_shared_keys(files, pixels, masks, *extra_keys)
+    union = _UnionFind(len(groups))
+    first: dict[int, int] = {}
+    for i, group in enumerate(np.asarray(groups).tolist()):
+        union.union(i, first.setdefault(group, i))
+    for i, j in np.asarray(pairs, dtype=np.int64).reshape(-1, 2):
+        union.union(int(i), int(j))
+    return union.labels()
 
 
 def make_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:

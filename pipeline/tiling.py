@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.errors import ConfigError
 
@@ -136,12 +137,19 @@ def cut_tiles(pixels: np.ndarray, coords: np.ndarray, tile_size: int) -> np.ndar
     Returns:
         (n, T, T, 3) uint8; parts of a tile beyond the image are white.
     """
-    height, width = pixels.shape[:2]
-    tiles = np.full((len(coords), tile_size, tile_size, pixels.shape[2]), PAD_VALUE, dtype=np.uint8)
-    for i, (x, y) in enumerate(coords):
-        patch = pixels[y : min(y + tile_size, height), x : min(x + tile_size, width)]
-        tiles[i, : patch.shape[0], : patch.shape[1]] = patch
-    return tiles
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+    height, width, channels = pixels.shape
+    if not len(coords):
+        return np.empty((0, tile_size, tile_size, channels), dtype=np.uint8)
+    bottom = max(height, int(coords[:, 1].max()) + tile_size)
+    right = max(width, int(coords[:, 0].max()) + tile_size)
+    if (bottom, right) != (height, width):  # only a fallback tile of a small image reaches past the edge
+        padded = np.full((bottom, right, channels), PAD_VALUE, dtype=np.uint8)
+        padded[:height, :width] = pixels
+        pixels = padded
+    # One gather over a view of every T x T window, instead of a Python loop over tiles.
+    windows = sliding_window_view(pixels, (tile_size, tile_size), axis=(0, 1))  # (H-T+1, W-T+1, C, T, T)
+    return np.ascontiguousarray(windows[coords[:, 1], coords[:, 0]].transpose(0, 2, 3, 1), dtype=np.uint8)
 
 
 def tile_coverage(inside: np.ndarray, coords: np.ndarray, tile_size: int) -> np.ndarray:

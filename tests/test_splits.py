@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.splits import duplicate_groups, group_by_shared_keys, make_folds
+from pipeline.splits import group_by_shared_keys, link_pairs, make_folds
 
 
 def test_shared_keys_link_transitively():
@@ -11,15 +11,8 @@ def test_shared_keys_link_transitively():
     assert groups.tolist() == [0, 1, 2, 2, 1]
 
 
-def test_whole_image_and_empty_masks_do_not_link():
-    attrs = [
-        {"image_sha256": "1", "pixels_sha256": "p1", "mask_sha256": "full", "mask_fraction": 1.0},
-        {"image_sha256": "2", "pixels_sha256": "p2", "mask_sha256": "full", "mask_fraction": 1.0},
-        {"image_sha256": "3", "pixels_sha256": "p3", "mask_sha256": "cartoon", "mask_fraction": 0.3},
-        {"image_sha256": "4", "pixels_sha256": "p4", "mask_sha256": "cartoon", "mask_fraction": 0.3},
-        {"image_sha256": "5", "pixels_sha256": "p1", "mask_sha256": "m5", "mask_fraction": 0.5},  # same pixels as 0
-    ]
-    assert duplicate_groups(attrs).tolist() == [0, 1, 2, 2, 0]
+def test_link_pairs_merges_groups():
+    assert link_pairs(np.array([0, 1, 2, 1]), np.array([[0, 2]])).tolist() == [0, 1, 0, 1]
 
 
 def test_folds_keep_groups_whole_and_cover_every_image():

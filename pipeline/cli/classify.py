@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.classification import ClassificationSettings, run_classification
-from pipeline.cli.console import EXIT_OK, EXIT_USAGE, configure_logging, report_error
+from pipeline.cli.console import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_quality_arguments,
+    configure_logging,
+    quality_from_args,
+    report_error,
+)
 from pipeline.errors import PipelineError
 from pipeline.evaluation import LEVELS
 from pipeline.heads import HEAD_NAMES
@@ -37,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default: runs/<cache name>_<head>, or the next free _2, _3 ...)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--keep-outliers", action="store_true",
+                        help="also train on images flagged non_tissue or ink (by default they are left out)")
+    parser.add_argument("--dedupe", action="store_true",
+                        help="train on one image per duplicate group (groups always stay in one fold)")
+    parser.add_argument("--vote-maps", default=None, metavar="IDS",
+                        help="also draw vote maps of these images: comma-separated ids (train/img_0003, "
+                        "test/img_0001), training file names (img_0003.png) or stems, or 'all' training images")
+    parser.add_argument("--no-pictures", action="store_true", help="skip the plots, vote maps and report.html")
+    add_quality_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return parser
@@ -47,7 +63,9 @@ def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
     return ClassificationSettings(
         features=args.features, labels=args.labels, head=args.head, level=args.level, vote=args.vote,
         folds=args.folds, seed=args.seed, class_weight=not args.no_class_weight, out=args.out,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, keep_outliers=args.keep_outliers, dedupe=args.dedupe,
+        quality=quality_from_args(args), pictures=not args.no_pictures,
+        vote_maps=tuple(value.strip() for value in (args.vote_maps or "").split(",") if value.strip()),
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
 from pipeline.errors import PipelineError
+from pipeline.hygiene import QualitySettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -21,3 +23,27 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
 def report_error(exc: PipelineError) -> None:
     """Print a user-fixable error as one line, without a traceback."""
     print(f"error: {exc}", file=sys.stderr)
+
+
+_QUALITY_HELP = {
+    "phash_distance": "near duplicate: a flip/rotation of another image within this many bits of 64 (perceptual hash)",
+    "min_he_fraction": "non_tissue below this share of masked pixels stained in H&E hues",
+    "max_off_hue_fraction": "non_tissue above this share of masked pixels in hues H&E never has (yellow-green-cyan)",
+    "max_flat_fraction": "non_tissue above this share of flat, drawing-like masked pixels",
+    "max_green_fraction": "ink above this share of saturated green masked pixels",
+    "outlier_z": "non_tissue above this robust z-score of the distance to the nearest image embeddings",
+}
+
+
+def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hygiene thresholds as flags (``--phash-distance``, ``--max-green-fraction``, ...)."""
+    group = parser.add_argument_group("hygiene thresholds (quality.csv; see README)")
+    defaults = QualitySettings()
+    for name, text in _QUALITY_HELP.items():
+        default = getattr(defaults, name)
+        group.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=text)
+
+
+def quality_from_args(args: argparse.Namespace) -> QualitySettings:
+    """The :class:`QualitySettings` given by :func:`add_quality_arguments` flags."""
+    return QualitySettings(**{name: getattr(args, name) for name in _QUALITY_HELP})

@@ -6,11 +6,19 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cli.console import EXIT_FAILED, EXIT_OK, EXIT_USAGE, configure_logging, report_error
+from pipeline.cli.console import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_quality_arguments,
+    configure_logging,
+    quality_from_args,
+    report_error,
+)
 from pipeline.errors import ImageReadError, PipelineError
 from pipeline.extraction import ExtractionSettings, default_workers, run_extraction
 from pipeline.images import DEFAULT_MAX_PIXELS
-from pipeline.runtime import PRECISIONS
+from pipeline.runtime import COMPILE_MODES, PRECISIONS
 from pipeline.tiling import TilingSettings
 
 
@@ -41,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, fp32 elsewhere",
+        help="auto: fp16 on CUDA, bf16 for transformer models on CPUs with AMX/AVX512-BF16, fp32 elsewhere; "
+        "bf16-weights casts the weights themselves",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="auto",
+        help="torch.compile the model (runs uncompiled if that fails); auto: on CUDA, and for bf16 on AMX CPUs",
     )
     parser.add_argument("--tile-size", type=int, default=224, help="tile side in original image pixels")
     parser.add_argument("--stride", type=int, default=None, help="grid step in pixels (default: the tile size)")
@@ -53,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-tiles", type=int, default=0, help="keep at most N tiles per image (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-tiles sampler")
-    parser.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="tiles per forward pass (default: 16 on CPU, 128 on CUDA)"
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -69,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict", action="store_true", help="stop with an error at the first bad image")
     parser.add_argument("--overwrite", action="store_true", help="re-embed images whose files are up to date")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every cache file (opens, shapes, finite values, settings, image/mask checksums) and list what "
+        "would be re-embedded; loads no model, writes nothing; exit 0 when all is good, 1 otherwise",
+    )
+    add_quality_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return parser
@@ -83,12 +107,14 @@ def settings_from_args(args: argparse.Namespace) -> ExtractionSettings:
         out_dir=args.out,
         device="cuda" if args.gpu else args.device,
         precision=args.precision,
+        compile=args.compile,
         tiling=TilingSettings(args.tile_size, args.stride, args.min_coverage, args.max_tiles, args.seed),
         batch_size=args.batch_size,
         workers=args.workers,
         strict=args.strict,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
+        quality=quality_from_args(args),
         progress=not args.no_progress,
     )
 
@@ -97,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``extract.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet)
+    if args.verify:
+        return _verify(args)
     try:
         summary = run_extraction(settings_from_args(args))
     except ImageReadError as exc:
@@ -109,3 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for image_id, reason in summary.skipped.items():
         print(f"  skipped {image_id}: {reason}")
     return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pipeline.verification import verify_cache
+
+    try:
+        report = verify_cache(settings_from_args(args))
+    except PipelineError as exc:
+        report_error(exc)
+        return EXIT_USAGE
+    print(report.text())
+    return EXIT_OK if report.ok else EXIT_FAILED

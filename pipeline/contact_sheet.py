@@ -1,0 +1,97 @@
+"""A contact sheet of the flagged images, one band per reason, that a person can scan in seconds."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.dataset import find_records
+from pipeline.errors import DataLayoutError, ImageReadError
+from pipeline.hygiene import FLAGS, QualityReport
+from pipeline.images import read_image
+
+logger = logging.getLogger(__name__)
+
+THUMB = 150  # thumbnail side in pixels
+GAP = 6  # white space between thumbnails, so neighbours do not read as one picture
+CAPTION = 30  # caption height under each thumbnail
+PER_ROW = 8
+MAX_PER_REASON = 24  # a band never grows past three rows; the csv lists everything
+TITLE = 28
+_EXPLAIN = {
+    "exact_duplicate": "same file or same decoded pixels as another image",
+    "near_duplicate": "a flipped, rotated, resized or re-encoded copy of another image",
+    "shared_mask": "the identical mask file as another image",
+    "non_tissue": "colours, texture or embedding unlike H&E tissue",
+    "ink": "saturated green inside the mask",
+}
+
+
+def _thumbnail(path: Path | None) -> Image.Image:
+    tile = Image.new("RGB", (THUMB, THUMB), (235, 235, 235))
+    if path is None:
+        return tile
+    try:
+        image = Image.fromarray(read_image(path).pixels)
+    except ImageReadError:
+        return tile
+    image.thumbnail((THUMB, THUMB))
+    tile.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+    return tile
+
+
+def _caption(report: QualityReport, i: int, flag: str) -> str:
+    scores = report.scores
+    if flag in ("exact_duplicate", "near_duplicate"):
+        detail = f"~{report.nearest[i].split('/')[-1]} d={int(scores['nearest_phash_distance'][i])}"
+    elif flag == "ink":
+        detail = f"green {scores['q_green_fraction'][i]:.1%}"
+    elif flag == "non_tissue":
+        detail = f"H&E {scores['q_he_fraction'][i]:.0%} z={scores['outlier_z'][i]:.0f}"
+    else:
+        detail = f"group {int(report.duplicate_group[i])}"
+    return f"{report.image_ids[i]}\n{detail}"
+
+
+def write_contact_sheet(path: Path, report: QualityReport, data_dir: Path) -> bool:
+    """Write a PNG of the flagged images grouped by reason; return False when nothing was flagged.
+
+    Duplicates are ordered by group so that copies sit side by side. Images that cannot be found or read appear
+    as grey squares, so the sheet never fails a run.
+    """
+    bands = []
+    for flag in FLAGS:
+        members = np.nonzero(report.flags[flag])[0]
+        if flag in ("exact_duplicate", "near_duplicate", "shared_mask"):
+            members = members[np.argsort(report.duplicate_group[members], kind="stable")]
+        if len(members):
+            bands.append((flag, members[:MAX_PER_REASON], len(members)))
+    if not bands:
+        return False
+    try:
+        paths = {record.image_id: record.image_path for record in find_records(data_dir, "all")}
+    except DataLayoutError:
+        logger.warning("Images not found under %s; the contact sheet shows grey squares.", data_dir)
+        paths = {}
+    font = ImageFont.load_default()
+    width = PER_ROW * (THUMB + GAP)
+    heights = [TITLE + int(np.ceil(len(members) / PER_ROW)) * (THUMB + CAPTION) for _, members, _ in bands]
+    sheet = Image.new("RGB", (width, sum(heights)), "white")
+    draw = ImageDraw.Draw(sheet)
+    top = 0
+    for (flag, members, total), height in zip(bands, heights, strict=True):
+        shown = f" (first {len(members)} of {total})" if total > len(members) else f" ({total})"
+        draw.rectangle((0, top, width, top + TITLE - 4), fill=(40, 40, 60))
+        draw.text((8, top + 7), f"{flag}{shown}: {_EXPLAIN[flag]}", fill="white", font=font)
+        for k, i in enumerate(members):
+            x, y = (k % PER_ROW) * (THUMB + GAP), top + TITLE + (k // PER_ROW) * (THUMB + CAPTION)
+            sheet.paste(_thumbnail(paths.get(report.image_ids[i])), (x, y))
+            draw.multiline_text((x + 3, y + THUMB + 2), _caption(report, i, flag), fill="black", font=font)
+        top += height
+    temp = path.with_name(f".{path.name}.tmp.png")
+    sheet.save(temp)
+    temp.replace(path)
+    return True
