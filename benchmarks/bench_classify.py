@@ -39,7 +39,7 @@ def main() -> None:
         root = Path(folder)
         started = time.perf_counter()
         cache_dir, _ = write_fake_cache(root, labels, n_test=100, tiles_per_image=args.tiles, dim=args.dim,
-                                        separation=0.15)
+                                        separation=0.03)
         print(f"wrote a fake cache of {len(labels)} train + 100 test images in {time.perf_counter() - started:.1f} s")
         for head in args.heads.split(","):
             started = time.perf_counter()

@@ -209,6 +209,8 @@ def run_classification(settings: ClassificationSettings) -> ClassificationSummar
         run = HeadRun(name, metrics, result.proba, result.tile_proba, folds, test_proba, classifier, seconds)
         summary.runs.append(run)
         logger.info("%s: weighted F1 %.3f in %.1f s", name, metrics["weighted_f1"], seconds)
-    with RunFolder(run_dir, overwrite=settings.overwrite) as temp_dir:
+    folder = RunFolder(run_dir, overwrite=settings.overwrite, movable=settings.out is None)
+    with folder as temp_dir:
         write_run(temp_dir, summary, settings)
+    summary.run_dir = folder.final
     return summary

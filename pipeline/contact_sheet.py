@@ -50,7 +50,7 @@ def _caption(report: QualityReport, i: int, flag: str) -> str:
     elif flag == "ink":
         detail = f"green {scores['q_green_fraction'][i]:.1%}"
     elif flag == "non_tissue":
-        detail = f"H&E {scores['q_he_fraction'][i]:.0%} z={scores['outlier_z'][i]:.0f}"
+        detail = f"H&E {scores['q_he_fraction'][i]:.0%} flat {scores['q_flat_fraction'][i]:.0%}"
     else:
         detail = f"group {int(report.duplicate_group[i])}"
     return f"{report.image_ids[i]}\n{detail}"

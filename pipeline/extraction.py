@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,85 +17,25 @@ from pipeline import cache, store
 from pipeline.batching import Prefetcher, TileQueue
 from pipeline.dataset import ImageRecord, find_records
 from pipeline.embedding import Embedder
-from pipeline.errors import CacheError, ConfigError, ImageReadError
-from pipeline.hygiene import QualityReport, QualitySettings, assess_feature_sets, write_quality_csv
-from pipeline.images import DEFAULT_MAX_PIXELS, file_sha256
+from pipeline.errors import CacheError, ImageReadError
+from pipeline.extraction_settings import (  # noqa: F401 (re-exported: the settings are part of this module's API)
+    QUALITY_FILE,
+    QUALITY_SHEET,
+    ExtractionSettings,
+    ExtractionSummary,
+    default_workers,
+)
+from pipeline.hygiene import QualityReport, assess_feature_sets, write_quality_csv
+from pipeline.images import file_sha256
 from pipeline.loading import ImageFailure, ImageTiles, TileDataset, keep_as_is
 from pipeline.locking import FolderLock
 from pipeline.models import LoadedModel, load_model
-from pipeline.runtime import COMPILE_MODES, default_batch_size, resolve_compile, resolve_device, resolve_precision
+from pipeline.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
 from pipeline.tiling import TilingSettings
 
 logger = logging.getLogger(__name__)
 
-QUALITY_FILE = "quality.csv"
-QUALITY_SHEET = "quality_flagged.png"
 MAX_PENDING_WRITES = 16  # bounded, so memory does not grow when the disk is slower than the model
-
-
-def default_workers() -> int:
-    """Decoding workers: all cores but one for the model, at least one, at most eight."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
-
-
-@dataclass
-class ExtractionSettings:
-    """Everything that defines an extraction run (the command-line flags of ``extract.py``)."""
-
-    data_dir: Path = Path("data")  # challenge layout: train_data/, test_data/, train_labels.csv
-    split: str = "all"  # train, test or all
-    model: str = "phikon"  # registry name, Hugging Face id or folder, timm:NAME
-    out_dir: Path = Path("features")  # the cache root; one sub-folder per model and tiling setting
-    device: str = "auto"  # auto (CUDA when available), cpu, cuda
-    precision: str = "auto"  # fp32, bf16, fp16, bf16-weights; auto: fp16 CUDA, bf16 transformers on AMX, else fp32
-    compile: str = "auto"  # torch.compile the model: auto (CUDA, bf16 on CPUs with native bf16), on, off
-    tiling: TilingSettings = field(default_factory=TilingSettings)
-    batch_size: int | None = None  # tiles per forward pass (across images); None: 16 on CPU, 128 on CUDA
-    workers: int | None = None  # decoding processes; None = default_workers(), 0 = in the main process
-    strict: bool = False  # stop at the first bad image instead of skipping it
-    overwrite: bool = False  # re-embed images even when their file is up to date
-    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse image headers above this many pixels
-    quality: QualitySettings = field(default_factory=QualitySettings)  # thresholds of the hygiene report
-    quality_checks: bool = True  # compute the cheap per-image checks (off only to measure their cost)
-    progress: bool = True  # show a progress bar
-
-    def validate(self) -> ExtractionSettings:
-        """Raise :class:`ConfigError` on values outside their range; return self."""
-        self.tiling.validate()
-        if self.batch_size is not None and self.batch_size <= 0:
-            raise ConfigError(f"--batch-size must be a positive number of tiles. Got {self.batch_size} instead.")
-        if self.compile not in COMPILE_MODES:
-            raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}. Got '{self.compile}' instead.")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError(f"--workers must be 0 or more. Got {self.workers} instead.")
-        if self.max_pixels <= 0:
-            raise ConfigError(f"--max-pixels must be positive. Got {self.max_pixels} instead.")
-        return self
-
-
-@dataclass
-class ExtractionSummary:
-    """What a run did."""
-
-    cache_dir: Path
-    n_images: int
-    n_embedded: int = 0
-    n_reused: int = 0
-    n_tiles: int = 0
-    seconds: float = 0.0
-    skipped: dict[str, str] = field(default_factory=dict)
-    fallbacks: dict[str, str] = field(default_factory=dict)
-    quality: QualityReport | None = None
-
-    def line(self) -> str:
-        """One summary line: images, tiles, skipped, time, output."""
-        rate = self.n_tiles / self.seconds if self.seconds > 0 else 0.0
-        return (
-            f"{self.n_images} images: {self.n_embedded} embedded ({self.n_tiles} tiles, {rate:.1f} tiles/s), "
-            f"{self.n_reused} up to date, {len(self.skipped)} skipped, {len(self.fallbacks)} with a fallback tile; "
-            f"{self.seconds:.1f} s -> {self.cache_dir}"
-            + (f"\nquality: {self.quality.summary()} -> {self.cache_dir / QUALITY_FILE}" if self.quality else "")
-        )
 
 
 def expected_attrs(model: LoadedModel, tiling: TilingSettings, precision: str) -> dict:
@@ -273,6 +212,8 @@ def _embed(
                     raise ImageReadError(f"{item.reason} (--strict stops at the first bad image)")
                 logger.warning("skipped %s: %s", record.image_id, item.reason)
                 summary.skipped[record.image_id] = item.reason
+                # a file from an earlier version of this image would otherwise stand in for the unreadable one
+                cache.feature_path(cache_dir, record.image_id).unlink(missing_ok=True)
                 bar.update(1)
                 continue
             if item.image_attrs["fallback"]:

@@ -8,7 +8,7 @@ Flags (one row per image, train and test, in ``quality.csv`` next to the cache):
 - ``shared_mask``: another image with other pixels has the identical mask file (the challenge's planted cartoons
   all share one mask); a mask that is empty or covers the whole image does not count.
 - ``non_tissue``: colours that H&E does not have (``off_hue_fraction``), too little stain (``he_fraction``),
-  drawing-like flat fills (``flat_fraction``), or an image embedding far from all others (``outlier_z``).
+  drawing-like flat fills (``flat_fraction``), or an image embedding far from all others (``outlier_ratio``).
 - ``ink``: saturated green inside the mask (``green_fraction``).
 
 Default thresholds were read off 615 real H&E images (glas15 and lc25000-lung; see ``benchmarks/calibrate_quality.py``).
@@ -38,12 +38,12 @@ SCORES = ("q_he_fraction", "q_off_hue_fraction", "q_green_fraction", "q_flat_fra
 class QualitySettings:
     """Thresholds of the hygiene flags (each a command-line flag)."""
 
-    phash_distance: int = 10  # real near-duplicates <= 10 bits; distinct glas15 images >= 16 from their nearest
+    phash_distance: int = 10  # real near-duplicates <= 10 bits; distinct glas15 images >= 20 from their nearest
     min_he_fraction: float = 0.15  # real H&E >= 0.28 on 615 images
-    max_off_hue_fraction: float = 0.05  # real H&E <= 0.0007
-    max_flat_fraction: float = 0.8  # real H&E <= 0.58 (smooth resized JPEGs); drawings >= 0.9
-    max_green_fraction: float = 0.005  # real H&E <= 0.0016
-    outlier_z: float = 8.0  # robust z of the distance to the k-th nearest image embedding; clean data <= ~4
+    max_off_hue_fraction: float = 0.05  # real H&E <= 0.001
+    max_flat_fraction: float = 0.8  # real H&E <= 0.53 (smooth resized JPEGs); drawings >= 0.89
+    max_green_fraction: float = 0.005  # real H&E <= 0.0006
+    max_outlier_ratio: float = 3.0  # embedding-neighbour distance / its median; clean lc25000 and glas15 <= 2.2
 
 
 @dataclass
@@ -86,25 +86,27 @@ def _hashes(attrs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows, dtype=np.uint64).reshape(len(attrs), 8), np.array(present, dtype=bool)
 
 
-def _outlier_z(embeddings: np.ndarray) -> np.ndarray:
-    """Robust z-score (median / MAD) of each image's cosine distance to its k-th nearest other image.
+MIN_IMAGES_FOR_OUTLIERS = 20  # below this the median neighbour distance is too noisy to judge by
+
+
+def _outlier_ratio(embeddings: np.ndarray) -> np.ndarray:
+    """Cosine distance from each image embedding to its k-th nearest other one, over the median of those distances.
 
     A neighbour distance, not a distance to the centre, so that class clusters are not outliers; k grows with the
-    data set (n // 20, between 1 and 10) so that a handful of similar odd images cannot hide each other.
+    data set (n // 20, between 1 and 10) so that a handful of similar odd images cannot hide each other. Returns
+    zeros for fewer than :data:`MIN_IMAGES_FOR_OUTLIERS` images.
     """
     n = len(embeddings)
-    if n < 5:
+    if n < MIN_IMAGES_FOR_OUTLIERS:
         return np.zeros(n)
-    centred = embeddings - embeddings.mean(axis=0)
-    unit = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     k = int(np.clip(n // 20, 1, 10))
     distance = np.empty(n)
     for start in range(0, n, 1024):  # blocks keep memory at O(1024 n)
         block = 1.0 - unit[start : start + 1024] @ unit.T
         block[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
         distance[start : start + len(block)] = np.partition(block, k - 1, axis=1)[:, k - 1]
-    mad = np.median(np.abs(distance - np.median(distance))) * 1.4826
-    return (distance - np.median(distance)) / max(mad, 1e-12)
+    return distance / max(float(np.median(distance)), 1e-12)
 
 
 def assess(
@@ -126,7 +128,7 @@ def assess(
     settings = settings or QualitySettings()
     n = len(image_ids)
     scores = {key: np.array([float(a.get(key, np.nan)) for a in attrs]) for key in SCORES}
-    scores["outlier_z"] = _outlier_z(np.asarray(embeddings, dtype=np.float64))
+    scores["outlier_ratio"] = _outlier_ratio(np.asarray(embeddings, dtype=np.float64))
     files = [a.get("image_sha256") for a in attrs]
     pixels = [a.get("pixels_sha256") for a in attrs]
     exact_groups = group_by_shared_keys(files, pixels)
@@ -149,7 +151,7 @@ def assess(
         "non_tissue": (scores["q_off_hue_fraction"] > settings.max_off_hue_fraction)
         | (scores["q_he_fraction"] < settings.min_he_fraction)
         | (scores["q_flat_fraction"] > settings.max_flat_fraction)
-        | (scores["outlier_z"] > settings.outlier_z),
+        | (scores["outlier_ratio"] > settings.max_outlier_ratio),
         "ink": scores["q_green_fraction"] > settings.max_green_fraction,
     }
     scores["nearest_phash_distance"] = distance.min(axis=1).astype(np.float64)

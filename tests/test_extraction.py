@@ -127,3 +127,14 @@ def test_real_glas15_images(glas15, tmp_path, tiny_model):
 def test_invalid_batch_size(make_data, tmp_path, tiny_model):
     with pytest.raises(ConfigError, match="--batch-size must be a positive number of tiles. Got 0 instead."):
         run_extraction(_settings(make_data(), tmp_path, batch_size=0), tiny_model)
+
+
+def test_an_image_that_became_unreadable_loses_its_old_file(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=2, n_test=0)
+    settings = _settings(root, tmp_path)
+    summary = run_extraction(settings, tiny_model)
+    (root / "train_data" / "img_0001.png").write_bytes(b"broken")
+    again = run_extraction(settings, tiny_model)
+    assert set(again.skipped) == {"train/img_0001"}
+    assert not (summary.cache_dir / "train" / "img_0001.h5").exists()
+    assert (summary.cache_dir / "train" / "img_0000.h5").exists()

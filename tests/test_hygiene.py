@@ -88,7 +88,7 @@ def test_quality_csv_columns(tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert [r["sample_index"] for r in rows] == [f"img_{i:04d}.png" for i in range(4)]
     assert rows[2]["ink"] == "1" and rows[0]["ink"] == "0" and rows[2]["split"] == "train"
-    assert {"q_he_fraction", "outlier_z", "nearest_phash_distance", "duplicate_group", "group_size"} <= set(rows[0])
+    assert {"q_he_fraction", "outlier_ratio", "nearest_phash_distance", "duplicate_group", "group_size"} <= set(rows[0])
 
 
 def test_training_plan_leaves_out_outliers_and_dedupes():

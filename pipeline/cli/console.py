@@ -31,7 +31,7 @@ _QUALITY_HELP = {
     "max_off_hue_fraction": "non_tissue above this share of masked pixels in hues H&E never has (yellow-green-cyan)",
     "max_flat_fraction": "non_tissue above this share of flat, drawing-like masked pixels",
     "max_green_fraction": "ink above this share of saturated green masked pixels",
-    "outlier_z": "non_tissue above this robust z-score of the distance to the nearest image embeddings",
+    "max_outlier_ratio": "non_tissue above this ratio of an image's embedding-neighbour distance to the median one",
 }
 
 
