@@ -32,11 +32,16 @@ class TileQueue:
             self._pieces.append((owner, 0, tiles))
             self.size += len(tiles)
 
-    def take(self, n: int) -> tuple[torch.Tensor, list[Slice]]:
+    def take(self, n: int, out: torch.Tensor | None = None) -> tuple[torch.Tensor, list[Slice]]:
         """Remove up to ``n`` tiles from the front.
 
+        Args:
+            n: Tiles wanted.
+            out: Where to put them (at least ``n`` rows, e.g. a pinned buffer), instead of a new tensor.
+
         Returns:
-            The tiles concatenated, (k, ...) with k = min(n, size), and the slices they came from, in order.
+            The tiles concatenated, (k, ...) with k = min(n, size) (a view of ``out`` when given), and the slices
+            they came from, in order.
         """
         parts, slices, wanted = [], [], n
         while wanted and self._pieces:
@@ -50,7 +55,11 @@ class TileQueue:
                 self._pieces[0] = (owner, start + count, tiles[count:])
             wanted -= count
         self.size -= n - wanted
-        batch = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.empty(0)
+        if out is not None and parts:
+            batch = out[: n - wanted]
+            torch.cat(parts, out=batch)
+        else:
+            batch = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.empty(0)
         return batch, slices
 
 

@@ -72,11 +72,13 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def _unique_precisions(requested: Sequence[str], device: torch.device, model: str) -> dict[str, list[str]]:
+def _unique_precisions(
+    requested: Sequence[str], device: torch.device, model: str, reference: bool = True
+) -> dict[str, list[str]]:
     """Resolved precision -> the names that asked for it (``auto`` and ``fp32`` are one run where auto is fp32)."""
     module = build_model(model).module  # auto depends on the model (linear-layer share) on native-bf16 CPUs
     resolved: dict[str, list[str]] = {}
-    for name in ["fp32", *requested]:
+    for name in ["fp32", *requested] if reference else requested:
         resolved.setdefault(resolve_precision(name, device, module), []).append(name)
     return {key: sorted(set(names)) for key, names in resolved.items()}
 
@@ -95,7 +97,8 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict:
     report = {"machine": machine_info(device), "settings": {k: str(v) for k, v in vars(args).items()}}
     report.update(speed=[], naive=[], compile=[], memory=[], f1=[])
     batch_size = args.batch_size or default_batch_size(device)
-    base = {"device": args.device, "batch_size": batch_size, "workers": args.workers, "tile_size": args.tile_size}
+    base = {"device": args.device, "batch_size": batch_size, "workers": args.workers, "tile_size": args.tile_size,
+            "write_processes": args.write_processes, "min_tiles": args.model_only_tiles}  # fmt: skip
 
     def job(kind: str, tag: str, **values) -> dict:
         logger.info("running %s", tag)
@@ -106,20 +109,22 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict:
 
     for name in args.models:
         reference = None
-        for precision, asked in _unique_precisions(args.precisions, device, name).items():
+        for precision, asked in _unique_precisions(args.precisions, device, name, not args.no_fp32_reference).items():
             count = args.slow_images if is_emulated(precision, device) else images_for(args.images, name)
             data = subset_folder(args.data, count, work / f"data-{count}")
             tag = f"speed-{name}-{precision}".replace("/", "-")
+            end_to_end = precision not in args.model_only_precisions
             row = job("speed", tag, model=name, precision=precision, images=count, data=str(data),
-                      compile=args.compile, end_to_end=True, flops=precision == "fp32")  # fmt: skip
+                      compile=args.compile, end_to_end=end_to_end, flops=precision == "fp32")  # fmt: skip
             embeddings = np.load(work / tag / "embeddings.npy")
             reference = embeddings if precision == "fp32" else reference
             report["speed"].append({**row, "asked_as": asked, **_drift(reference, embeddings)})
         count = images_for(args.naive_tiles, name)
-        data = subset_folder(args.data, count, work / f"data-{count}")
-        tag = f"naive-{name}".replace("/", "-")
-        naive = job("naive", tag, model=name, images=count, data=str(data))
-        report["naive"].append({**naive, **_drift(reference, np.load(work / tag / "embeddings.npy"))})
+        if count:
+            data = subset_folder(args.data, count, work / f"data-{count}")
+            tag = f"naive-{name}".replace("/", "-")
+            naive = job("naive", tag, model=name, images=count, data=str(data))
+            report["naive"].append({**naive, **_drift(reference, np.load(work / tag / "embeddings.npy"))})
         for precision in args.compile_check:
             count = args.slow_images if is_emulated(precision, device) else images_for(args.images, name)
             data = subset_folder(args.data, count, work / f"data-{count}")
@@ -137,9 +142,11 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict:
                                 data=str(data), compile=args.compile)  # fmt: skip
         return extracts[key]
 
-    default = next(p for p, asked in _unique_precisions(["auto"], device, args.memory_model).items() if "auto" in asked)
-    for count in args.memory:
-        report["memory"].append(extract(default, count))
+    if args.memory:
+        resolved = _unique_precisions(["auto"], device, args.memory_model).items()
+        default = next(p for p, asked in resolved if "auto" in asked)
+        for count in args.memory:
+            report["memory"].append(extract(default, count))
     if args.data_side_images:
         data = subset_folder(args.data, args.data_side_images, work / f"data-{args.data_side_images}")
         report["data_side"] = job("extract", "data-side", model=FREE, precision="fp32", data=str(data), compile="off")
@@ -195,15 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--data", type=Path, default=DEFAULT_DATA, help="data folder (challenge layout); the first images are used")
     add("--models", type=_names, default=[VIT, "efficientnet-lite0"], help="comma-separated; vit-b16 = random ViT-B")
-    add("--precisions", type=_names, default=["auto", "fp32", "bf16"], help="comma-separated; fp32 always runs")
+    add("--precisions", type=_names, default=["auto", "fp32", "bf16"],
+        help="comma-separated; fp32 always runs (unless --no-fp32-reference)")
     add("--images", type=_images_spec, default=_images_spec(f"{VIT}=64,efficientnet-lite0=128"),
         help="images per model: N, or NAME=N,NAME=N")  # fmt: skip
     add("--slow-images", type=int, default=8, help="images for precisions this CPU emulates (bf16/fp16 w/o AMX)")
+    add("--no-fp32-reference", action="store_true", help="skip the fp32 row that drift is measured against")
+    add("--model-only-precisions", type=_names, default=[],
+        help="precisions timed model-only, without the end-to-end run (e.g. fp32 on a GPU: only its drift matters)")
     add("--naive-tiles", type=_images_spec, default=_images_spec(f"{VIT}=8,efficientnet-lite0=64"),
-        help="tiles through the naive one-at-a-time loop: N, or NAME=N,NAME=N")  # fmt: skip
+        help="tiles through the naive one-at-a-time loop: N, or NAME=N,NAME=N (0: skip)")  # fmt: skip
     add("--batch-size", type=int, default=None, help="tiles per forward pass (default: as extract.py)")
     add("--tile-size", type=int, default=224, help="tile side in pixels (lc25000-lung images are 224 px)")
-    add("--workers", type=int, default=default_workers(), help="decoding processes of the end-to-end runs")
+    add("--workers", type=int, default=None,
+        help=f"decoding processes of the end-to-end runs (default: as extract.py; {default_workers()} on this CPU)")
+    add("--write-processes", type=int, default=0, help="HDF5 writer processes (0: a thread, as extract.py)")
+    add("--model-only-tiles", type=int, default=0,
+        help="time model-only passes until this many tiles (0: one pass over the tiles of at most 256 images)")
     add("--device", default="auto", help="auto, cpu or cuda")
     add("--compile", choices=COMPILE_MODES, default="auto", help="torch.compile in the main rows (as extract.py)")
     add("--compile-check", type=_names, default=[], help="precisions to also time compiled (model-only), e.g. fp32")

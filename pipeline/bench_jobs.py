@@ -30,6 +30,7 @@ from pipeline.tiling import TilingSettings
 VIT = "vit-b16"
 FREE = "free"
 RESULT_MARK = "BENCH-RESULT "
+MODEL_ONLY_IMAGES = 256
 
 
 class FreeModel(nn.Module):
@@ -101,15 +102,17 @@ def run_job(job: dict) -> dict:
     settings = ExtractionSettings(
         data_dir=Path(job["data"]), out_dir=out / "features", device=job["device"], precision=precision,
         compile="on" if compiled else "off", tiling=TilingSettings(tile_size=job["tile_size"]),
-        batch_size=job["batch_size"], workers=job["workers"], progress=False,
+        batch_size=job["batch_size"], workers=job["workers"], write_processes=job.get("write_processes", 0),
+        progress=False,
     )  # fmt: skip
     if job["kind"] == "speed":
-        tiles, _ = throughput.read_tiles(settings.data_dir, job["images"], job["tile_size"])
+        # decoded serially here, so at most MODEL_ONLY_IMAGES of them; min_tiles repeats them on fast devices
+        tiles, _ = throughput.read_tiles(settings.data_dir, min(job["images"], MODEL_ONLY_IMAGES), job["tile_size"])
         if job.get("flops"):
             result["gflop_per_tile"] = throughput.gflop_per_tile(model)
         embedder = Embedder(model, device, precision, batch_size=job["batch_size"], compile=compiled)
         warmup = 2 if is_emulated(precision, device) else job["batch_size"]
-        rate, embeddings = throughput.model_only(embedder, tiles, job["batch_size"], warmup)
+        rate, embeddings = throughput.model_only(embedder, tiles, job["batch_size"], warmup, job.get("min_tiles", 0))
         np.save(out / "embeddings.npy", embeddings)
         result.update(tiles=len(tiles), model_only_tiles_per_s=rate, compiled=embedder.compiled,
                       compile_seconds=embedder.compile_seconds)  # fmt: skip
@@ -124,6 +127,7 @@ def run_job(job: dict) -> dict:
         end_to_end_tiles_per_s=summary.n_tiles / seconds, end_to_end_tiles=summary.n_tiles, images=summary.n_embedded,
         end_to_end_seconds=seconds, peak_rss_mib=throughput.peak_rss_mib(), peak_rss_reset=reset,
         workers_peak_rss_mib=throughput.children_peak_rss_mib(), cache_dir=str(summary.cache_dir), compiled=compiled,
+        timings=summary.timings,
     )  # fmt: skip
     if device.type == "cuda":
         result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20

@@ -29,6 +29,10 @@ def _cosine(row: dict) -> str:
     return f"{row['centred_cosine_mean']:.6f} / {row['centred_cosine_min']:.6f} ({row['drift_tiles']})"
 
 
+def _phases(timings: dict) -> str:
+    return ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in timings.items())
+
+
 def format_report(report: dict) -> str:
     """Machine line, then one table row per model and precision, then naive, compile, memory and F1 lines."""
     machine = report["machine"]
@@ -51,7 +55,8 @@ def format_report(report: dict) -> str:
     lines += [header, f"{'':<18} {'':<18} {'':>5} {'tiles/s':>10} {'tiles/s':>10} {'':>9} {'':>7} {'tiles/s':>7} "
               f"{'':>7} {'MiB':>8}"]  # fmt: skip
     for row in report["speed"]:
-        ceiling = ceiling_tiles_per_s(machine, flops.get(row["model"]), row["precision"])
+        on_cpu = str(row.get("device", "cpu")).startswith("cpu")  # the ceiling is the CPU's matmul rate
+        ceiling = ceiling_tiles_per_s(machine, flops.get(row["model"]), row["precision"]) if on_cpu else None
         model_rate, e2e = row.get("model_only_tiles_per_s"), row.get("end_to_end_tiles_per_s")
         naive_rate = naive.get(row["model"], {}).get("naive_tiles_per_s")
         ratio = _ratio(e2e, model_rate)
@@ -64,6 +69,9 @@ def format_report(report: dict) -> str:
             f"{_num(row.get('peak_rss_mib'), 0):>8}  {_cosine(row)}"
         )
     lines.append("")
+    for row in [*report["speed"], *([report["data_side"]] if "data_side" in report else [])]:
+        if row.get("timings"):
+            lines.append(f"phases {row['model']} {row['precision']}: " + _phases(row["timings"]))
     for model, row in naive.items():
         lines.append(
             f"naive loop {model}: {row['tiles']} tiles one at a time (image processor + fp32 model, batch 1): "

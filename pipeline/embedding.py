@@ -1,9 +1,11 @@
 """Run a loaded model on uint8 tiles: copy to the device, normalise there, forward, return float32 embeddings.
 
 Tiles stay uint8 until here (a quarter of the bytes of float32 to copy). On CUDA a batch leaves from pinned host
-memory with a non-blocking copy and is normalised on the GPU. When the model is compiled, every batch has the same
-shape (a short last batch is padded, the padding rows are dropped) so the graph is compiled once; a compiler that
-fails (no C++ compiler, an unsupported platform or operator) is logged and the model runs eagerly instead.
+memory with a non-blocking copy and is normalised on the GPU, and :meth:`Embedder.submit` returns before the GPU is
+done, so the caller prepares the next batch while this one runs (:meth:`Embedder.collect` waits for it). When the
+model is compiled, every batch has the same shape (a short last batch is padded, the padding rows are dropped) so the
+graph is compiled once; a compiler that fails (no C++ compiler, an unsupported platform or operator) is logged and
+the model runs eagerly instead.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,6 +24,19 @@ from pipeline.preprocessing import TileTransform
 from pipeline.runtime import inference_context, weights_dtype
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InFlight:
+    """A submitted batch.
+
+    Attributes:
+        embeddings: (n, D) float32: a pinned host tensor still being filled on CUDA, numpy on a CPU.
+        done: The CUDA event that marks them complete (None on a CPU).
+    """
+
+    embeddings: torch.Tensor | np.ndarray
+    done: torch.cuda.Event | None
 
 
 class Network(nn.Module):
@@ -79,7 +95,8 @@ class Embedder:
         self.compile_seconds = 0.0
         self._forward = self.network
         self._compile_pending = compile
-        self._staging: torch.Tensor | None = None
+        self._staging: list[torch.Tensor | None] = [None, None]
+        self._turn = 0
         if compile:
             # Freezing folds the weights into the graph as constants, so they are pre-packed (and pre-cast under
             # autocast) once instead of at every call. Compiling itself happens at the first call (see _run).
@@ -100,14 +117,69 @@ class Embedder:
         if len(tiles) == 0:
             return np.empty((0, self.model.dim), dtype=np.float32)
         step = self.batch_size if self.fixed_shape else len(tiles)
-        parts = [self._embed(tiles[start : start + step]) for start in range(0, len(tiles), step)]
+        parts, in_flight = [], None
+        for start in range(0, len(tiles), step):
+            launched = self.submit(tiles[start : start + step])
+            if in_flight is not None:
+                parts.append(self.collect(in_flight))
+            in_flight = launched
+        parts.append(self.collect(in_flight))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def host_batch(self, tiles: torch.Tensor) -> torch.Tensor:
+    def submit(self, tiles: torch.Tensor) -> InFlight:
+        """Start embedding one batch and return at once on CUDA (on a CPU the work is done on return).
+
+        Submitting batch k+1 before collecting batch k keeps the GPU busy while the host prepares the next batch.
+        At most one batch may be in flight when the next is submitted: the host staging buffers are a ring of two.
+
+        Args:
+            tiles: (n, T, T, 3) uint8, n >= 1 (n <= ``batch_size`` when the shape is fixed).
+        """
+        n = len(tiles)
+        self._turn = 1 - self._turn
+        # The copy is queued on the stream before the forward pass, and this buffer is rewritten two submits later,
+        # after the batch that used it was collected (synchronised), so reusing it is safe.
+        batch = self.host_batch(tiles, self._turn).to(self.device, non_blocking=True)
+        with inference_context(self.device, self.precision):
+            embeddings = self._run(batch)[:n].float()
+        if self.device.type != "cuda":
+            return InFlight(embeddings.numpy().copy(), None)  # copied: a compiled graph may reuse its output buffer
+        host = torch.empty(embeddings.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(embeddings, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return InFlight(host, done)
+
+    def collect(self, launched: InFlight) -> np.ndarray:
+        """Wait for a submitted batch and return its (n, D) float32 embeddings."""
+        if launched.done is None:
+            return launched.embeddings
+        launched.done.synchronize()
+        return launched.embeddings.numpy()
+
+    def next_host_buffer(self, tile_shape: tuple[int, ...]) -> torch.Tensor | None:
+        """The buffer to fill in place for the next :meth:`submit` (saves a copy of every batch).
+
+        Returns:
+            On CUDA, the pinned (batch_size, *tile_shape) uint8 staging buffer that submit sends from; None on a CPU
+            or without a batch size.
+        """
+        if self.device.type != "cuda" or self.batch_size is None:
+            return None
+        return self._staging_buffer(1 - self._turn, (self.batch_size, *tile_shape), torch.uint8)
+
+    def _staging_buffer(self, slot: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        staging = self._staging[slot]
+        if staging is None or staging.shape != shape or staging.dtype != dtype:
+            staging = self._staging[slot] = torch.empty(shape, dtype=dtype, pin_memory=self.device.type == "cuda")
+        return staging
+
+    def host_batch(self, tiles: torch.Tensor, slot: int = 0) -> torch.Tensor:
         """The batch as it leaves the host: padded to ``batch_size`` rows when the shape is fixed, pinned on CUDA.
 
         Args:
             tiles: (n, T, T, 3) uint8 with n <= ``batch_size`` when the shape is fixed.
+            slot: Which of the two staging buffers to use.
 
         Returns:
             ``tiles`` itself when nothing is needed, else a reused staging buffer (k, T, T, 3) whose first n rows are
@@ -117,20 +189,11 @@ class Embedder:
         pin = self.device.type == "cuda"
         if rows == len(tiles) and not (pin and not tiles.is_pinned()):
             return tiles
-        shape = (rows, *tiles.shape[1:])
-        if self._staging is None or self._staging.shape != shape or self._staging.dtype != tiles.dtype:
-            self._staging = torch.empty(shape, dtype=tiles.dtype, pin_memory=pin)
-        self._staging[: len(tiles)].copy_(tiles)
-        self._staging[len(tiles) :].zero_()
-        return self._staging
-
-    def _embed(self, tiles: torch.Tensor) -> np.ndarray:
-        n = len(tiles)
-        # The staging buffer is reused by the next call; the .cpu() below waits for the copy, so that is safe.
-        batch = self.host_batch(tiles).to(self.device, non_blocking=True)
-        with inference_context(self.device, self.precision):
-            embeddings = self._run(batch)
-        return embeddings[:n].float().cpu().numpy().copy()  # a compiled graph may reuse its output buffer
+        staging = self._staging_buffer(slot, (rows, *tiles.shape[1:]), tiles.dtype)
+        if tiles.data_ptr() != staging.data_ptr():  # already in place when filled through next_host_buffer
+            staging[: len(tiles)].copy_(tiles)
+        staging[len(tiles) :].zero_()
+        return staging
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         if not self._compile_pending:

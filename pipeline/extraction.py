@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from pipeline import cache, store
-from pipeline.batching import Prefetcher, TileQueue
 from pipeline.dataset import ImageRecord, find_records
-from pipeline.embedding import Embedder
-from pipeline.errors import CacheError, ImageReadError
+from pipeline.embedding_loop import embed_images, log_limit
+from pipeline.errors import CacheError
 from pipeline.extraction_settings import (  # noqa: F401 (re-exported: the settings are part of this module's API)
     QUALITY_FILE,
     QUALITY_SHEET,
@@ -25,17 +21,14 @@ from pipeline.extraction_settings import (  # noqa: F401 (re-exported: the setti
     ExtractionSummary,
     default_workers,
 )
-from pipeline.hygiene import QualityReport, assess_feature_sets, write_quality_csv
+from pipeline.hygiene import QualityReport, assess, write_quality_csv
 from pipeline.images import file_sha256
-from pipeline.loading import ImageFailure, ImageTiles, TileDataset, keep_as_is
 from pipeline.locking import FolderLock
 from pipeline.models import LoadedModel, load_model
-from pipeline.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
+from pipeline.runtime import default_batch_size, resolve_device, resolve_precision
 from pipeline.tiling import TilingSettings
 
 logger = logging.getLogger(__name__)
-
-MAX_PENDING_WRITES = 16  # bounded, so memory does not grow when the disk is slower than the model
 
 
 def expected_attrs(model: LoadedModel, tiling: TilingSettings, precision: str) -> dict:
@@ -101,7 +94,7 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
         cache.write_json(
             cache_dir / cache.SETTINGS_FILE, {**expected, "data_dir": str(Path(settings.data_dir).resolve())}
         )
-        todo = []
+        todo, phase = [], time.perf_counter()
         for record, (image_sha, mask_sha) in zip(records, _hash_pairs(records), strict=True):
             path = cache.feature_path(cache_dir, record.image_id)
             if not settings.overwrite and cache.is_up_to_date(path, expected, image_sha, mask_sha):
@@ -117,26 +110,47 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
             precision,
             cache_dir,
         )
+        summary.timings["checksums"] = time.perf_counter() - phase
+        fresh: dict[str, tuple] = {}  # image id -> (attributes, mean embedding) of the files this run writes
         if todo:
-            _embed(todo, settings, model, device, precision, expected, cache_dir, summary)
+            phase = time.perf_counter()
+            embed_images(todo, settings, model, device, precision, expected, cache_dir, summary, fresh)
+            summary.timings["embedding"] = time.perf_counter() - phase
+            log_limit(summary.timings)
         _update_skipped(cache_dir, records, summary.skipped)
-        summary.quality = _write_quality(cache_dir, settings)
+        phase = time.perf_counter()
+        summary.quality = _write_quality(cache_dir, settings, fresh)
+        summary.timings["quality"] = time.perf_counter() - phase
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _write_quality(cache_dir: Path, settings: ExtractionSettings) -> QualityReport | None:
-    """Assess every cached image (train and test together) and write quality.csv and the contact sheet."""
+def _write_quality(cache_dir: Path, settings: ExtractionSettings, fresh: dict[str, tuple]) -> QualityReport | None:
+    """Assess every cached image (train and test together) and write quality.csv and the contact sheet.
+
+    ``fresh`` maps the ids of the images embedded by this run to (attributes as stored, (D,) mean embedding), so
+    only the files this run did not write are read back.
+    """
     from pipeline.contact_sheet import write_contact_sheet
 
+    ids, attrs, embeddings = [], [], []
     try:
-        sets = [cache.load_split(cache_dir, s) for s in ("train", "test") if cache.list_image_files(cache_dir, s)]
+        for split in ("train", "test"):
+            for path in cache.list_image_files(cache_dir, split):
+                image_id = f"{split}/{path.stem}"
+                if image_id not in fresh:
+                    item = store.read_image_features(path)
+                    fresh[image_id] = (item.attrs, item.features.astype(np.float64).mean(0).astype(np.float32))
+                ids.append(image_id)
+                attrs.append(fresh[image_id][0])
+                embeddings.append(fresh[image_id][1])
     except CacheError as exc:
         logger.warning("No quality report: %s", exc)
         return None
-    if not sets:
+    if not ids:
         return None
-    report = assess_feature_sets(sets, settings.quality)
+    sample_index = [a["sample_index"] for a in attrs]
+    report = assess(ids, sample_index, attrs, np.stack(embeddings), settings.quality)
     write_quality_csv(cache_dir / QUALITY_FILE, report)
     if write_contact_sheet(cache_dir / QUALITY_SHEET, report, Path(settings.data_dir)):
         logger.info("flagged images: %s (%s)", cache_dir / QUALITY_SHEET, report.summary())
@@ -148,110 +162,3 @@ def _update_skipped(cache_dir: Path, records: list[ImageRecord], skipped: dict[s
     kept = {key: value for key, value in cache.read_skipped(cache_dir).items() if key not in processed}
     new = {key: {"sample_index": processed[key].sample_index, "reason": reason} for key, reason in skipped.items()}
     cache.write_json(cache_dir / cache.SKIPPED_FILE, {**kept, **new})
-
-
-class _Pending:
-    """An image whose tiles are partly embedded."""
-
-    def __init__(self, item: ImageTiles, dim: int) -> None:
-        self.item = item
-        self.features = np.empty((len(item.tiles), dim), dtype=np.float32)
-        self.filled = 0
-
-
-def _embed(
-    todo: list[ImageRecord],
-    settings: ExtractionSettings,
-    model: LoadedModel,
-    device: torch.device,
-    precision: str,
-    expected: dict,
-    cache_dir: Path,
-    summary: ExtractionSummary,
-) -> None:
-    workers = default_workers() if settings.workers is None else settings.workers
-    loader = DataLoader(
-        TileDataset(todo, settings.tiling, settings.max_pixels, settings.quality_checks),
-        batch_size=None,
-        collate_fn=keep_as_is,
-        num_workers=workers,
-        prefetch_factor=4 if workers else None,
-        pin_memory=device.type == "cuda",
-    )
-    compiled = resolve_compile(settings.compile, device, precision)
-    embedder = Embedder(model, device, precision, batch_size=settings.batch_size, compile=compiled)
-    queue, pending, writes = TileQueue(), {}, []
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="h5-writer")
-    bar = tqdm(total=len(todo), unit="img", disable=not settings.progress, desc="extract")
-    embed_started = time.perf_counter()
-
-    def run_batch(size: int) -> None:
-        tiles, slices = queue.take(size)
-        features = embedder(tiles)
-        row = 0
-        for part in slices:
-            entry = pending[part.owner]
-            entry.features[part.start : part.start + part.count] = features[row : row + part.count]
-            entry.filled += part.count
-            row += part.count
-            if entry.filled == len(entry.item.tiles):
-                del pending[part.owner]
-                writes.append(writer.submit(_write, todo[part.owner], entry, expected, cache_dir))
-                summary.n_tiles += entry.filled
-                bar.update(1)
-                bar.set_postfix(tiles_per_s=f"{summary.n_tiles / (time.perf_counter() - embed_started):.1f}")
-        while len(writes) > MAX_PENDING_WRITES or (writes and writes[0].done()):
-            _finish_write(writes.pop(0), summary)
-
-    try:
-        # Read ahead in tiles, not images, so the workers keep decoding while the model runs a batch.
-        for item in Prefetcher(loader, max_tiles=2 * settings.batch_size):
-            if isinstance(item, ImageFailure):
-                record = todo[item.position]
-                if settings.strict:
-                    raise ImageReadError(f"{item.reason} (--strict stops at the first bad image)")
-                logger.warning("skipped %s: %s", record.image_id, item.reason)
-                summary.skipped[record.image_id] = item.reason
-                # a file from an earlier version of this image would otherwise stand in for the unreadable one
-                cache.feature_path(cache_dir, record.image_id).unlink(missing_ok=True)
-                bar.update(1)
-                continue
-            if item.image_attrs["fallback"]:
-                record = todo[item.position]
-                summary.fallbacks[record.image_id] = item.image_attrs["fallback"]
-                logger.info(
-                    "%s: no tile reaches min coverage %.2f; kept one %s tile (coverage %.2f)",
-                    record.image_id,
-                    settings.tiling.min_coverage,
-                    item.image_attrs["fallback"],
-                    float(item.coverage[0]),
-                )
-            pending[item.position] = _Pending(item, model.dim)
-            queue.put(item.position, item.tiles)
-            while queue.size >= settings.batch_size:
-                run_batch(settings.batch_size)
-        while queue.size:
-            run_batch(settings.batch_size)
-        for future in writes:
-            _finish_write(future, summary)
-    finally:
-        writer.shutdown(wait=True)
-        bar.close()
-
-
-def _write(record: ImageRecord, entry: _Pending, expected: dict, cache_dir: Path) -> None:
-    attrs = {
-        **expected,
-        **entry.item.image_attrs,
-        "image_id": record.image_id,
-        "split": record.split,
-        "sample_index": record.sample_index,
-        "n_tiles": len(entry.features),
-    }
-    path = cache.feature_path(cache_dir, record.image_id)
-    store.write_image_features(path, entry.features, entry.item.coords, entry.item.coverage, attrs)
-
-
-def _finish_write(future: Future, summary: ExtractionSummary) -> None:
-    future.result()  # re-raises a CacheError (disk full, ...) from the writer thread
-    summary.n_embedded += 1

@@ -16,9 +16,12 @@ QUALITY_FILE = "quality.csv"
 QUALITY_SHEET = "quality_flagged.png"
 
 
-def default_workers() -> int:
-    """Decoding workers: all cores but one for the model, at least one, at most eight."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def default_workers(device_type: str = "cpu") -> int:
+    """Decoding workers: all cores but one for the model, at least one; at most 8 on a CPU, 32 on CUDA.
+
+    On a CPU the model's own threads need the other cores; on CUDA decoding is what limits the run.
+    """
+    return max(1, min(32 if device_type == "cuda" else 8, (os.cpu_count() or 2) - 1))
 
 
 @dataclass
@@ -33,8 +36,9 @@ class ExtractionSettings:
     precision: str = "auto"  # fp32, bf16, fp16, bf16-weights; auto: fp16 CUDA, bf16 transformers on AMX, else fp32
     compile: str = "auto"  # torch.compile the model: auto (CUDA, bf16 on CPUs with native bf16), on, off
     tiling: TilingSettings = field(default_factory=TilingSettings)
-    batch_size: int | None = None  # tiles per forward pass (across images); None: 16 on CPU, 128 on CUDA
-    workers: int | None = None  # decoding processes; None = default_workers(), 0 = in the main process
+    batch_size: int | None = None  # tiles per forward pass (across images); None: 16 on CPU, 256 on CUDA
+    workers: int | None = None  # decoding processes; None = default_workers(device), 0 = in the main process
+    write_processes: int = 0  # HDF5 writer processes; 0: one writer thread in the main process
     strict: bool = False  # stop at the first bad image instead of skipping it
     overwrite: bool = False  # re-embed images even when their file is up to date
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse image headers above this many pixels
@@ -51,6 +55,8 @@ class ExtractionSettings:
             raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}. Got '{self.compile}' instead.")
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"--workers must be 0 or more. Got {self.workers} instead.")
+        if self.write_processes < 0:
+            raise ConfigError(f"--write-processes must be 0 or more. Got {self.write_processes} instead.")
         if self.max_pixels <= 0:
             raise ConfigError(f"--max-pixels must be positive. Got {self.max_pixels} instead.")
         return self
@@ -69,6 +75,8 @@ class ExtractionSummary:
     skipped: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, str] = field(default_factory=dict)
     quality: QualityReport | None = None
+    # seconds of each phase: checksums, embedding (and within it waiting_for_tiles, waiting_for_model), quality
+    timings: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         """One summary line: images, tiles, skipped, time, output."""

@@ -37,11 +37,6 @@ class ImageTiles:
     coverage: np.ndarray
     image_attrs: dict
 
-    def pin_memory(self) -> ImageTiles:
-        """Called by the DataLoader's pin-memory thread on CUDA runs."""
-        self.tiles = self.tiles.pin_memory()
-        return self
-
 
 @dataclass
 class ImageFailure:

@@ -95,6 +95,12 @@ def _to_python(value: object) -> object:
     return value
 
 
+def attrs_as_stored(attrs: dict) -> dict:
+    """The attributes as :func:`read_attrs` returns them once written (dicts and lists as JSON, plain Python types)."""
+    stored = {key: json.dumps(v) if isinstance(v, (dict, list, tuple)) else _to_python(v) for key, v in attrs.items()}
+    return {**stored, "schema_version": SCHEMA_VERSION}
+
+
 def temp_path_for(path: Path) -> Path:
     """A unique temporary name next to ``path``, hidden and marked so that stale ones can be found."""
     return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -121,14 +127,22 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         os.replace(temp, path)
         _fsync_folder(path.parent)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        _remove_quietly(temp)
         raise CacheError(
             f"{path}: cannot write the file ({exc.strerror or exc}). Free disk space or fix permissions, then run "
             "again: finished images are kept."
         ) from exc
     except BaseException:
-        temp.unlink(missing_ok=True)
+        _remove_quietly(temp)
         raise
+
+
+def _remove_quietly(path: Path) -> None:
+    # Cleanup must not replace the error being reported (unlink fails too when the folder is not a folder).
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _fsync_folder(folder: Path) -> None:

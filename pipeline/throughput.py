@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from pipeline.dataset import find_records
 from pipeline.embedding import Embedder
+from pipeline.extraction_settings import default_workers
 from pipeline.images import DEFAULT_MAX_PIXELS
-from pipeline.loading import ImageTiles, TileDataset
+from pipeline.loading import ImageTiles, TileDataset, keep_as_is
 from pipeline.models import CLSEmbedder, LoadedModel
 from pipeline.tiling import TilingSettings
 
@@ -107,7 +109,8 @@ def read_tiles(data_dir: Path, n_images: int, tile_size: int) -> tuple[torch.Ten
     """
     records = find_records(data_dir, "all")[:n_images]
     dataset = TileDataset(records, TilingSettings(tile_size=tile_size), DEFAULT_MAX_PIXELS)
-    items = [dataset[i] for i in range(len(dataset))]
+    workers = min(default_workers(), len(records) - 1)  # decoding in processes, as extraction does
+    items = list(DataLoader(dataset, batch_size=None, collate_fn=keep_as_is, num_workers=max(0, workers)))
     kept = [item for item in items if isinstance(item, ImageTiles)]
     if not kept:
         raise ValueError(f"No image of {data_dir} gave a tile; check the folder.")
@@ -115,17 +118,29 @@ def read_tiles(data_dir: Path, n_images: int, tile_size: int) -> tuple[torch.Ten
 
 
 def model_only(
-    embedder: Embedder, tiles: torch.Tensor, batch_size: int, warmup_tiles: int | None = None
+    embedder: Embedder, tiles: torch.Tensor, batch_size: int, warmup_tiles: int | None = None, min_tiles: int = 0
 ) -> tuple[float, np.ndarray]:
     """Tiles/s of the embedder on tiles already in memory, after a warm-up pass (one batch unless told).
 
+    The tiles are embedded once, then again until at least ``min_tiles`` were timed (a fast GPU needs more tiles
+    than a few hundred images hold for a steady figure).
+
     Returns:
-        (tiles per second, (n, D) float32 embeddings of all tiles).
+        (tiles per second, (n, D) float32 embeddings of all tiles, from the first pass).
     """
     embedder(tiles[: warmup_tiles or batch_size])  # first-call allocations, kernel choice, compiling: not throughput
+    starts = list(range(0, len(tiles), batch_size))
+    passes = max(1, -(-min_tiles // len(tiles)))
+    parts, in_flight = [], None
     started = time.perf_counter()
-    parts = [embedder(tiles[start : start + batch_size]) for start in range(0, len(tiles), batch_size)]
-    return len(tiles) / (time.perf_counter() - started), np.concatenate(parts)
+    for start in starts * passes:  # one batch in flight while the next is submitted, as extraction runs them
+        launched = embedder.submit(tiles[start : start + batch_size])
+        if in_flight is not None:
+            parts.append(embedder.collect(in_flight))
+        in_flight = launched
+    parts.append(embedder.collect(in_flight))
+    seconds = time.perf_counter() - started
+    return len(tiles) * passes / seconds, np.concatenate(parts[: len(starts)])
 
 
 def naive_preprocess(model: LoadedModel) -> Callable[[Path], torch.Tensor]:

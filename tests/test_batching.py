@@ -27,6 +27,19 @@ class _Item:
         self.tiles = torch.zeros(n_tiles)
 
 
+def test_take_fills_a_given_buffer_in_place():
+    queue = TileQueue()
+    queue.put(0, torch.arange(3))
+    queue.put(1, torch.arange(10, 15))
+    buffer = torch.full((4,), -1)
+    batch, slices = queue.take(4, out=buffer)
+    assert batch.data_ptr() == buffer.data_ptr() and batch.tolist() == [0, 1, 2, 10]
+    assert slices == [Slice(0, 0, 3), Slice(1, 0, 1)]
+    batch, slices = queue.take(4, out=buffer)  # fewer left than asked: a view of the first rows
+    assert batch.tolist() == [11, 12, 13, 14] and slices == [Slice(1, 1, 4)]
+    assert queue.take(4, out=buffer)[0].numel() == 0
+
+
 def test_prefetcher_yields_everything_in_order():
     items = [_Item(0, 2), "a failure without tiles", _Item(2, 0), _Item(3, 5)]
     assert list(Prefetcher(items, max_tiles=1)) == items

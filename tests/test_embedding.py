@@ -140,3 +140,27 @@ def test_extraction_with_compile_on_runs_fixed_shape_batches(make_data, tmp_path
         a = store.read_image_features(compiled.cache_dir / "train" / name).features
         b = store.read_image_features(eager.cache_dir / "train" / name).features
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_batches_submitted_ahead_come_back_in_order_and_exact(tiny_model):
+    tiles = _tiles(10)
+    embedder = Embedder(tiny_model, CPU, "fp32", batch_size=4)
+    first, second = embedder.submit(tiles[:4]), embedder.submit(tiles[4:8])
+    third = embedder.submit(tiles[8:])
+    out = np.concatenate([embedder.collect(first), embedder.collect(second), embedder.collect(third)])
+    assert out.shape == (10, 32)
+    np.testing.assert_allclose(out, _reference(tiny_model, tiles), atol=1e-5)
+
+
+def test_staging_buffers_alternate_and_pad_a_short_batch(tiny_model):
+    embedder = Embedder(tiny_model, CPU, "fp32", batch_size=4)
+    embedder.fixed_shape = True  # as when compiled: every batch has batch_size rows
+    tiles = _tiles(3)
+    a, b = embedder.host_batch(tiles, 0), embedder.host_batch(tiles[:2], 1)
+    assert a.shape == b.shape == (4, TINY_SIZE, TINY_SIZE, 3) and a.data_ptr() != b.data_ptr()
+    assert torch.equal(a[:3], tiles) and not a[3:].any() and not b[2:].any()
+    np.testing.assert_allclose(embedder(tiles), _reference(tiny_model, tiles), atol=1e-5)
+
+
+def test_no_host_buffer_to_fill_on_a_cpu(tiny_model):
+    assert Embedder(tiny_model, CPU, "fp32", batch_size=4).next_host_buffer((TINY_SIZE, TINY_SIZE, 3)) is None

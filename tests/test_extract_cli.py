@@ -50,6 +50,8 @@ def test_runs_and_prints_one_summary_line(make_data, tmp_path, tiny_vit_dir, cap
         (["--min-coverage", "1.5"], "--min-coverage must be a fraction in [0, 1]. Got 1.5 instead."),
         (["--tile-size", "0"], "--tile-size must be a positive number of pixels. Got 0 instead."),
         (["--model", "no-such-model"], "Unknown --model 'no-such-model'"),
+        (["--write-processes", "-1"], "--write-processes must be 0 or more. Got -1 instead."),
+        (["--workers", "-1"], "--workers must be 0 or more. Got -1 instead."),
     ],
 )
 def test_bad_values_exit_2_with_one_line(make_data, tmp_path, extra, message, capsys):

@@ -138,3 +138,26 @@ def test_an_image_that_became_unreadable_loses_its_old_file(make_data, tmp_path,
     assert set(again.skipped) == {"train/img_0001"}
     assert not (summary.cache_dir / "train" / "img_0001.h5").exists()
     assert (summary.cache_dir / "train" / "img_0000.h5").exists()
+
+
+def test_quality_report_of_the_run_equals_one_read_back_from_the_cache(make_data, tmp_path, tiny_model):
+    import shutil
+
+    from pipeline.hygiene import assess_feature_sets
+
+    root = make_data(n_train=5, n_test=2)
+    shutil.copy(root / "train_data" / "img_0001.png", root / "test_data" / "img_0000.png")  # a cross-split copy
+    settings = _settings(root, tmp_path)
+    first = run_extraction(settings, tiny_model)  # every image from memory
+    (first.cache_dir / "train" / "img_0003.h5").unlink()
+    second = run_extraction(settings, tiny_model)  # one image from memory, the others read back
+    sets = [cache.load_split(first.cache_dir, split) for split in ("train", "test")]
+    expected = assess_feature_sets(sets)
+    for report in (first.quality, second.quality):
+        assert report.image_ids == expected.image_ids and len(report.image_ids) == 7
+        for flag, values in expected.flags.items():
+            np.testing.assert_array_equal(report.flags[flag], values)
+        for name, values in expected.scores.items():
+            np.testing.assert_allclose(report.scores[name], values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(report.duplicate_group, expected.duplicate_group)
+    assert expected.flags["exact_duplicate"].sum() == 2

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.tiling import TilingSettings, cut_tiles, plan_tiles, tile_coverage
+from pipeline.tiling import TilingSettings, _grid_counts, _inside_counts, cut_tiles, plan_tiles, tile_coverage
 
 
 def test_grid_counts_coords_and_coverage_on_known_mask():
@@ -110,3 +110,18 @@ def test_invalid_settings_are_named(settings, message):
     with pytest.raises(ConfigError) as info:
         settings.validate()
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "shape, tile, step",
+    [
+        ((1024, 1280), 224, 224),
+        ((1000, 777), 224, 100),
+        ((300, 300), 64, 17),
+        ((224, 224), 224, 224),
+        ((500, 230), 224, 7),
+    ],
+)
+def test_grid_counts_equal_the_summed_area_table(shape, tile, step):
+    inside = np.random.default_rng(tile + step).random(shape) < 0.6
+    np.testing.assert_array_equal(_grid_counts(inside, tile, step), _inside_counts(inside, tile)[::step, ::step])

@@ -48,7 +48,7 @@ def forbid_model(monkeypatch):
     """--verify must never load a model or embed: make both impossible."""
     monkeypatch.setattr(models, "load_model", _refuse)
     monkeypatch.setattr(extraction, "load_model", _refuse)
-    monkeypatch.setattr(extraction, "_embed", _refuse)
+    monkeypatch.setattr(extraction, "embed_images", _refuse)
 
 
 def test_a_good_cache_verifies_clean_without_a_model(make_data, tmp_path, tiny_model, tiny_vit_dir, capsys,

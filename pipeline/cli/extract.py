@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile",
         choices=COMPILE_MODES,
         default="auto",
-        help="torch.compile the model (runs uncompiled if that fails); auto: on CUDA, and for bf16 on AMX CPUs",
+        help="torch.compile the model (runs uncompiled if that fails); auto: only for bf16 on AMX CPUs (slower on GPU)",
     )
     parser.add_argument("--tile-size", type=int, default=224, help="tile side in original image pixels")
     parser.add_argument("--stride", type=int, default=None, help="grid step in pixels (default: the tile size)")
@@ -69,13 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tiles", type=int, default=0, help="keep at most N tiles per image (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-tiles sampler")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="tiles per forward pass (default: 16 on CPU, 128 on CUDA)"
+        "--batch-size", type=int, default=None, help="tiles per forward pass (default: 16 on CPU, 256 on CUDA)"
     )
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
-        help=f"decoding worker processes (default: cores - 1, here {default_workers()}; 0: none)",
+        help=f"decoding worker processes (default: cores - 1, at most 8 on CPU and 32 on CUDA; here "
+        f"{default_workers()} on CPU; 0: none)",
+    )
+    parser.add_argument(
+        "--write-processes",
+        type=int,
+        default=0,
+        help="processes that encode and write the HDF5 files (0: one thread beside the model, as fast on the "
+        "hosts measured; more where encoding, not the disk, is the limit)",
     )
     parser.add_argument(
         "--max-pixels",
@@ -111,6 +119,7 @@ def settings_from_args(args: argparse.Namespace) -> ExtractionSettings:
         tiling=TilingSettings(args.tile_size, args.stride, args.min_coverage, args.max_tiles, args.seed),
         batch_size=args.batch_size,
         workers=args.workers,
+        write_processes=args.write_processes,
         strict=args.strict,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
