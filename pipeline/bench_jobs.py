@@ -106,7 +106,7 @@ def run_job(job: dict) -> dict:
         progress=False,
     )  # fmt: skip
     if job["kind"] == "speed":
-        # decoded serially here, so at most MODEL_ONLY_IMAGES of them; min_tiles repeats them on fast devices
+        # decoded up front and held in memory, so at most MODEL_ONLY_IMAGES of them; min_tiles repeats them
         tiles, _ = throughput.read_tiles(settings.data_dir, min(job["images"], MODEL_ONLY_IMAGES), job["tile_size"])
         if job.get("flops"):
             result["gflop_per_tile"] = throughput.gflop_per_tile(model)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,14 +118,26 @@ class Embedder:
         if len(tiles) == 0:
             return np.empty((0, self.model.dim), dtype=np.float32)
         step = self.batch_size if self.fixed_shape else len(tiles)
-        parts, in_flight = [], None
-        for start in range(0, len(tiles), step):
-            launched = self.submit(tiles[start : start + step])
-            if in_flight is not None:
-                parts.append(self.collect(in_flight))
-            in_flight = launched
-        parts.append(self.collect(in_flight))
+        parts = list(self.embed_batches(tiles[start : start + step] for start in range(0, len(tiles), step)))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def embed_batches(self, batches: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+        """Embed batches in order, each submitted before the one before it is collected.
+
+        Args:
+            batches: (n_i, T, T, 3) uint8 tensors, n_i >= 1.
+
+        Yields:
+            (n_i, D) float32 embeddings, one array per batch.
+        """
+        in_flight = None
+        for tiles in batches:
+            launched = self.submit(tiles)
+            if in_flight is not None:
+                yield self.collect(in_flight)
+            in_flight = launched
+        if in_flight is not None:
+            yield self.collect(in_flight)
 
     def submit(self, tiles: torch.Tensor) -> InFlight:
         """Start embedding one batch and return at once on CUDA (on a CPU the work is done on return).

@@ -19,13 +19,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pipeline import cache, store
+from pipeline import cache
 from pipeline.batching import Prefetcher, TileQueue
 from pipeline.dataset import ImageRecord
 from pipeline.embedding import Embedder, InFlight
 from pipeline.errors import ImageReadError
 from pipeline.extraction_settings import ExtractionSettings, ExtractionSummary, default_workers
 from pipeline.feature_writer import FeatureWriter
+from pipeline.featureset import mean_embedding
 from pipeline.loading import ImageFailure, ImageTiles, TileDataset, keep_as_is
 from pipeline.models import LoadedModel
 from pipeline.runtime import resolve_compile
@@ -68,8 +69,8 @@ def embed_images(
     """Embed ``todo`` images and write one file each; fill ``summary`` (tiles, skips, timings) and ``fresh``.
 
     Args:
-        fresh: Filled with image id -> (attributes as stored, (D,) mean embedding) of every file written, so the
-            quality report need not read them back.
+        fresh: Filled with image id -> (attributes, (D,) mean embedding) of every file written, so the quality
+            report need not read them back.
 
     Raises:
         ImageReadError: A bad image with ``settings.strict`` (the files of the images before it are kept).
@@ -119,8 +120,7 @@ def embed_images(
                 del pending[part.owner]
                 contents = _file_contents(todo[part.owner], entry, expected, cache_dir)
                 writer.submit(*contents)
-                mean = entry.features.astype(np.float64).mean(0).astype(np.float32)
-                fresh[todo[part.owner].image_id] = (store.attrs_as_stored(contents[-1]), mean)
+                fresh[todo[part.owner].image_id] = (contents[-1], mean_embedding(entry.features))
                 summary.n_tiles += entry.filled
                 bar.update(1)
                 bar.set_postfix(tiles_per_s=f"{summary.n_tiles / (time.perf_counter() - embed_started):.1f}")

@@ -21,6 +21,7 @@ from pipeline.extraction_settings import (  # noqa: F401 (re-exported: the setti
     ExtractionSummary,
     default_workers,
 )
+from pipeline.featureset import mean_embedding
 from pipeline.hygiene import QualityReport, assess, write_quality_csv
 from pipeline.images import file_sha256
 from pipeline.locking import FolderLock
@@ -128,8 +129,8 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
 def _write_quality(cache_dir: Path, settings: ExtractionSettings, fresh: dict[str, tuple]) -> QualityReport | None:
     """Assess every cached image (train and test together) and write quality.csv and the contact sheet.
 
-    ``fresh`` maps the ids of the images embedded by this run to (attributes as stored, (D,) mean embedding), so
-    only the files this run did not write are read back.
+    ``fresh`` maps the ids of the images embedded by this run to (attributes, (D,) mean embedding), so only the
+    files this run did not write are read back.
     """
     from pipeline.contact_sheet import write_contact_sheet
 
@@ -140,9 +141,9 @@ def _write_quality(cache_dir: Path, settings: ExtractionSettings, fresh: dict[st
                 image_id = f"{split}/{path.stem}"
                 if image_id not in fresh:
                     item = store.read_image_features(path)
-                    fresh[image_id] = (item.attrs, item.features.astype(np.float64).mean(0).astype(np.float32))
+                    fresh[image_id] = (item.attrs, mean_embedding(item.features))
                 ids.append(image_id)
-                attrs.append(fresh[image_id][0])
+                attrs.append(store.attrs_as_stored(fresh[image_id][0]))  # as a reader of the file would see them
                 embeddings.append(fresh[image_id][1])
     except CacheError as exc:
         logger.warning("No quality report: %s", exc)

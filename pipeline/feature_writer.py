@@ -37,7 +37,9 @@ class FeatureWriter:
         on_done: Called with the path of each file once it is written, in submission order.
     """
 
-    def __init__(self, processes: int = 0, max_pending: int | None = None, on_done: Callable[[Path], None] = None):
+    def __init__(
+        self, processes: int = 0, max_pending: int | None = None, on_done: Callable[[Path], None] | None = None
+    ) -> None:
         if processes < 0:
             raise ConfigError(f"--write-processes must be 0 or more. Got {processes} instead.")
         self.processes = processes

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def mean_embedding(features: np.ndarray) -> np.ndarray:
+    """(D,) float32 mean of one image's (n_tiles, D) tile embeddings, summed in float64 as image_embeddings does."""
+    return features.astype(np.float64).mean(0).astype(np.float32)
+
+
 @dataclass
 class FeatureSet:
     """All tiles of a set of images, concatenated.

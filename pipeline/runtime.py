@@ -95,7 +95,7 @@ def resolve_precision(precision: str, device: torch.device, module: nn.Module | 
 
 
 def resolve_compile(mode: str, device: torch.device, precision: str) -> bool:
-    """Whether to ``torch.compile`` the model: ``on``, ``off``, or ``auto`` (CUDA, or a CPU running native bf16).
+    """Whether to ``torch.compile`` the model: ``on``, ``off``, or ``auto`` (bf16 on a CPU with native bf16 only).
 
     Raises:
         ConfigError: Unknown mode.

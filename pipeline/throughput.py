@@ -131,14 +131,9 @@ def model_only(
     embedder(tiles[: warmup_tiles or batch_size])  # first-call allocations, kernel choice, compiling: not throughput
     starts = list(range(0, len(tiles), batch_size))
     passes = max(1, -(-min_tiles // len(tiles)))
-    parts, in_flight = [], None
     started = time.perf_counter()
-    for start in starts * passes:  # one batch in flight while the next is submitted, as extraction runs them
-        launched = embedder.submit(tiles[start : start + batch_size])
-        if in_flight is not None:
-            parts.append(embedder.collect(in_flight))
-        in_flight = launched
-    parts.append(embedder.collect(in_flight))
+    # one batch in flight while the next is submitted, as extraction runs them
+    parts = list(embedder.embed_batches(tiles[start : start + batch_size] for start in starts * passes))
     seconds = time.perf_counter() - started
     return len(tiles) * passes / seconds, np.concatenate(parts[: len(starts)])
 

@@ -164,3 +164,12 @@ def test_staging_buffers_alternate_and_pad_a_short_batch(tiny_model):
 
 def test_no_host_buffer_to_fill_on_a_cpu(tiny_model):
     assert Embedder(tiny_model, CPU, "fp32", batch_size=4).next_host_buffer((TINY_SIZE, TINY_SIZE, 3)) is None
+
+
+def test_embed_batches_yields_one_array_per_batch_in_order(tiny_model):
+    tiles = _tiles(7)
+    embedder = Embedder(tiny_model, CPU, "fp32", batch_size=3)
+    parts = list(embedder.embed_batches([tiles[:3], tiles[3:6], tiles[6:]]))
+    assert [len(p) for p in parts] == [3, 3, 1]
+    np.testing.assert_allclose(np.concatenate(parts), _reference(tiny_model, tiles), atol=1e-5)
+    assert list(embedder.embed_batches([])) == []
