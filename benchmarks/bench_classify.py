@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.classification import ClassificationSettings, run_classification  # noqa: E402
+from pipeline.classify.run import ClassificationSettings, run_classification  # noqa: E402
 from tests.conftest import write_fake_cache  # noqa: E402
 
 

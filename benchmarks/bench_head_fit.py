@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from pipeline.heads import HEAD_NAMES, make_head
+from pipeline.heads.registry import HEAD_NAMES, make_head
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 Prints, per data set, the range of each colour statistic, and the distribution of each image's distance (bits of
 64) to its nearest perceptual hash over all flips/rotations of the others. Clean tissue must stay on the safe side
-of every default in pipeline.hygiene.QualitySettings.
+of every default in pipeline.hygiene.assessment.QualitySettings.
 
     python benchmarks/calibrate_quality.py
 """
@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from pipeline.dataset import find_records  # noqa: E402
-from pipeline.hygiene import QualitySettings  # noqa: E402
-from pipeline.images import read_image, read_mask  # noqa: E402
-from pipeline.quality import hamming, image_quality  # noqa: E402
+from pipeline.data.images import read_image, read_mask  # noqa: E402
+from pipeline.data.records import find_records  # noqa: E402
+from pipeline.hygiene.checks import hamming, image_quality  # noqa: E402
+from pipeline.hygiene.settings import QualitySettings  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline import throughput  # noqa: E402
-from pipeline.bench_jobs import VIT, build_model, subset_folder  # noqa: E402
-from pipeline.embedding import Embedder  # noqa: E402
-from pipeline.feature_writer import FeatureWriter  # noqa: E402
+from benchmarks.extraction import throughput  # noqa: E402
+from benchmarks.extraction.jobs import VIT, build_model, subset_folder  # noqa: E402
+from pipeline.embed.embedder import Embedder  # noqa: E402
+from pipeline.extract.writer import FeatureWriter  # noqa: E402
 
 
 def model_rows(device: torch.device, precision: str, batches: list[int], compiled: bool, tiles: int) -> list[dict]:
@@ -49,9 +49,9 @@ def correctness(device: torch.device, precision: str, data: Path, images: int, o
     """Real tiles through extract's whole path on ``device`` (submitted ahead, written by writer processes) against
     fp32 on the CPU, tile by tile: centred cosine (catches a batch landing in another image's file or a reused
     buffer overwritten too early)."""
-    from pipeline.extraction import ExtractionSettings, run_extraction
-    from pipeline.store import read_image_features
-    from pipeline.tiling import TilingSettings
+    from pipeline.cache.store import read_image_features
+    from pipeline.data.tiling import TilingSettings
+    from pipeline.extract.run import ExtractionSettings, run_extraction
 
     subset = subset_folder(data, images, out / "subset")
     tiles, paths = throughput.read_tiles(subset, images, 224)
@@ -71,10 +71,10 @@ def correctness(device: torch.device, precision: str, data: Path, images: int, o
 
 def data_path_ms(data: Path, images: int) -> dict:
     """Milliseconds per image of one decoding worker's job (decode, mask, tiles, checks), in this process."""
-    from pipeline.dataset import find_records
-    from pipeline.images import DEFAULT_MAX_PIXELS
-    from pipeline.loading import TileDataset
-    from pipeline.tiling import TilingSettings
+    from pipeline.data.images import DEFAULT_MAX_PIXELS
+    from pipeline.data.records import find_records
+    from pipeline.data.tiling import TilingSettings
+    from pipeline.extract.decoding import TileDataset
 
     dataset = TileDataset(find_records(data, "all")[:images], TilingSettings(224), DEFAULT_MAX_PIXELS)
     dataset[0]

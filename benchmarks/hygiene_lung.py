@@ -26,15 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from pipeline import cache  # noqa: E402
-from pipeline.dataset import find_records, read_labels  # noqa: E402
-from pipeline.evaluation import Scheme, compute_metrics, cross_validate  # noqa: E402
-from pipeline.extraction import ExtractionSettings, run_extraction  # noqa: E402
-from pipeline.heads import make_head  # noqa: E402
-from pipeline.hygiene import assess_feature_sets  # noqa: E402
-from pipeline.images import read_image, read_mask  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
-from pipeline.quality import image_quality  # noqa: E402
-from pipeline.splits import make_folds  # noqa: E402
+from pipeline.classify.evaluation import Scheme, compute_metrics, cross_validate  # noqa: E402
+from pipeline.classify.folds import make_folds  # noqa: E402
+from pipeline.data.images import read_image, read_mask  # noqa: E402
+from pipeline.data.labels import read_labels  # noqa: E402
+from pipeline.data.records import find_records  # noqa: E402
+from pipeline.embed.loading import load_model  # noqa: E402
+from pipeline.extract.run import ExtractionSettings, run_extraction  # noqa: E402
+from pipeline.heads.registry import make_head  # noqa: E402
+from pipeline.hygiene.assessment import assess_feature_sets  # noqa: E402
+from pipeline.hygiene.checks import image_quality  # noqa: E402
 
 LUNG = Path(__file__).resolve().parents[2] / "shared" / "data" / "lc25000-lung"
 

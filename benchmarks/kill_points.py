@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from pipeline import store  # noqa: E402
+from pipeline.cache import store  # noqa: E402
 from pipeline.errors import CacheError  # noqa: E402
 
 TILE = 32

@@ -33,3 +33,7 @@ class CacheError(PipelineError):
 
 class LabelsError(PipelineError):
     """The label file cannot be read or does not match the cached images."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says what was kept and how to resume. The entry points exit with 130."""

@@ -101,7 +101,7 @@ def tiny_vit_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_vit_dir):
     """The tiny ViT loaded through the same code path as Phikon."""
-    from pipeline.models import load_model
+    from pipeline.embed.loading import load_model
 
     return load_model(str(tiny_vit_dir))
 
@@ -154,8 +154,9 @@ def write_fake_cache(
     Returns:
         (cache folder, labels CSV). Train image i has label ``labels[i]``; test images get a random class.
     """
-    from pipeline import cache, store
-    from pipeline.tiling import TilingSettings
+    from pipeline import cache
+    from pipeline.cache import store
+    from pipeline.data.tiling import TilingSettings
 
     generator = np.random.default_rng(seed)
     classes = sorted(set(labels))

@@ -6,20 +6,21 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.classification import ClassificationSettings, run_classification
+from pipeline.classify.evaluation import LEVELS
+from pipeline.classify.settings import ClassificationSettings
+from pipeline.classify.votes import VOTES
 from pipeline.cli.console import (
     EXIT_OK,
     EXIT_USAGE,
-    add_quality_arguments,
+    HelpFormatter,
     configure_logging,
-    quality_from_args,
+    prepare_process,
     report_error,
+    report_interrupt,
 )
+from pipeline.cli.hygiene_flags import add_quality_arguments, quality_from_args
 from pipeline.errors import PipelineError
-from pipeline.evaluation import LEVELS
-from pipeline.heads import HEAD_NAMES
-from pipeline.outputs import format_summary
-from pipeline.voting import VOTES
+from pipeline.heads.registry import HEAD_NAMES, heads_help
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,13 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="classify.py",
         description="Cross-validate class-weighted heads on cached tile embeddings (never re-embeds), report "
         "weighted F1 and write predictions for the test images.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--features", type=Path, default=Path("features"),
-                        help="a cache folder written by extract.py, or a root holding exactly one")
+                        help="a cache folder written by extract.py, a cache's name, or the root holding them")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the data folder whose cache to use under a root (default: data/'s, else the only one)")
     parser.add_argument("--labels", type=Path, default=None,
                         help="sample_index,label CSV (default: train_labels.csv of the data folder the cache records)")
-    parser.add_argument("--head", choices=(*HEAD_NAMES, "all"), default="mlp", help="classifier head; all compares")
+    parser.add_argument("--head", choices=(*HEAD_NAMES, "all"), default="mlp",
+                        help=f"classifier head ({heads_help()}); all compares them")
     parser.add_argument("--level", choices=LEVELS, default="tile",
                         help="tile: train on tiles and vote per image; image: train on mean tile embeddings")
     parser.add_argument("--vote", choices=VOTES, default="mean", help="how tile probabilities become one per image")
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of folds and heads")
     parser.add_argument("--no-class-weight", action="store_true", help="turn off balanced class weights")
     parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default: runs/<cache name>_<head>, or the next free _2, _3 ...)")
+                        help="run folder (default: runs/<data folder>_<cache name>_<head>, or the next free _2 ...)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--keep-outliers", action="store_true",
                         help="also train on images flagged non_tissue or ink (by default they are left out)")
@@ -61,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
     """Turn parsed flags into :class:`ClassificationSettings`."""
     return ClassificationSettings(
-        features=args.features, labels=args.labels, head=args.head, level=args.level, vote=args.vote,
-        folds=args.folds, seed=args.seed, class_weight=not args.no_class_weight, out=args.out,
+        features=args.features, data_dir=args.data, labels=args.labels, head=args.head, level=args.level,
+        vote=args.vote, folds=args.folds, seed=args.seed, class_weight=not args.no_class_weight, out=args.out,
         overwrite=args.overwrite, keep_outliers=args.keep_outliers, dedupe=args.dedupe,
         quality=quality_from_args(args), pictures=not args.no_pictures,
         vote_maps=tuple(value.strip() for value in (args.vote_maps or "").split(",") if value.strip()),
@@ -72,11 +76,17 @@ def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``classify.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
+    prepare_process()
     configure_logging(args.verbose, args.quiet)
     try:
-        summary = run_classification(settings_from_args(args))
+        from pipeline.report.run import classify_and_write
+        from pipeline.report.summary import format_summary
+
+        result, run_dir = classify_and_write(settings_from_args(args))
     except PipelineError as exc:
         report_error(exc)
         return EXIT_USAGE
-    print(format_summary(summary))
+    except KeyboardInterrupt as exc:
+        return report_interrupt(exc)
+    print(format_summary(result, run_dir))
     return EXIT_OK

@@ -10,16 +10,18 @@ from pipeline.cli.console import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    add_quality_arguments,
+    HelpFormatter,
     configure_logging,
-    quality_from_args,
+    prepare_process,
     report_error,
+    report_interrupt,
 )
+from pipeline.cli.hygiene_flags import add_quality_arguments, quality_from_args
+from pipeline.data.images import DEFAULT_MAX_PIXELS
+from pipeline.data.tiling import TilingSettings
+from pipeline.embed.options import COMPILE_MODES, PRECISIONS
 from pipeline.errors import ImageReadError, PipelineError
-from pipeline.extraction import ExtractionSettings, default_workers, run_extraction
-from pipeline.images import DEFAULT_MAX_PIXELS
-from pipeline.runtime import COMPILE_MODES, PRECISIONS
-from pipeline.tiling import TilingSettings
+from pipeline.extract.settings import ExtractionSettings, default_workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="extract.py",
         description="Embed every mask-guided tile of every image with a frozen model into an HDF5 cache. "
         "Resumable: a second run only embeds what is missing or changed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--data", type=Path, default=Path("data"), help="data folder with train_data/, test_data/ and train_labels.csv"
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="phikon",
         help="phikon, phikon-v2, efficientnet-lite0 (offline), timm:NAME, a Hugging Face id or a local folder",
     )
-    parser.add_argument("--out", type=Path, default=Path("features"), help="cache root folder")
+    parser.add_argument("--out", type=Path, default=Path("features"),
+                        help="cache root: each data folder gets its own sub-folder (<name>-<hash of its path>)")
     device = parser.add_mutually_exclusive_group()
     device.add_argument("--gpu", action="store_true", help="run on CUDA (same as --device cuda); fails without CUDA")
     device.add_argument(
@@ -131,10 +134,13 @@ def settings_from_args(args: argparse.Namespace) -> ExtractionSettings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``extract.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
+    prepare_process()
     configure_logging(args.verbose, args.quiet)
     if args.verify:
         return _verify(args)
     try:
+        from pipeline.extract.run import run_extraction  # torch is imported only now: --help answers at once
+
         summary = run_extraction(settings_from_args(args))
     except ImageReadError as exc:
         report_error(exc)
@@ -142,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         report_error(exc)
         return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        return report_interrupt(exc)
     print(summary.line())
     for image_id, reason in summary.skipped.items():
         print(f"  skipped {image_id}: {reason}")
@@ -149,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from pipeline.verification import verify_cache
+    from pipeline.extract.verify import verify_cache
 
     try:
         report = verify_cache(settings_from_args(args))

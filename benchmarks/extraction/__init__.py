@@ -1,0 +1,1 @@
+"""The extraction benchmark (``python -m benchmarks.bench_extraction``): its runner, jobs, measurements and report."""

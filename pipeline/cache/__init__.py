@@ -1,0 +1,44 @@
+"""The feature cache: one folder per data folder, model and tiling setting, one HDF5 file per image.
+
+``pipeline.cache.store`` is the only module that touches h5py; the file schema is :mod:`pipeline.cache.schema`.
+"""
+
+from pipeline.cache.featureset import FeatureSet, load_split, mean_embedding
+from pipeline.cache.folder import (
+    SETTINGS_FILE,
+    SKIPPED_FILE,
+    cache_name,
+    data_key,
+    feature_path,
+    is_up_to_date,
+    list_image_files,
+    read_settings,
+    read_skipped,
+    stale_reason,
+    write_json,
+)
+from pipeline.cache.lookup import find_caches, resolve_cache
+from pipeline.cache.schema import IDENTITY_KEYS, SCHEMA_VERSION, identity, mismatched_keys
+
+__all__ = [
+    "IDENTITY_KEYS",
+    "SCHEMA_VERSION",
+    "SETTINGS_FILE",
+    "SKIPPED_FILE",
+    "FeatureSet",
+    "cache_name",
+    "data_key",
+    "feature_path",
+    "find_caches",
+    "identity",
+    "is_up_to_date",
+    "list_image_files",
+    "load_split",
+    "mean_embedding",
+    "mismatched_keys",
+    "read_settings",
+    "read_skipped",
+    "resolve_cache",
+    "stale_reason",
+    "write_json",
+]

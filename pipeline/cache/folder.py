@@ -1,0 +1,145 @@
+"""The cache folder: its name, its settings file, its skipped-images file and which of its files are up to date.
+
+Layout: ``features/<data folder>-<hash>/<model>_t<tile>_s<stride>_c<coverage>_n<max tiles>[_r<seed>]_<precision>/``
+holding ``settings.json`` (the extraction settings), ``skipped.json`` (images extraction could not use, with reasons)
+and one HDF5 file per image under ``train/`` and ``test/`` (schema in :mod:`pipeline.cache.schema`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+
+from pipeline.cache import store
+from pipeline.cache.schema import mismatched_keys
+from pipeline.data.tiling import TilingSettings
+from pipeline.errors import CacheError
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE = "settings.json"
+SKIPPED_FILE = "skipped.json"
+
+def data_key(data_dir: Path) -> str:
+    """The folder that ties caches to one data folder: its name and a short hash of its resolved path.
+
+    e.g. ``lc25000-lung-3f2a9c1e``. Two data folders never share a cache, even with equal names; a data folder that
+    is moved or renamed gets a new key, so its images are embedded again rather than mixed with another folder's.
+    """
+    resolved = Path(data_dir).resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", resolved.name).strip("-.") or "data"
+    return f"{name}-{digest}"
+
+
+def cache_name(model_slug: str, tiling: TilingSettings, precision: str) -> str:
+    """Folder name from the model and tiling settings, e.g. ``phikon_t224_s224_c0.50_n0_fp32``."""
+    name = f"{model_slug}_t{tiling.tile_size}_s{tiling.step}_c{tiling.min_coverage:.2f}_n{tiling.max_tiles}"
+    if tiling.max_tiles:
+        name += f"_r{tiling.seed}"
+    return f"{name}_{precision}"
+
+
+def feature_path(cache_dir: Path, image_id: str) -> Path:
+    """Where one image's file lives: ``<cache>/<split>/<stem>.h5``."""
+    return Path(cache_dir) / f"{image_id}.h5"
+
+
+def stale_reason(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> str | None:
+    """Why an image must be (re-)embedded, or None when its file can be trusted as it is.
+
+    A file is trusted only when it opens, has the current schema and consistent shapes, holds finite values, was
+    made with the expected settings, and records the checksums of the current image and mask files.
+    """
+    reason, _ = _staleness(Path(path), expected, image_sha256, mask_sha256)
+    return reason
+
+
+def _staleness(path: Path, expected: dict, image_sha: str | None, mask_sha: str | None) -> tuple[str | None, bool]:
+    """(reason or None, whether the file itself is broken rather than out of date)."""
+    if not path.is_file():
+        return "no feature file", False
+    if image_sha is None:
+        return "the image file cannot be read", False
+    if mask_sha is None:
+        return "the mask file is missing or cannot be read", False
+    try:
+        item = store.read_image_features(path)
+    except store.FileProblem as exc:
+        return exc.problem, True
+    problem = store.value_problem(item)
+    if problem:
+        return problem, True
+    keys = mismatched_keys(item.attrs, expected)
+    if keys:
+        return f"made with other settings ({', '.join(keys)})", False
+    if "phashes" not in item.attrs:
+        return "made before the hygiene checks (no phashes attribute)", False
+    if item.attrs.get("image_sha256") != image_sha:
+        return "the image file changed since it was embedded", False
+    if item.attrs.get("mask_sha256") != mask_sha:
+        return "the mask file changed since it was embedded", False
+    return None, False
+
+
+def is_up_to_date(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> bool:
+    """True when :func:`stale_reason` finds nothing; a broken file (truncated, NaN, ...) is logged as a warning."""
+    reason, broken = _staleness(Path(path), expected, image_sha256, mask_sha256)
+    if broken:
+        logger.warning("%s: %s; it will be re-embedded.", path, reason)
+    return reason is None
+
+
+def write_json(path: Path, payload: object) -> None:
+    """Write JSON atomically (temporary name, fsync, rename).
+
+    Raises:
+        CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
+    """
+    store.write_file_atomic(Path(path), (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_settings(cache_dir: Path) -> dict:
+    """Read ``settings.json`` of a cache folder.
+
+    Raises:
+        CacheError: The folder has no readable settings file.
+    """
+    path = Path(cache_dir) / SETTINGS_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CacheError(
+            f"'{cache_dir}' is not a feature cache: it has no {SETTINGS_FILE}. Run extract.py first, or pass "
+            "--features with a folder that extract.py wrote."
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CacheError(
+            f"{path}: unreadable ({exc}). Delete it and run extract.py again to rewrite it (finished feature files "
+            "are checked and kept)."
+        ) from exc
+
+
+def read_skipped(cache_dir: Path) -> dict[str, dict]:
+    """``{image_id: {"sample_index": ..., "reason": ...}}`` for the images extraction skipped (empty when none)."""
+    path = Path(cache_dir) / SKIPPED_FILE
+    if not path.is_file():
+        return {}
+    try:
+        skipped = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        # Only a report: the next extraction rewrites it, so a broken one must not stop a run.
+        logger.warning("%s is unreadable (%s); ignoring it. Run extract.py again to rewrite it.", path, exc)
+        return {}
+    return skipped if isinstance(skipped, dict) else {}
+
+
+def list_image_files(cache_dir: Path, split: str) -> list[Path]:
+    """The finished feature files of one split, sorted by name (temporary files are ignored)."""
+    folder = Path(cache_dir) / split
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.h5") if not p.name.startswith("."))

@@ -1,0 +1,105 @@
+"""Finding the cache a classification run should read: the one made from ``--data``, named by ``--features``.
+
+Caches live at ``<root>/<data folder key>/<cache name>/`` (see :func:`pipeline.cache.folder.data_key`); caches made
+before data folders had their own key sit directly under the root and are found too, by the data folder their
+``settings.json`` records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.cache.folder import SETTINGS_FILE, data_key
+from pipeline.errors import CacheError
+
+
+def is_cache(folder: Path) -> bool:
+    """True when ``folder`` holds a ``settings.json`` written by extraction."""
+    return (Path(folder) / SETTINGS_FILE).is_file()
+
+
+def find_caches(root: Path) -> list[Path]:
+    """Cache folders directly under ``root`` or one level deeper (``<root>/<data key>/<cache>``), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        if is_cache(child):
+            found.append(child)
+        else:
+            found.extend(sorted(p for p in child.iterdir() if p.is_dir() and is_cache(p)))
+    return found
+
+
+def recorded_data_dir(cache_dir: Path) -> Path | None:
+    """The data folder a cache's ``settings.json`` records (None when unreadable or absent)."""
+    try:
+        recorded = json.loads((Path(cache_dir) / SETTINGS_FILE).read_text()).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(recorded) if recorded else None
+
+
+def caches_of(root: Path, data_dir: Path) -> list[Path]:
+    """The caches under ``root`` that were made from ``data_dir``."""
+    resolved = Path(data_dir).resolve()
+    keyed = Path(root) / data_key(data_dir)
+    return [
+        cache
+        for cache in find_caches(root)
+        if cache.parent == keyed or (cache.parent == Path(root) and recorded_data_dir(cache) == resolved)
+    ]
+
+
+def resolve_cache(features: Path, data_dir: Path | None = None) -> Path:
+    """The cache folder to classify.
+
+    Args:
+        features: A cache folder; a cache's name under ``features/``; or a root holding caches.
+        data_dir: The data folder whose cache is wanted. None (not given): the cache of ``data/`` if there is one,
+            else the root's only cache.
+
+    Raises:
+        CacheError: No cache, or several (the message lists them and says how to choose).
+    """
+    features = Path(features)
+    if is_cache(features):
+        return features
+    if not features.exists() and len(features.parts) == 1:
+        named = [cache for cache in find_caches(Path("features")) if cache.name == features.name]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise CacheError(
+                f"--features {features}: several caches have that name ({', '.join(map(str, named))}). Pass one "
+                "of those paths."
+            )
+    if not features.is_dir():
+        raise CacheError(
+            f"--features {features} does not exist. Pass a cache folder written by extract.py (or the root that "
+            "holds them, features/ by default); run extract.py first if there is none."
+        )
+    every = find_caches(features)
+    candidates = caches_of(features, data_dir or Path("data"))
+    if not candidates and data_dir is None:
+        candidates = every
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise CacheError(
+            f"'{features}' holds several caches{_of(data_dir)}: {', '.join(map(str, candidates))}. Choose one with "
+            "--features CACHE_FOLDER."
+        )
+    if not every:
+        raise CacheError(f"No feature cache under '{features}'. Run extract.py first, or pass --features CACHE_FOLDER.")
+    others = sorted({str(recorded_data_dir(cache) or "?") for cache in every})
+    raise CacheError(
+        f"No feature cache{_of(data_dir)} under '{features}'; its caches were made from {', '.join(others)}. Run "
+        f"extract.py --data {data_dir}, pass the --data the cache was made from, or --features CACHE_FOLDER."
+    )
+
+
+def _of(data_dir: Path | None) -> str:
+    return f" of --data {data_dir}" if data_dir is not None else ""

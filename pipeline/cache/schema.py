@@ -1,0 +1,123 @@
+"""The feature-file schema, defined once: which attributes a file carries and which of them make a cache.
+
+Schema version 1, one HDF5 file per image (``<cache>/<split>/<image stem>.h5``):
+
+- ``features``: (n_tiles, D) float32 tile embeddings.
+- ``coords``: (n_tiles, 2) int32, (x, y) of each tile's top-left corner in original image pixels.
+- ``coverage``: (n_tiles,) float32, fraction of each tile's pixels inside the mask.
+- attributes: :data:`RUN_ATTRS` (the same in every file of a cache, also written to ``settings.json``),
+  :data:`IMAGE_ATTRS` (this image) and the hygiene statistics (``q_*``, ``phashes``; see :mod:`pipeline.hygiene`).
+
+Extraction builds the attributes with :func:`run_attributes` and :func:`file_attributes`; readers compare caches with
+:func:`identity` and :func:`mismatched_keys`. :mod:`pipeline.cache.store` writes and reads the files.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a type only: the cache does not need torch
+    from pipeline.data.tiling import TilingSettings
+    from pipeline.embed.model import LoadedModel
+
+SCHEMA_VERSION = 1
+
+# Settings of the run that made the file: equal in every file of one cache.
+RUN_ATTRS = (
+    "schema_version",
+    "model",
+    "model_source",
+    "model_revision",
+    "model_checksum",
+    "preprocessing",
+    "precision",
+    "tile_size",
+    "stride",
+    "min_coverage",
+    "max_tiles",
+    "seed",
+    "feature_dim",
+)
+# What identifies the image and how its tiles were chosen.
+IMAGE_ATTRS = (
+    "image_id",
+    "split",
+    "sample_index",
+    "n_tiles",
+    "image_width",
+    "image_height",
+    "image_sha256",
+    "mask_sha256",
+    "pixels_sha256",
+    "mask_fraction",
+    "fallback",
+)
+# Attributes that must be equal for two files to belong to the same cache (model weights and tiling settings).
+IDENTITY_KEYS = (
+    "schema_version",
+    "model_checksum",
+    "preprocessing",
+    "precision",
+    "tile_size",
+    "stride",
+    "min_coverage",
+    "max_tiles",
+    "seed",
+)
+
+
+def run_attributes(model: LoadedModel, tiling: TilingSettings, precision: str) -> dict:
+    """The run-level attributes every feature file of one cache carries (identity keys included)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": model.name,
+        "model_source": model.source,
+        "model_revision": model.revision,
+        "model_checksum": model.checksum,
+        "preprocessing": model.preprocessing.to_dict(),
+        "precision": precision,
+        "tile_size": tiling.tile_size,
+        "stride": tiling.step,
+        "min_coverage": float(tiling.min_coverage),
+        "max_tiles": tiling.max_tiles,
+        "seed": tiling.seed,
+        "feature_dim": model.dim,
+    }
+
+
+def file_attributes(run: dict, image: dict, image_id: str, sample_index: str, n_tiles: int) -> dict:
+    """All attributes of one image's file.
+
+    Args:
+        run: :func:`run_attributes` of the cache.
+        image: What decoding found (size, checksums, mask fraction, fallback, hygiene statistics).
+        image_id: ``<split>/<stem>``, e.g. ``train/img_0000``.
+        sample_index: The file name, e.g. ``img_0000.png``.
+        n_tiles: Rows of ``features``.
+    """
+    split = image_id.split("/", 1)[0]
+    return {**run, **image, "image_id": image_id, "split": split, "sample_index": sample_index, "n_tiles": n_tiles}
+
+
+def missing_attributes(attrs: dict) -> list[str]:
+    """Required attributes a file lacks (``feature_dim`` and ``n_tiles`` are checked only when present)."""
+    optional = ("feature_dim", "n_tiles")
+    return [key for key in (*RUN_ATTRS, *IMAGE_ATTRS) if key not in optional and key not in attrs]
+
+
+def identity(attrs: dict) -> dict:
+    """The identity part of a file's or a cache's attributes, with JSON strings parsed."""
+    values = {key: attrs.get(key) for key in IDENTITY_KEYS}
+    if isinstance(values["preprocessing"], str):
+        try:
+            values["preprocessing"] = json.loads(values["preprocessing"])
+        except ValueError:
+            pass  # a damaged value stays a string, which matches nothing: the file is re-embedded or refused
+    return values
+
+
+def mismatched_keys(attrs: dict, expected: dict) -> list[str]:
+    """Identity keys on which a file's attributes differ from the expected ones."""
+    found, wanted = identity(attrs), identity(expected)
+    return [key for key in IDENTITY_KEYS if found[key] != wanted[key]]

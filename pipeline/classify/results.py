@@ -1,0 +1,77 @@
+"""What a classification run computes: per head, the cross-validated and test predictions and the fitted model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cache.featureset import FeatureSet
+from pipeline.classify.classifier import Classifier
+from pipeline.hygiene.assessment import QualityReport
+
+
+@dataclass
+class HeadResult:
+    """One head's results.
+
+    Attributes:
+        name: The head.
+        metrics: Metrics of the pooled out-of-fold predictions (:func:`pipeline.classify.metrics.compute_metrics`).
+        oof_proba: (n_train, C) out-of-fold image probabilities (NaN rows: never validated).
+        oof_tile_proba: (n_train_tiles, C) out-of-fold tile probabilities.
+        folds: (n_train,) validation fold of each training image.
+        test_proba: (n_test, C) image probabilities of the final classifier, or None without test images.
+        test_tile_proba: (n_test_tiles, C) the final classifier's tile probabilities (what the test vote maps show).
+        classifier: The head fitted on every trainable image.
+        seconds: Cross-validation, final fit and test prediction.
+    """
+
+    name: str
+    metrics: dict
+    oof_proba: np.ndarray
+    oof_tile_proba: np.ndarray
+    folds: np.ndarray
+    test_proba: np.ndarray | None
+    test_tile_proba: np.ndarray | None
+    classifier: Classifier
+    seconds: float
+
+
+@dataclass
+class ClassificationResult:
+    """Everything a run computed; :mod:`pipeline.report` writes it to a run folder.
+
+    Attributes:
+        cache_dir: The cache the embeddings came from.
+        cache_settings: Its ``settings.json``.
+        classes: Class names, index order.
+        train: The training images' tiles.
+        labels: (n_train,) int class index of each training image.
+        test: The test images' tiles, or None.
+        heads: One result per head, in the order run.
+        skipped: Images extraction skipped, ``{image_id: {sample_index, reason}}``.
+        filled_test: Test images without features (skipped by extraction), given the majority class.
+        quality: Hygiene flags of train (first rows) and test images.
+        trainable: (n_train,) bool, the images the heads were trained on.
+        run_name: The default run folder name: ``<data folder>_<cache name>_<head>``.
+    """
+
+    cache_dir: Path
+    cache_settings: dict
+    classes: list[str]
+    train: FeatureSet
+    labels: np.ndarray
+    test: FeatureSet | None
+    heads: list[HeadResult] = field(default_factory=list)
+    skipped: dict[str, dict] = field(default_factory=dict)
+    filled_test: list[str] = field(default_factory=list)
+    quality: QualityReport | None = None
+    trainable: np.ndarray | None = None
+    run_name: str = ""
+
+    @property
+    def best(self) -> HeadResult:
+        """The head with the highest cross-validated weighted F1."""
+        return max(self.heads, key=lambda head: head.metrics["weighted_f1"])

@@ -1,0 +1,45 @@
+"""The settings of a classification run (the flags of ``classify.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+from pipeline.heads.registry import HEAD_NAMES
+from pipeline.hygiene.settings import QualitySettings
+
+
+@dataclass
+class ClassificationSettings:
+    """Everything that defines a classification run."""
+
+    features: Path = Path("features")  # a cache folder, a cache name under features/, or a root holding caches
+    data_dir: Path | None = None  # whose cache to read under a root; None: data/'s if there is one, else the only one
+    labels: Path | None = None  # default: train_labels.csv of the data folder recorded by extraction
+    head: str = "mlp"  # logreg, lgbm, mlp or all
+    level: str = "tile"  # tile: train on tiles and vote; image: train on mean embeddings
+    vote: str = "mean"  # mean, majority or coverage (tile level)
+    folds: int = 5  # stratified folds over images, duplicates kept together
+    seed: int = 0  # folds, head initialisation and sampling
+    class_weight: bool = True  # balanced class weights in every head
+    out: Path | None = None  # run folder; default runs/<data folder>_<cache name>_<head> (next free name)
+    runs_root: Path = Path("runs")
+    overwrite: bool = False  # replace an existing --out folder
+    keep_outliers: bool = False  # train on images flagged non_tissue or ink too (they are always validated)
+    dedupe: bool = False  # train on one representative (the first) of each duplicate group
+    quality: QualitySettings = field(default_factory=QualitySettings)  # hygiene thresholds
+    pictures: bool = True  # plots, vote maps and report.html in the run folder
+    vote_maps: tuple[str, ...] = ()  # extra images to draw vote maps of: ids, file names, stems, or 'all'
+
+    def heads(self) -> list[str]:
+        """The heads to run.
+
+        Raises:
+            ConfigError: Unknown head.
+        """
+        if self.head == "all":
+            return list(HEAD_NAMES)
+        if self.head not in HEAD_NAMES:
+            raise ConfigError(f"--head must be one of {', '.join(HEAD_NAMES)}, all. Got '{self.head}' instead.")
+        return [self.head]

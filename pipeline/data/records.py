@@ -1,0 +1,150 @@
+"""Find image/mask pairs in the users' folder layout. No pixels are decoded here.
+
+The challenge layout::
+
+    DIR/train_data/img_0000.png  mask_0000.png ...
+    DIR/test_data/img_0000.png   mask_0000.png ...   (numbering restarts, so ids carry the split)
+    DIR/train_labels.csv         sample_index,label
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.data.images import file_sha256
+from pipeline.errors import DataLayoutError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+# When several mask files share a stem, the lossless formats win: a JPEG mask has blurred edges.
+MASK_EXTENSION_PRIORITY = (".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of the data folder and the mask that goes with it.
+
+    Attributes:
+        image_id: Split and stem, unique across splits, e.g. ``"train/img_0000"``.
+        split: ``"train"`` or ``"test"``.
+        sample_index: The file name as written in ``train_labels.csv`` and submissions, e.g. ``"img_0000.png"``.
+        image_path: The image file.
+        mask_path: The mask file, or None when no mask was found (extraction then skips the image).
+    """
+
+    image_id: str
+    split: str
+    sample_index: str
+    image_path: Path
+    mask_path: Path | None
+
+
+def split_folder(data_dir: Path, split: str) -> Path:
+    """Return the folder that holds one split, e.g. ``DIR/train_data``."""
+    return Path(data_dir) / f"{split}_data"
+
+
+def resolve_splits(split: str) -> tuple[str, ...]:
+    """Turn ``train``, ``test`` or ``all`` into the tuple of splits to process."""
+    if split == "all":
+        return SPLITS
+    if split in SPLITS:
+        return (split,)
+    raise DataLayoutError(f"The split must be one of train, test, all. Got '{split}' instead.")
+
+
+def find_records(
+    data_dir: Path | str,
+    split: str = "all",
+    image_prefix: str = "img_",
+    mask_prefix: str = "mask_",
+) -> list[ImageRecord]:
+    """List the images of the requested splits with their masks, sorted by split then file name.
+
+    Args:
+        data_dir: The data folder (holds ``train_data/`` and/or ``test_data/``).
+        split: ``"train"``, ``"test"`` or ``"all"``; with ``"all"`` a missing split folder is skipped.
+        image_prefix: Prefix of image file names; the mask name replaces it with ``mask_prefix``.
+        mask_prefix: Prefix of mask file names.
+
+    Returns:
+        One record per image file. An image without a mask gets ``mask_path=None``.
+
+    Raises:
+        DataLayoutError: The folder does not exist, holds no split folder, or a requested split folder is missing.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataLayoutError(
+            f"--data folder '{data_dir}' does not exist. Point --data at the folder that holds train_data/ and "
+            "test_data/ (the challenge layout, see the README)."
+        )
+    splits = resolve_splits(split)
+    present = [s for s in SPLITS if split_folder(data_dir, s).is_dir()]
+    if not present:
+        raise DataLayoutError(
+            f"--data folder '{data_dir}' has neither train_data/ nor test_data/. Point --data at the challenge "
+            "folder (it holds train_data/, test_data/ and train_labels.csv)."
+        )
+    if split != "all" and split not in present:
+        raise DataLayoutError(
+            f"--split {split} was asked for but '{split_folder(data_dir, split)}' does not exist. "
+            f"Use --split {' or '.join(present)} or --split all."
+        )
+    records: list[ImageRecord] = []
+    for name in splits:
+        folder = split_folder(data_dir, name)
+        if folder.is_dir():
+            records.extend(_records_in(folder, name, image_prefix, mask_prefix))
+    return records
+
+
+def _records_in(folder: Path, split: str, image_prefix: str, mask_prefix: str) -> Iterable[ImageRecord]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    masks: dict[str, list[Path]] = {}
+    for path in files:
+        if path.name.startswith(mask_prefix):
+            masks.setdefault(path.stem, []).append(path)
+    n_images = 0
+    for path in files:
+        if not path.name.startswith(image_prefix):
+            continue
+        n_images += 1
+        mask_stem = mask_prefix + path.stem[len(image_prefix) :]
+        yield ImageRecord(
+            image_id=f"{split}/{path.stem}",
+            split=split,
+            sample_index=path.name,
+            image_path=path,
+            mask_path=_pick_mask(masks.get(mask_stem, [])),
+        )
+    if n_images == 0:
+        logger.warning("%s holds no image named %s*", folder, image_prefix)
+
+
+def _pick_mask(candidates: list[Path]) -> Path | None:
+    if not candidates:
+        return None
+
+    def rank(path: Path) -> int:
+        suffix = path.suffix.lower()
+        return (
+            MASK_EXTENSION_PRIORITY.index(suffix) if suffix in MASK_EXTENSION_PRIORITY else len(MASK_EXTENSION_PRIORITY)
+        )
+
+    return sorted(candidates, key=lambda p: (rank(p), p.name))[0]
+
+
+def file_checksums(records: list[ImageRecord]) -> list[tuple[str | None, str | None]]:
+    """(image SHA-256, mask SHA-256) of every record's files; None for a file that is missing or unreadable."""
+    # hashlib releases the GIL on large buffers, so threads hash files in parallel.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        images = list(pool.map(file_sha256, [r.image_path for r in records]))
+        masks = list(pool.map(lambda r: file_sha256(r.mask_path) if r.mask_path else None, records))
+    return list(zip(images, masks, strict=True))

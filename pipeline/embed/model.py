@@ -1,0 +1,64 @@
+"""A loaded, frozen embedder and what identifies it (name, source, weights checksum, preprocessing)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline.embed.preprocessing import Preprocessing
+
+
+@dataclass
+class LoadedModel:
+    """A frozen embedder and what identifies it.
+
+    Attributes:
+        name: The ``--model`` value as given.
+        slug: Short file-system-safe name used in cache folder names.
+        source: Where the weights came from (Hugging Face id, folder, timm name or package).
+        module: Maps normalised pixels (B, 3, S, S) float to embeddings (B, D).
+        preprocessing: The model's own input size, resize filter, mean and std.
+        dim: Embedding size D.
+        revision: Hugging Face commit hash when known, else "".
+        checksum: SHA-256 over the weights (names, dtypes, shapes and values): two caches with the same checksum
+            were made by the same weights.
+    """
+
+    name: str
+    slug: str
+    source: str
+    module: nn.Module
+    preprocessing: Preprocessing
+    dim: int
+    revision: str
+    checksum: str
+
+
+def weights_checksum(module: nn.Module) -> str:
+    """SHA-256 over a module's state dict: names, dtypes, shapes and raw values."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def slugify(name: str) -> str:
+    """File-system-safe short name of a model: ``timm:vit_small`` -> ``timm-vit_small``."""
+    path = Path(name)
+    base = path.name if path.exists() else name.replace("/", "--").replace(":", "-")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-") or "model"
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode and no gradients, in place; returns the module."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module

@@ -1,0 +1,165 @@
+"""The embedding loop of one extraction: decoding workers -> batches across images -> model -> feature files.
+
+The main thread only moves tiles: workers decode and cut them, a reader thread keeps two batches ready
+(:class:`~pipeline.extract.batching.Prefetcher`), :meth:`Embedder.embed_batches` submits each batch before the
+previous one's results are handled (so a GPU never waits for the host), and finished images go to a
+:class:`~pipeline.extract.writer.FeatureWriter`. The time spent waiting for tiles and for the model is recorded,
+so a run says what limited it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from pipeline import cache
+from pipeline.cache.schema import file_attributes
+from pipeline.data.records import ImageRecord
+from pipeline.embed.embedder import Embedder
+from pipeline.errors import ImageReadError
+from pipeline.extract.batching import Prefetcher, Slice, TileQueue
+from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, keep_as_is
+from pipeline.extract.plan import ExtractionPlan
+from pipeline.extract.progress import Progress
+from pipeline.extract.summary import ExtractionSummary
+from pipeline.extract.writer import FeatureWriter
+
+logger = logging.getLogger(__name__)
+
+
+def log_limit(timings: dict[str, float]) -> None:
+    """Say what held the embedding loop back: the decoding workers or the model."""
+    tiles, model = timings.get("waiting_for_tiles", 0.0), timings.get("waiting_for_model", 0.0)
+    logger.info(
+        "embedding took %.1f s, of which %.1f s waiting for decoded tiles%s and %.1f s in or waiting for the model",
+        timings["embedding"],
+        tiles,
+        " (more --workers would help, if there are idle cores)" if tiles > 0.3 * timings["embedding"] else "",
+        model,
+    )
+
+
+class _Pending:
+    """An image whose tiles are partly embedded: (n_tiles, D) float32 filled batch by batch."""
+
+    def __init__(self, item: ImageTiles, dim: int) -> None:
+        self.item = item
+        self.features = np.empty((len(item.tiles), dim), dtype=np.float32)
+        self.filled = 0
+
+
+class EmbeddingLoop:
+    """Embed some images of a plan and hand each finished image's file to a writer.
+
+    Args:
+        plan: The resolved run.
+        todo: The images to embed (a subset of ``plan.records``).
+        writer: Where finished files go.
+        summary: Filled with tiles, skips, fallbacks and the ``waiting_for_*`` timings.
+
+    Attributes:
+        fresh: Image id -> (file attributes, (D,) float32 mean embedding) of every file handed to the writer, so the
+            quality report need not read them back.
+    """
+
+    def __init__(self, plan: ExtractionPlan, todo: list[ImageRecord], writer: FeatureWriter,
+                 summary: ExtractionSummary) -> None:
+        self.plan, self.todo, self.writer, self.summary = plan, todo, writer, summary
+        self.fresh: dict[str, tuple[dict, np.ndarray]] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._queue = TileQueue()
+        self._progress = Progress(len(todo), "extract", enabled=plan.settings.progress)
+
+    def run(self) -> None:
+        """Embed every image of ``todo``.
+
+        Raises:
+            ImageReadError: A bad image under ``--strict`` (the images already embedded keep their files).
+            CacheError: A file cannot be written.
+        """
+        plan = self.plan
+        embedder = Embedder(plan.model, plan.device, plan.precision, batch_size=plan.batch_size, compile=plan.compile)
+        self._embedder = embedder
+        self.summary.timings.update(waiting_for_tiles=0.0, waiting_for_model=0.0)
+        try:
+            for slices, features in embedder.embed_batches(self._batches()):
+                self._store(slices, features)
+        finally:
+            self.summary.timings["waiting_for_model"] = embedder.model_seconds
+            self._progress.close()
+
+    def _loader(self) -> DataLoader:
+        plan = self.plan
+        dataset = TileDataset(self.todo, plan.settings.tiling, plan.settings.max_pixels, plan.settings.quality_checks)
+        workers = plan.workers
+        return DataLoader(dataset, batch_size=None, collate_fn=keep_as_is, num_workers=workers,
+                          prefetch_factor=4 if workers else None)
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, list[Slice]]]:
+        """Full batches of tiles across images (a short one at the end), each with where its rows came from."""
+        size, clock = self.plan.batch_size, self.summary.timings
+        # Read ahead in tiles, not images, so the workers keep decoding while the model runs a batch.
+        waited = time.perf_counter()
+        for item in Prefetcher(self._loader(), max_tiles=2 * size):
+            clock["waiting_for_tiles"] += time.perf_counter() - waited
+            if isinstance(item, ImageFailure):
+                self._skip(item)
+            else:
+                self._admit(item)
+                while self._queue.size >= size:
+                    yield self._take(size)
+            waited = time.perf_counter()
+        while self._queue.size:
+            yield self._take(size)
+
+    def _take(self, size: int) -> tuple[torch.Tensor, list[Slice]]:
+        # On CUDA the batch is gathered straight into the pinned buffer the embedder sends next.
+        return self._queue.take(size, out=self._embedder.next_host_buffer(self.plan.tile_shape))
+
+    def _skip(self, failure: ImageFailure) -> None:
+        record = self.todo[failure.position]
+        if self.plan.settings.strict:
+            raise ImageReadError(f"{failure.reason} (--strict stops at the first bad image)")
+        logger.warning("skipped %s: %s", record.image_id, failure.reason)
+        self.summary.skipped[record.image_id] = failure.reason
+        # a file from an earlier version of this image would otherwise stand in for the unreadable one
+        cache.feature_path(self.plan.cache_dir, record.image_id).unlink(missing_ok=True)
+        self._progress.update(1)
+
+    def _admit(self, item: ImageTiles) -> None:
+        fallback = item.image_attrs["fallback"]
+        if fallback:
+            record = self.todo[item.position]
+            self.summary.fallbacks[record.image_id] = fallback
+            logger.info("%s: no tile reaches min coverage %.2f; kept one %s tile (coverage %.2f)", record.image_id,
+                        self.plan.settings.tiling.min_coverage, fallback, float(item.coverage[0]))
+        self._pending[item.position] = _Pending(item, self.plan.model.dim)
+        self._queue.put(item.position, item.tiles)
+
+    def _store(self, slices: list[Slice], features: np.ndarray) -> None:
+        """Copy a batch's embeddings to their images; write every image that is now complete."""
+        row = 0
+        for part in slices:
+            entry = self._pending[part.owner]
+            entry.features[part.start : part.start + part.count] = features[row : row + part.count]
+            entry.filled += part.count
+            row += part.count
+            if entry.filled == len(entry.item.tiles):
+                del self._pending[part.owner]
+                self._finish(part.owner, entry)
+
+    def _finish(self, position: int, entry: _Pending) -> None:
+        record = self.todo[position]
+        item = entry.item
+        attrs = file_attributes(self.plan.run_attrs, item.image_attrs, record.image_id, record.sample_index,
+                                len(entry.features))
+        path = cache.feature_path(self.plan.cache_dir, record.image_id)
+        self.writer.submit(path, entry.features, item.coords, item.coverage, attrs)
+        self.fresh[record.image_id] = (attrs, cache.mean_embedding(entry.features))
+        self.summary.n_tiles += len(entry.features)
+        self._progress.update(1, tiles=len(entry.features))

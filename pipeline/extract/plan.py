@@ -1,0 +1,84 @@
+"""Everything an extraction run needs, resolved once from its settings before any image is decoded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline import cache
+from pipeline.cache.schema import run_attributes
+from pipeline.data.records import ImageRecord, find_records
+from pipeline.embed.loading import load_model
+from pipeline.embed.model import LoadedModel
+from pipeline.embed.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
+from pipeline.extract.settings import ExtractionSettings, default_workers
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """A run's settings with every ``auto`` and default resolved.
+
+    Attributes:
+        settings: The settings as given (never rewritten).
+        records: The images of the requested splits, sorted by split and name.
+        model: The loaded, frozen model.
+        device: Where the model runs.
+        precision: fp32, bf16, fp16 or bf16-weights.
+        compile: Whether the model is compiled.
+        batch_size: Tiles per forward pass.
+        workers: Decoding processes (0: in the main process).
+        run_attrs: The attributes every feature file of the cache carries (see
+            :func:`pipeline.cache.schema.run_attributes`).
+        cache_dir: ``<out>/<data folder key>/<cache name>``.
+    """
+
+    settings: ExtractionSettings
+    records: list[ImageRecord]
+    model: LoadedModel
+    device: torch.device
+    precision: str
+    compile: bool
+    batch_size: int
+    workers: int
+    run_attrs: dict
+    cache_dir: Path
+
+    @property
+    def tile_shape(self) -> tuple[int, int, int]:
+        """(T, T, 3) of every tile."""
+        size = self.settings.tiling.tile_size
+        return (size, size, 3)
+
+
+def plan_extraction(settings: ExtractionSettings, model: LoadedModel | None = None) -> ExtractionPlan:
+    """Check the settings and the data folder, load the model, and resolve device, precision and the rest.
+
+    The cheap checks (flags, data folder) come before the model is loaded, so a typo fails in a second.
+
+    Args:
+        settings: The run's settings.
+        model: An already loaded model (tests, benchmarks); loaded from ``settings.model`` when None.
+
+    Raises:
+        PipelineError: Bad settings, data folder or model.
+    """
+    settings.validate()
+    records = find_records(settings.data_dir, settings.split)
+    device = resolve_device(settings.device)
+    model = model or load_model(settings.model)
+    precision = resolve_precision(settings.precision, device, model.module)
+    name = cache.cache_name(model.slug, settings.tiling, precision)
+    return ExtractionPlan(
+        settings=settings,
+        records=records,
+        model=model,
+        device=device,
+        precision=precision,
+        compile=resolve_compile(settings.compile, device, precision),
+        batch_size=settings.batch_size or default_batch_size(device),
+        workers=default_workers(device.type) if settings.workers is None else settings.workers,
+        run_attrs=run_attributes(model, settings.tiling, precision),
+        cache_dir=Path(settings.out_dir) / cache.data_key(settings.data_dir) / name,
+    )

@@ -1,0 +1,158 @@
+"""``extract.py --verify``: check every file of a cache against its settings and the current data, with no model.
+
+Each image of the data folder is checked the way a resumed extraction would check it (the file opens, has the
+current schema, consistent shapes, finite values, the settings of the cache's ``settings.json``, and the checksums of
+the current image and mask files); the report lists what extraction would re-embed and why. Nothing is written.
+The model's weights are not loaded, so a cache made by other weights under the same name is caught by extraction
+itself, which compares every file with the loaded model's checksum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import cache
+from pipeline.cache import store
+from pipeline.data.records import file_checksums, find_records, resolve_splits
+from pipeline.embed.model import slugify
+from pipeline.embed.options import PRECISIONS
+from pipeline.errors import CacheError
+from pipeline.extract.locking import lock_holder
+from pipeline.extract.settings import ExtractionSettings
+
+
+@dataclass
+class VerificationReport:
+    """What ``--verify`` found.
+
+    Attributes:
+        cache_dir: The cache folder checked.
+        data_dir: The data folder its images were compared with.
+        n_images: Images of the requested splits in the data folder.
+        n_ok: Images whose file can be trusted as it is.
+        to_embed: ``{image_id: reason}`` for the images extraction would (re-)embed.
+        skipped: ``{image_id: reason}`` for images extraction skipped as bad input (it retries them on each run).
+        orphans: ``{file: problem}`` for cache files whose image is not in the data folder.
+        leftovers: Temporary files of an interrupted run (the next run deletes them).
+        notes: Other remarks (another data folder than the cache's, a running extraction).
+    """
+
+    cache_dir: Path
+    data_dir: Path
+    n_images: int = 0
+    n_ok: int = 0
+    to_embed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    orphans: dict[str, str] = field(default_factory=dict)
+    leftovers: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing would be re-embedded and every cache file belongs to an image of the data folder."""
+        return not self.to_embed and not self.orphans
+
+    def text(self) -> str:
+        """The printed report: one line per finding, then the verdict."""
+        lines = [f"cache: {self.cache_dir}", f"data:  {self.data_dir}", *[f"note: {note}" for note in self.notes]]
+        lines.append(
+            f"checked {self.n_images} images: {self.n_ok} up to date, {len(self.to_embed)} would be re-embedded, "
+            f"{len(self.skipped)} skipped as bad input"
+        )
+        lines += [f"  re-embed {image_id}: {reason}" for image_id, reason in self.to_embed.items()]
+        lines += [f"  skipped  {image_id}: {reason}" for image_id, reason in self.skipped.items()]
+        lines += [
+            f"  not in the data folder: {name} ({problem}); delete it if the image was removed"
+            for name, problem in self.orphans.items()
+        ]
+        lines += [f"  leftover temporary file {path} (the next run deletes it)" for path in self.leftovers]
+        if self.ok:
+            lines.append("result: all good, nothing to re-embed.")
+        else:
+            parts = [f"{len(self.to_embed)} image(s) would be re-embedded: run extract.py with the same flags"]
+            parts = parts if self.to_embed else []
+            if self.orphans:
+                parts.append(f"{len(self.orphans)} file(s) have no image: delete them if their images were removed")
+            lines.append(f"result: {'; '.join(parts)}.")
+        return "\n".join(lines)
+
+
+def find_cache_dir(settings: ExtractionSettings) -> Path:
+    """The cache folder that ``extract.py`` with these flags writes, found without loading the model.
+
+    ``--out`` may also be a cache folder itself. With ``--precision auto`` any precision matches. Caches made before
+    data folders had their own key (directly under ``--out``) are found too.
+
+    Raises:
+        CacheError: No such cache, or several (one per precision).
+    """
+    out = Path(settings.out_dir)
+    if (out / cache.SETTINGS_FILE).is_file():
+        return out
+    precisions = [settings.precision] if settings.precision != "auto" else [p for p in PRECISIONS if p != "auto"]
+    names = [cache.cache_name(slugify(settings.model), settings.tiling, p) for p in precisions]
+    roots = [out / cache.data_key(settings.data_dir), out]
+    found = [root / name for root in roots for name in names if (root / name / cache.SETTINGS_FILE).is_file()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise CacheError(
+            f"Several caches match these flags: {', '.join(str(p) for p in found)}. Choose one with --precision or "
+            "pass --out CACHE_FOLDER."
+        )
+    present = ", ".join(str(p.relative_to(out)) for p in cache.find_caches(out)) or "none"
+    raise CacheError(
+        f"No cache for --model {settings.model} with these tiling settings under '{out}' (looked for "
+        f"{' or '.join(names)}; caches there: {present}). Pass the flags of the extraction, or --out CACHE_FOLDER."
+    )
+
+
+def verify_cache(settings: ExtractionSettings) -> VerificationReport:
+    """Check every file of the cache that ``settings`` address against its ``settings.json`` and the data folder.
+
+    Args:
+        settings: The extraction flags (``--out``, ``--model``, tiling, ``--precision``, ``--data``, ``--split``).
+
+    Returns:
+        The report; nothing is written or embedded.
+
+    Raises:
+        PipelineError: Bad flags, no such cache, an unreadable ``settings.json``, or a bad data folder.
+    """
+    settings.tiling.validate()
+    cache_dir = find_cache_dir(settings)
+    expected = cache.read_settings(cache_dir)
+    records = find_records(settings.data_dir, settings.split)
+    report = VerificationReport(cache_dir, Path(settings.data_dir).resolve(), len(records))
+    recorded = expected.get("data_dir")
+    if recorded and Path(recorded) != report.data_dir:
+        report.notes.append(f"the cache was made from {recorded}; checked against --data {report.data_dir}")
+    holder = lock_holder(cache_dir)
+    if holder:
+        report.notes.append(f"an extraction (pid {holder}) is writing this cache now; its report may change")
+    skipped = cache.read_skipped(cache_dir)
+    for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
+        path = cache.feature_path(cache_dir, record.image_id)
+        reason = cache.stale_reason(path, expected, image_sha, mask_sha)
+        if reason is None:
+            report.n_ok += 1
+        elif not path.is_file() and record.image_id in skipped:
+            report.skipped[record.image_id] = f"{skipped[record.image_id].get('reason', '?')} (retried on each run)"
+        else:
+            report.to_embed[record.image_id] = reason
+    known = {record.image_id for record in records}
+    for split in resolve_splits(settings.split):
+        for path in cache.list_image_files(cache_dir, split):
+            if f"{split}/{path.stem}" not in known:
+                report.orphans[str(path.relative_to(cache_dir))] = _file_state(path)
+    report.leftovers = sorted(p for p in cache_dir.rglob(f".*{store.TEMP_MARKER}*") if p.is_file())
+    return report
+
+
+def _file_state(path: Path) -> str:
+    try:
+        problem = store.value_problem(store.read_image_features(path))
+    except store.FileProblem as exc:
+        problem = exc.problem
+    return problem or "readable"

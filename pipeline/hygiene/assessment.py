@@ -1,0 +1,161 @@
+"""Dataset hygiene: flag duplicates, non-tissue images and ink from the cache, for people and for training.
+
+Flags (one row per image, train and test, in ``quality.csv`` next to the cache):
+
+- ``exact_duplicate``: another image has the same file or the same decoded pixels.
+- ``near_duplicate``: some flip or 90-degree rotation of another image has a perceptual hash within
+  ``phash_distance`` bits (of 64) of this one (resized and re-encoded copies included).
+- ``shared_mask``: another image with other pixels has the identical mask file (the challenge's planted cartoons
+  all share one mask); a mask that is empty or covers the whole image does not count.
+- ``non_tissue``: colours that H&E does not have (``off_hue_fraction``), too little stain (``he_fraction``),
+  drawing-like flat fills (``flat_fraction``), or an image embedding far from all others (``outlier_ratio``).
+- ``ink``: saturated green inside the mask (``green_fraction``).
+
+Default thresholds were read off 615 real H&E images (glas15 and lc25000-lung; see ``benchmarks/calibrate_quality.py``).
+Duplicates of every kind form ``duplicate_group``: a group is never split across cross-validation folds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.cache.featureset import FeatureSet
+from pipeline.hygiene.checks import hamming
+from pipeline.hygiene.groups import group_by_shared_keys, link_pairs
+from pipeline.hygiene.settings import QualitySettings
+
+QUALITY_FILE = "quality.csv"  # next to the cache and in each run folder
+QUALITY_SHEET = "quality_flagged.png"  # contact sheet of the flagged images, next to the cache
+FLAGS = ("exact_duplicate", "near_duplicate", "shared_mask", "non_tissue", "ink")
+EXCLUDED_FROM_TRAINING = ("non_tissue", "ink")  # outliers and artefacts; --keep-outliers keeps them
+SCORES = ("q_he_fraction", "q_off_hue_fraction", "q_green_fraction", "q_flat_fraction", "q_white_fraction")
+
+
+@dataclass
+class QualityReport:
+    """Scores, flags and duplicate groups of a set of images (all arrays have one row per image)."""
+
+    image_ids: list[str]
+    sample_index: list[str]
+    splits: list[str]
+    scores: dict[str, np.ndarray]
+    flags: dict[str, np.ndarray]
+    duplicate_group: np.ndarray
+    nearest: list[str]  # id of the image with the closest perceptual hash
+
+    def counts(self) -> dict[str, int]:
+        """Number of images per flag."""
+        return {flag: int(self.flags[flag].sum()) for flag in FLAGS}
+
+    def excluded(self) -> np.ndarray:
+        """(n,) bool: images that training leaves out by default."""
+        return np.any([self.flags[flag] for flag in EXCLUDED_FROM_TRAINING], axis=0)
+
+    def reasons(self, i: int) -> list[str]:
+        """The flags raised for image ``i``."""
+        return [flag for flag in FLAGS if self.flags[flag][i]]
+
+    def summary(self) -> str:
+        """e.g. ``3 non_tissue, 2 ink, 4 exact_duplicate`` (flags with no image omitted)."""
+        return ", ".join(f"{n} {flag}" for flag, n in self.counts().items() if n) or "no image flagged"
+
+
+def _hashes(attrs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 8) uint64 dihedral hashes, and (n,) bool: the image has hashes (others are compared with nothing)."""
+    rows, present = [], []
+    for item in attrs:
+        values = item.get("phashes")
+        values = json.loads(values) if isinstance(values, str) else values
+        present.append(bool(values))
+        rows.append([int(v, 16) for v in values] if values else [0] * 8)
+    return np.array(rows, dtype=np.uint64).reshape(len(attrs), 8), np.array(present, dtype=bool)
+
+
+MIN_IMAGES_FOR_OUTLIERS = 20  # below this the median neighbour distance is too noisy to judge by
+
+
+def _outlier_ratio(embeddings: np.ndarray) -> np.ndarray:
+    """Cosine distance from each image embedding to its k-th nearest other one, over the median of those distances.
+
+    A neighbour distance, not a distance to the centre, so that class clusters are not outliers; k grows with the
+    data set (n // 20, between 1 and 10) so that a handful of similar odd images cannot hide each other. Returns
+    zeros for fewer than :data:`MIN_IMAGES_FOR_OUTLIERS` images.
+    """
+    n = len(embeddings)
+    if n < MIN_IMAGES_FOR_OUTLIERS:
+        return np.zeros(n)
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    k = int(np.clip(n // 20, 1, 10))
+    distance = np.empty(n)
+    for start in range(0, n, 1024):  # blocks keep memory at O(1024 n)
+        block = 1.0 - unit[start : start + 1024] @ unit.T
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+        distance[start : start + len(block)] = np.partition(block, k - 1, axis=1)[:, k - 1]
+    return distance / max(float(np.median(distance)), 1e-12)
+
+
+def assess(
+    image_ids: list[str],
+    sample_index: list[str],
+    attrs: list[dict],
+    embeddings: np.ndarray,
+    settings: QualitySettings | None = None,
+) -> QualityReport:
+    """Score and flag every image.
+
+    Args:
+        image_ids: (n,) ids such as ``train/img_0000``.
+        sample_index: (n,) file names.
+        attrs: (n,) feature-file attributes (checksums, ``q_*`` statistics, ``phashes``, ``mask_fraction``).
+        embeddings: (n, D) image-level mean embeddings.
+        settings: Thresholds.
+    """
+    settings = settings or QualitySettings()
+    n = len(image_ids)
+    scores = {key: np.array([float(a.get(key, np.nan)) for a in attrs]) for key in SCORES}
+    scores["outlier_ratio"] = _outlier_ratio(np.asarray(embeddings, dtype=np.float64))
+    files = [a.get("image_sha256") for a in attrs]
+    pixels = [a.get("pixels_sha256") for a in attrs]
+    exact_groups = group_by_shared_keys(files, pixels)
+    hashes, hashed = _hashes(attrs)
+    distance = np.full((n, n), 64, dtype=np.int64)
+    for i in np.nonzero(hashed)[0]:  # one row at a time keeps memory at O(n) per step
+        distance[i, hashed] = hamming(hashes[i, 0], hashes[hashed]).min(axis=1)
+    distance = np.minimum(distance, distance.T)
+    np.fill_diagonal(distance, 64)
+    same_pixels = exact_groups[:, None] == exact_groups[None, :]
+    near = (distance <= settings.phash_distance) & ~same_pixels
+    masks = [a.get("mask_sha256") if 0.0 < float(a.get("mask_fraction", 0.5)) < 1.0 else None for a in attrs]
+    mask_groups = group_by_shared_keys(masks)
+    shared = np.array([m is not None for m in masks])[:, None] & (mask_groups[:, None] == mask_groups[None, :])
+    shared &= ~same_pixels
+    flags = {
+        "exact_duplicate": np.bincount(exact_groups, minlength=n)[exact_groups] > 1,
+        "near_duplicate": near.any(axis=1),
+        "shared_mask": shared.any(axis=1),
+        "non_tissue": (scores["q_off_hue_fraction"] > settings.max_off_hue_fraction)
+        | (scores["q_he_fraction"] < settings.min_he_fraction)
+        | (scores["q_flat_fraction"] > settings.max_flat_fraction)
+        | (scores["outlier_ratio"] > settings.max_outlier_ratio),
+        "ink": scores["q_green_fraction"] > settings.max_green_fraction,
+    }
+    scores["nearest_phash_distance"] = distance.min(axis=1).astype(np.float64)
+    nearest = [image_ids[j] for j in distance.argmin(axis=1)] if n > 1 else [""] * n
+    pairs = np.argwhere(np.triu(near | shared, 1))
+    groups = link_pairs(exact_groups, pairs)
+    splits = [image_id.split("/", 1)[0] for image_id in image_ids]
+    return QualityReport(list(image_ids), list(sample_index), splits, scores, flags, groups, nearest)
+
+
+def assess_feature_sets(feature_sets: list[FeatureSet], settings: QualitySettings | None = None) -> QualityReport:
+    """Assess the images of several splits together (so duplicates across splits are found), in the given order."""
+    return assess(
+        [i for fs in feature_sets for i in fs.image_ids],
+        [s for fs in feature_sets for s in fs.sample_index],
+        [a for fs in feature_sets for a in fs.image_attrs],
+        np.concatenate([fs.image_embeddings() for fs in feature_sets]),
+        settings,
+    )

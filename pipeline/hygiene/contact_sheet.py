@@ -1,0 +1,104 @@
+"""A contact sheet of the flagged images, one band per reason, that a person can scan in seconds."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.hygiene.assessment import FLAGS, QualityReport
+
+THUMB = 150  # thumbnail side in pixels
+GAP = 6  # white space between thumbnails, so neighbours do not read as one picture
+CAPTION = 30  # caption height under each thumbnail
+PER_ROW = 8
+MAX_PER_REASON = 24  # a band never grows past three rows; the csv lists everything
+TITLE = 28
+_EXPLAIN = {
+    "exact_duplicate": "same file or same decoded pixels as another image",
+    "near_duplicate": "a flipped, rotated, resized or re-encoded copy of another image",
+    "shared_mask": "the identical mask file as another image",
+    "non_tissue": "colours, texture or embedding unlike H&E tissue",
+    "ink": "saturated green inside the mask",
+}
+
+
+def _thumbnail(path: Path | None) -> Image.Image:
+    """A THUMB x THUMB square with the image fitted in it; grey when the image is missing or unreadable.
+
+    Thread-safe (it changes no global state, unlike :func:`pipeline.data.images.read_image`), so thumbnails are drawn in
+    parallel; images too large for Pillow's own guard stay grey.
+    """
+    tile = Image.new("RGB", (THUMB, THUMB), (235, 235, 235))
+    if path is None:
+        return tile
+    try:
+        with Image.open(path) as opened:
+            opened.draft("RGB", (THUMB, THUMB))  # JPEG decodes at a fraction of its size
+            image = opened.convert("RGB")
+    except Exception:  # noqa: BLE001 - any unreadable file gets the grey square; extraction already reported it
+        return tile
+    image.thumbnail((THUMB, THUMB))
+    tile.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+    return tile
+
+
+def _caption(report: QualityReport, i: int, flag: str) -> str:
+    scores = report.scores
+    if flag in ("exact_duplicate", "near_duplicate"):
+        detail = f"~{report.nearest[i].split('/')[-1]} d={int(scores['nearest_phash_distance'][i])}"
+    elif flag == "ink":
+        detail = f"green {scores['q_green_fraction'][i]:.1%}"
+    elif flag == "non_tissue":
+        detail = f"H&E {scores['q_he_fraction'][i]:.0%} flat {scores['q_flat_fraction'][i]:.0%}"
+    else:
+        detail = f"group {int(report.duplicate_group[i])}"
+    return f"{report.image_ids[i]}\n{detail}"
+
+
+def write_contact_sheet(path: Path, report: QualityReport, image_paths: dict[str, Path]) -> bool:
+    """Write a PNG of the flagged images grouped by reason; return False when nothing was flagged.
+
+    Args:
+        path: The PNG to write.
+        report: The assessed images.
+        image_paths: Image id -> image file; an image missing here, or unreadable, appears as a grey square, so the
+            sheet never fails a run.
+
+    Duplicates are ordered by group so that copies sit side by side.
+    """
+    bands = []
+    for flag in FLAGS:
+        members = np.nonzero(report.flags[flag])[0]
+        if flag in ("exact_duplicate", "near_duplicate", "shared_mask"):
+            members = members[np.argsort(report.duplicate_group[members], kind="stable")]
+        if len(members):
+            bands.append((flag, members[:MAX_PER_REASON], len(members)))
+    if not bands:
+        return False
+    font = ImageFont.load_default()
+    width = PER_ROW * (THUMB + GAP)
+    heights = [TITLE + int(np.ceil(len(members) / PER_ROW)) * (THUMB + CAPTION) for _, members, _ in bands]
+    sheet = Image.new("RGB", (width, sum(heights)), "white")
+    draw = ImageDraw.Draw(sheet)
+    shown_ids = sorted({report.image_ids[i] for _, members, _ in bands for i in members})
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+        shown = pool.map(lambda image_id: _thumbnail(image_paths.get(image_id)), shown_ids)
+        thumbnails = dict(zip(shown_ids, shown, strict=True))
+    top = 0
+    for (flag, members, total), height in zip(bands, heights, strict=True):
+        shown = f" (first {len(members)} of {total})" if total > len(members) else f" ({total})"
+        draw.rectangle((0, top, width, top + TITLE - 4), fill=(40, 40, 60))
+        draw.text((8, top + 7), f"{flag}{shown}: {_EXPLAIN[flag]}", fill="white", font=font)
+        for k, i in enumerate(members):
+            x, y = (k % PER_ROW) * (THUMB + GAP), top + TITLE + (k // PER_ROW) * (THUMB + CAPTION)
+            sheet.paste(thumbnails[report.image_ids[i]], (x, y))
+            draw.multiline_text((x + 3, y + THUMB + 2), _caption(report, i, flag), fill="black", font=font)
+        top += height
+    temp = path.with_name(f".{path.name}.tmp.png")
+    sheet.save(temp)
+    temp.replace(path)
+    return True

@@ -1,0 +1,135 @@
+"""``report.html``: one self-contained page with the run's metrics tables and every picture, readable offline.
+
+The page has no script and loads nothing from the network; pictures and files are linked by paths relative to the
+run folder, and only files that exist when the page is written are referenced.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from pipeline.classify.results import ClassificationResult
+from pipeline.classify.settings import ClassificationSettings
+
+REPORT_FILE = "report.html"
+SECTIONS = {
+    "scores": "Scores of the best head",
+    "heads": "Heads compared",
+    "embeddings": "Image embeddings",
+    "vote maps": "Vote maps: where in the tissue the votes went",
+}
+LINKED_FILES = ("metrics.json", "oof_predictions.csv", "submission.csv", "config.json")
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1240px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.best td { font-weight: bold; background: #eef7ee; }
+figure { margin: 0.8em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #555; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1em; }
+.muted { color: #666; font-size: 0.9em; }
+"""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture of the run folder as the report shows it.
+
+    Attributes:
+        path: Relative to the run folder, e.g. ``vote_maps/wrong_img_0003.png``.
+        title: Short heading.
+        caption: How to read it.
+        section: A key of :data:`SECTIONS`.
+    """
+
+    path: Path
+    title: str
+    caption: str
+    section: str
+
+
+def write_report(
+    folder: Path, result: ClassificationResult, settings: ClassificationSettings, pictures: list[Picture], title: str
+) -> Path:
+    """Write ``report.html`` into the run folder and return its path; ``title`` is the run folder's final name."""
+    path = Path(folder) / REPORT_FILE
+    path.write_text(render_report(Path(folder), result, settings, pictures, title), encoding="utf-8")
+    return path
+
+
+def render_report(
+    folder: Path, result: ClassificationResult, settings: ClassificationSettings, pictures: list[Picture], title: str
+) -> str:
+    """The page's HTML; pictures and files missing from ``folder`` are left out."""
+    best = result.best
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}: weighted F1 {best.metrics['weighted_f1']:.3f}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f"<p>Best head <b>{esc(best.name)}</b>: weighted F1 <b>{best.metrics['weighted_f1']:.3f}</b> on the pooled "
+        f"out-of-fold predictions of {result.train.n_images} training images ({len(result.classes)} classes, "
+        f"{settings.folds}-fold cross-validation over images).</p>",
+        f'<p class="muted">Cache {esc(result.cache_dir.name)} · level {esc(settings.level)} · vote '
+        f"{esc(settings.vote)} · seed {settings.seed} · class weights {'on' if settings.class_weight else 'off'}"
+        f" · {result.test.n_images if result.test is not None else 0} test images</p>",
+        "<h2>Metrics</h2>",
+        _heads_table(result),
+        _per_class_table(result),
+    ]
+    present = [p for p in pictures if (folder / p.path).is_file()]
+    for section, heading in SECTIONS.items():
+        shown = [p for p in present if p.section == section]
+        if not shown:
+            continue
+        parts.append(f"<h2>{esc(heading)}</h2>")
+        if section == "vote maps":
+            parts.append('<p class="muted">Each tile is coloured by the class its vote went to and is more opaque '
+                         "the more confident it is; the title gives the true and the predicted class.</p>")
+            parts.append('<div class="gallery">' + "".join(_figure(p) for p in shown) + "</div>")
+        else:
+            parts.extend(_figure(p) for p in shown)
+    links = [f'<a href="{quote(name)}">{esc(name)}</a>' for name in LINKED_FILES if (folder / name).is_file()]
+    if links:
+        parts.append(f"<h2>Files</h2><p>{' · '.join(links)}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _figure(picture: Picture) -> str:
+    source = quote(picture.path.as_posix())
+    title = html.escape(picture.title)
+    return (f'<figure><a href="{source}"><img src="{source}" alt="{title}" loading="lazy"></a>'
+            f"<figcaption><b>{title}</b>: {html.escape(picture.caption)}</figcaption></figure>")
+
+
+def _heads_table(result: ClassificationResult) -> str:
+    best = result.best.name
+    rows = ["<table><tr><th>head</th><th>weighted F1</th><th>folds (mean ± sd)</th><th>macro F1</th>"
+            "<th>accuracy</th><th>time</th></tr>"]
+    for run in result.heads:
+        m = run.metrics
+        rows.append(
+            f'<tr{" class=best" if run.name == best else ""}><td>{html.escape(run.name)}</td>'
+            f"<td>{m['weighted_f1']:.3f}</td><td>{m['weighted_f1_folds_mean']:.3f} ± {m['weighted_f1_folds_std']:.3f}"
+            f"</td><td>{m['macro_f1']:.3f}</td><td>{m['accuracy']:.3f}</td><td>{run.seconds:.1f} s</td></tr>"
+        )
+    return "".join(rows) + "</table>"
+
+
+def _per_class_table(result: ClassificationResult) -> str:
+    per_class = result.best.metrics["per_class"]
+    rows = [f"<table><tr><th>class ({html.escape(result.best.name)})</th><th>precision</th><th>recall</th>"
+            "<th>F1</th><th>support</th></tr>"]
+    for name in result.classes:
+        s = per_class[name]
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{s['precision']:.3f}</td><td>{s['recall']:.3f}</td>"
+                    f"<td>{s['f1']:.3f}</td><td>{s['support']}</td></tr>")
+    return "".join(rows) + "</table>"

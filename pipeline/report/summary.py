@@ -1,0 +1,36 @@
+"""The summary ``classify.py`` prints: the heads' scores, the best head's confusion matrix, hygiene, the run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.classify.results import ClassificationResult
+from pipeline.report.files import left_out, submission_rows
+
+
+def format_summary(result: ClassificationResult, run_dir: Path) -> str:
+    """The printed result: metrics table, confusion matrix of the best head, the run folder."""
+    lines = [f"{'head':<8} {'weighted F1':>12} {'folds (mean ± sd)':>18} {'macro F1':>9} {'accuracy':>9} {'time':>7}"]
+    for run in result.heads:
+        m = run.metrics
+        lines.append(f"{run.name:<8} {m['weighted_f1']:>12.3f} {m['weighted_f1_folds_mean']:>11.3f} ± "
+                     f"{m['weighted_f1_folds_std']:.3f} {m['macro_f1']:>9.3f} {m['accuracy']:>9.3f} "
+                     f"{run.seconds:>6.1f}s")
+    best = result.best
+    width = max(len(c) for c in result.classes) + 2
+    lines += ["", f"confusion matrix ({best.name}; rows: true, columns: predicted)",
+              " " * width + "".join(f"{c[:10]:>11}" for c in result.classes)]
+    for name, row in zip(result.classes, best.metrics["confusion_matrix"], strict=True):
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>11d}" for v in row))
+    n_test = len(submission_rows(result, best))
+    lines += ["", f"{result.train.n_images} training images, {len(result.classes)} classes; "
+              f"{n_test} test predictions; run folder: {run_dir}"]
+    if result.quality is not None:
+        n_test_flagged = sum(bool(result.quality.reasons(i)) for i in range(result.train.n_images,
+                                                                             len(result.quality.image_ids)))
+        lines.append(f"hygiene: {result.quality.summary()}; {len(left_out(result))} training image(s) left out "
+                     f"of training, {n_test_flagged} test image(s) flagged (kept); see quality.csv")
+    if result.filled_test:
+        lines.append(f"warning: {len(result.filled_test)} test image(s) had no features (skipped by extraction) and "
+                     f"were given the majority class: {', '.join(result.filled_test[:10])}")
+    return "\n".join(lines)

@@ -1,0 +1,264 @@
+"""Vote maps: an image with its mask outline and every tile coloured by the class its vote went to.
+
+A tile paints a square of side ``min(tile size, stride)`` centred on the tile (so overlapping tiles do not paint
+over each other) in its top class's colour, over the image, with an opacity that grows with its confidence (the
+top-class probability, from ``1 / C`` = unsure to 1 = sure). The images shown are picked by :func:`select_images`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from PIL import Image
+
+from pipeline.report.plots import class_colors, new_figure
+
+MAX_DISPLAY_SIDE = 1600  # images are downscaled to this longest side before drawing (the figure is ~900 px wide)
+MIN_ALPHA, MAX_ALPHA = 0.2, 0.7  # opacity of an unsure and of a certain tile; the tissue stays visible
+REASONS = {
+    "wrong": "most confidently wrong",
+    "unsure": "least confident",
+    "correct": "confidently correct",
+    "requested": "requested with --vote-maps",
+}
+
+
+def tile_colors(tile_proba: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """RGBA of each tile: its top class's colour, opacity from :data:`MIN_ALPHA` to :data:`MAX_ALPHA` by confidence.
+
+    Args:
+        tile_proba: (n_tiles, C) tile class probabilities.
+        colors: (C, 3) float RGB of each class.
+
+    Returns:
+        (n_tiles, 4) float RGBA in [0, 1].
+    """
+    tile_proba = np.asarray(tile_proba, dtype=np.float64)
+    alpha = confidence_alpha(tile_proba.max(axis=1), tile_proba.shape[1])
+    return np.column_stack([np.asarray(colors)[tile_proba.argmax(axis=1)], alpha])
+
+
+def confidence_alpha(confidence: np.ndarray, n_classes: int) -> np.ndarray:
+    """Opacity of tiles whose top-class probability is ``confidence``: linear from 1 / C (unsure) to 1 (sure)."""
+    floor = 1.0 / n_classes
+    strength = np.clip((np.asarray(confidence) - floor) / max(1.0 - floor, 1e-12), 0.0, 1.0)
+    return MIN_ALPHA + (MAX_ALPHA - MIN_ALPHA) * strength
+
+
+def display_scale(width: int, height: int, max_side: int = MAX_DISPLAY_SIDE) -> float:
+    """Factor (<= 1) that brings the longest side of an image down to ``max_side`` pixels."""
+    return min(1.0, max_side / max(width, height, 1))
+
+
+def tile_cells(coords: np.ndarray, tile_size: int, cell_size: int, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """(n_tiles, 4) int ``x0, y0, x1, y1`` of each tile's painted square in display pixels (end exclusive).
+
+    Args:
+        coords: (n_tiles, 2) (x, y) top-left corners in original pixels.
+        tile_size: Tile side in original pixels.
+        cell_size: Side of the painted square in original pixels (``min(tile, stride)``).
+        scale: Display pixels per original pixel.
+        shape: (height, width) of the display image.
+    """
+    centres = np.asarray(coords, dtype=np.float64) + tile_size / 2.0
+    low = np.round((centres - cell_size / 2.0) * scale).astype(np.int64)
+    high = np.maximum(np.round((centres + cell_size / 2.0) * scale).astype(np.int64), low + 1)
+    limit = np.array([shape[1], shape[0]])
+    return np.column_stack([np.clip(low, 0, limit), np.clip(high, 0, limit)])
+
+
+def paint_tiles(pixels: np.ndarray, cells: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Blend each tile's colour over its cell of the image.
+
+    Args:
+        pixels: (H, W, 3) uint8 image at display size.
+        cells: (n_tiles, 4) int ``x0, y0, x1, y1`` from :func:`tile_cells`.
+        rgba: (n_tiles, 4) float colours from :func:`tile_colors`.
+
+    Returns:
+        (H, W, 3) uint8: ``(1 - a) * pixel + a * colour`` inside the cells, the image elsewhere.
+    """
+    color = np.zeros(pixels.shape, dtype=np.float64)
+    alpha = np.zeros(pixels.shape[:2], dtype=np.float64)
+    for (x0, y0, x1, y1), (r, g, b, a) in zip(cells, rgba, strict=True):
+        color[y0:y1, x0:x1] = (r * 255.0, g * 255.0, b * 255.0)
+        alpha[y0:y1, x0:x1] = a
+    blended = pixels * (1.0 - alpha[..., None]) + color * alpha[..., None]
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class VoteMap:
+    """What one vote map shows.
+
+    Attributes:
+        image_id: E.g. ``"train/img_0003"``.
+        pixels: (H, W, 3) uint8 original image.
+        inside: (H, W) bool mask, or None when the mask could not be read (no outline is drawn).
+        coords: (n_tiles, 2) (x, y) tile corners in original pixels.
+        tile_proba: (n_tiles, C) tile probabilities.
+        image_proba: (C,) the image's voted probabilities.
+        label: True class index, or None for a test image.
+        note: Why the image is shown and where its prediction comes from, e.g. ``"least confident · fold 2"``.
+    """
+
+    image_id: str
+    pixels: np.ndarray
+    inside: np.ndarray | None
+    coords: np.ndarray
+    tile_proba: np.ndarray
+    image_proba: np.ndarray
+    label: int | None
+    note: str
+
+
+def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_size: int) -> Figure:
+    """The figure of one vote map: title, painted image with the mask outline, and a colour key."""
+    height, width = vote_map.pixels.shape[:2]
+    scale = display_scale(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    pixels = vote_map.pixels
+    if scale < 1:
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX))
+    colors = class_colors(len(classes))
+    cells = tile_cells(vote_map.coords, tile_size, cell_size, scale, pixels.shape[:2])
+    painted = paint_tiles(pixels, cells, tile_colors(vote_map.tile_proba, colors))
+
+    figure = _layout(vote_map, classes, width, height)
+    ax, key_ax = figure.axes
+    ax.imshow(painted, interpolation="antialiased")
+    # thin white edges show where the tiles are, also the faint (unsure) ones; pixel i spans [i - 0.5, i + 0.5]
+    edges = [[(x0 - 0.5, y0 - 0.5), (x1 - 0.5, y0 - 0.5), (x1 - 0.5, y1 - 0.5), (x0 - 0.5, y1 - 0.5)]
+             for x0, y0, x1, y1 in cells]
+    ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=(1, 1, 1, 0.6), linewidths=0.5))
+    if vote_map.inside is not None and vote_map.inside.any() and not vote_map.inside.all():
+        inside = vote_map.inside
+        if scale < 1:
+            inside = np.asarray(Image.fromarray(inside.astype(np.uint8) * 255).resize(size, Image.Resampling.BOX)) > 127
+        ax.contour(inside.astype(np.float32), levels=[0.5], colors="black", linewidths=1.2)
+    ax.set_axis_off()
+    _draw_key(key_ax, colors, classes)
+    return figure
+
+
+def _layout(vote_map: VoteMap, classes: list[str], width: int, height: int) -> Figure:
+    """A figure with the title on top, the image axes below it and the key axes at the bottom, placed in inches.
+
+    Placed by hand rather than by a layout engine, so the image fills the width whatever its aspect ratio.
+    """
+    fig_w = 8.0
+    image_w = fig_w - 0.3
+    image_h = image_w * height / width
+    if image_h > 6.5:  # tall image: keep the figure on a laptop screen
+        image_h = 6.5
+        image_w = image_h * width / height
+    title = _title(vote_map, classes)
+    title_h = 0.2 + 0.19 * (title.count("\n") + 1)
+    key_h = 0.2 * len(classes) + 0.05
+    names_w = min(2.5, 0.3 + 0.075 * max(len(c) for c in classes))
+    bottom_h = 0.75  # the key's tick labels and its two-line caption
+    fig_h = title_h + image_h + 0.15 + key_h + bottom_h
+    figure = new_figure(fig_w, fig_h, layout=None)
+    figure.text(0.15 / fig_w, 1 - 0.1 / fig_h, title, ha="left", va="top", fontsize=10, color=_title_color(vote_map))
+    figure.add_axes(((fig_w - image_w) / 2 / fig_w, (bottom_h + key_h + 0.15) / fig_h, image_w / fig_w,
+                     image_h / fig_h))
+    figure.add_axes((names_w / fig_w, bottom_h / fig_h, (fig_w - names_w - 0.3) / fig_w, key_h / fig_h))
+    return figure
+
+
+def _title(vote_map: VoteMap, classes: list[str]) -> str:
+    predicted = int(vote_map.image_proba.argmax())
+    truth = f"true {classes[vote_map.label]}" if vote_map.label is not None else "test image, no label"
+    first = f"{vote_map.image_id}: {truth} · predicted {classes[predicted]} ({vote_map.image_proba.max():.2f})"
+    votes = np.bincount(vote_map.tile_proba.argmax(axis=1), minlength=len(classes))
+    counts = ", ".join(f"{votes[c]} {classes[c]}" for c in np.argsort(-votes, kind="stable") if votes[c])
+    third = f"{len(vote_map.tile_proba)} tiles voted: {counts}"
+    return "\n".join(textwrap.fill(line, 100) for line in (first, vote_map.note, third))
+
+
+def _title_color(vote_map: VoteMap) -> str:
+    if vote_map.label is None:
+        return "black"
+    return "#2a7a2a" if int(vote_map.image_proba.argmax()) == vote_map.label else "#b22222"
+
+
+def _draw_key(ax: object, colors: np.ndarray, classes: list[str]) -> None:
+    """One row per class: its colour from the least to the most confident tile, blended over white."""
+    n = len(classes)
+    confidence = np.linspace(1.0 / n, 1.0, 64)
+    alpha = confidence_alpha(confidence, n)[None, :, None]
+    key = (1.0 - alpha) + np.asarray(colors)[:, None, :] * alpha  # (C, 64, 3) over white
+    ax.imshow(key, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xticks([0, len(confidence) - 1], [f"{1.0 / n:.2f} (unsure)", "1.00 (sure)"], fontsize=8)
+    ax.set_xlabel("tile colour: the class its vote went to; opacity: its confidence (top-class probability)\n"
+                  "black line: outline of the mask", fontsize=8)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """An image to draw: its split, its row in that split's feature set, and why it is drawn (a key of REASONS)."""
+
+    split: str
+    index: int
+    reason: str
+
+
+def select_images(labels: np.ndarray, proba: np.ndarray, n_wrong: int = 3, n_unsure: int = 2,
+                  n_correct: int = 2) -> list[Pick]:
+    """Validation images worth looking at: the most confidently wrong, the least confident, the surest correct ones.
+
+    Args:
+        labels: (n_images,) int true classes.
+        proba: (n_images, C) out-of-fold probabilities; rows with NaN (never validated) are not picked.
+        n_wrong: How many wrong images, highest predicted probability first.
+        n_unsure: How many of the remaining images with the lowest top probability.
+        n_correct: How many correct images per class, highest probability first.
+
+    Returns:
+        Train picks, each image once, in that order (ties go to the lower index).
+    """
+    valid = np.isfinite(proba).all(axis=1)
+    confidence = np.where(valid, np.nan_to_num(proba).max(axis=1), np.nan)
+    correct = valid & (np.nan_to_num(proba).argmax(axis=1) == labels)
+    chosen: list[Pick] = []
+
+    def take(rows: np.ndarray, key: np.ndarray, count: int, reason: str) -> None:
+        taken = {p.index for p in chosen}
+        rows = [int(i) for i in rows[np.argsort(key[rows], kind="stable")] if int(i) not in taken]
+        chosen.extend(Pick("train", i, reason) for i in rows[:count])
+
+    take(np.nonzero(valid & ~correct)[0], -confidence, n_wrong, "wrong")
+    take(np.nonzero(valid)[0], confidence, n_unsure, "unsure")
+    for c in np.unique(labels):
+        take(np.nonzero(correct & (labels == c))[0], -confidence, n_correct, "correct")
+    return chosen
+
+
+def resolve_requests(requests: list[str], train_ids: list[str], train_samples: list[str],
+                     test_ids: list[str]) -> tuple[list[Pick], list[str]]:
+    """Turn ``--vote-maps`` values into picks.
+
+    A value is ``all`` (every training image), an image id (``train/img_0003``, ``test/img_0001``), a file name
+    (``img_0003.png``) or a stem (``img_0003``); file names and stems refer to training images, since test numbering
+    restarts at 0000.
+
+    Returns:
+        The picks, in request order without repeats, and the values that match no image.
+    """
+    by_name = {name: ("train", i) for i, image_id in enumerate(train_ids)
+               for name in (image_id, train_samples[i], image_id.split("/", 1)[-1])}
+    by_name.update({image_id: ("test", i) for i, image_id in enumerate(test_ids)})
+    picks: dict[tuple[str, int], Pick] = {}
+    unknown = []
+    for value in requests:
+        matches = [("train", i) for i in range(len(train_ids))] if value == "all" else [by_name.get(value)]
+        if matches == [None]:
+            unknown.append(value)
+        for match in filter(None, matches):
+            picks.setdefault(match, Pick(match[0], match[1], "requested"))
+    return list(picks.values()), unknown

@@ -1,0 +1,64 @@
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.cache import store
+from pipeline.errors import CacheError
+
+
+def _write(path, n=3, dim=4, **extra):
+    features = np.arange(n * dim, dtype=np.float32).reshape(n, dim)
+    attrs = {"image_id": "train/img_0000", "preprocessing": {"input_size": 224}, "tile_size": 224, **extra}
+    store.write_image_features(path, features, np.zeros((n, 2)), np.ones(n), attrs)
+    return features
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "train" / "img_0000.h5"
+    features = _write(path)
+    item = store.read_image_features(path)
+    np.testing.assert_array_equal(item.features, features)
+    assert item.features.dtype == np.float32 and item.coords.dtype == np.int32 and item.coverage.dtype == np.float32
+    assert item.attrs["schema_version"] == store.SCHEMA_VERSION
+    assert item.attrs["image_id"] == "train/img_0000" and item.attrs["tile_size"] == 224
+    assert item.attrs["preprocessing"] == '{"input_size": 224}'
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left
+
+
+def test_zero_tiles_round_trip(tmp_path):
+    _write(tmp_path / "a.h5", n=0, dim=8)
+    assert store.read_image_features(tmp_path / "a.h5").features.shape == (0, 8)
+
+
+def test_truncated_file_is_a_cache_error(tmp_path):
+    path = tmp_path / "a.h5"
+    _write(path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CacheError, match="a.h5: not a readable feature file"):
+        store.read_image_features(path)
+    with pytest.raises(CacheError, match="Delete it and run extract.py again"):
+        store.read_attrs(path)
+
+
+def test_other_schema_version(tmp_path):
+    path = tmp_path / "a.h5"
+    _write(path)
+    with h5py.File(path, "a") as handle:
+        handle.attrs["schema_version"] = 99
+    with pytest.raises(CacheError, match="cache schema version 99; this version reads 1"):
+        store.read_image_features(path)
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.os, "replace", broken_replace)
+    with pytest.raises(CacheError, match="No space left on device.*finished images are kept"):
+        _write(tmp_path / "a.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shape_mismatch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="disagree"):
+        store.write_image_features(tmp_path / "a.h5", np.zeros((2, 4)), np.zeros((3, 2)), np.zeros(2), {})

@@ -1,0 +1,71 @@
+import csv
+
+import pytest
+
+from pipeline.cli.classify import build_parser, main
+from pipeline.cli.extract import main as extract_main
+from tests.conftest import write_fake_cache
+
+LABELS = ["a"] * 6 + ["b"] * 6
+
+
+def test_defaults():
+    args = build_parser().parse_args([])
+    assert (args.head, args.level, args.vote, args.folds, args.seed) == ("mlp", "tile", "mean", 5, 0)
+    assert args.labels is None and args.out is None and not args.no_class_weight
+
+
+def test_prints_table_confusion_matrix_and_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_fake_cache(tmp_path / "features", LABELS)
+    assert main(["--head", "logreg", "--folds", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "weighted F1" in out and "confusion matrix (logreg" in out
+    assert "run folder: runs/data_fake_t224_s224_c0.50_n0_fp32_logreg" in out
+
+
+def test_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["--features", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --features {tmp_path / 'nothing'} does not exist.") and err.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["--features", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: No feature cache under") and err.count("\n") == 1
+
+
+def test_a_cache_name_under_features_is_accepted(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache_dir, _ = write_fake_cache(tmp_path / "features" / "data-0123abcd", LABELS)
+    assert main(["--features", cache_dir.name, "--head", "logreg", "--folds", "3", "-q"]) == 0
+    assert "run folder: runs/data_fake_t224_s224_c0.50_n0_fp32_logreg" in capsys.readouterr().out
+
+
+def test_no_class_weight_flag_reaches_the_heads(tmp_path, capsys):
+    cache_dir, _ = write_fake_cache(tmp_path, LABELS)
+    assert main(["--features", str(cache_dir), "--head", "logreg", "--folds", "3", "--no-class-weight",
+                 "--out", str(tmp_path / "run"), "-q"]) == 0
+    head_json = (tmp_path / "run" / "model" / "head.json").read_text()
+    assert '"class_weight": null' in head_json
+
+
+@pytest.mark.slow
+def test_end_to_end_on_glas15_with_the_tiny_model(glas15, tmp_path, tiny_vit_dir, capsys):
+    features = tmp_path / "features"
+    assert extract_main(["--data", str(glas15), "--model", str(tiny_vit_dir), "--out", str(features),
+                         "--tile-size", "64", "--workers", "1", "--no-progress", "-q"]) == 0
+    assert main(["--features", str(features), "--labels", str(glas15 / "train_labels_binary.csv"), "--folds", "3",
+                 "--out", str(tmp_path / "run"), "-q"]) == 0
+    run = tmp_path / "run"
+    for name in ("metrics.json", "oof_predictions.csv", "submission.csv", "config.json", "model/head.npz"):
+        assert (run / name).is_file()
+    with (run / "submission.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["sample_index"] for r in rows] == ["img_0000.png", "img_0001.png", "img_0002.png"]
+    assert {r["label"] for r in rows} <= {"benign", "malignant"}
+    # the default label file is the one of the data folder recorded in the cache
+    assert main(["--features", str(features), "--folds", "2", "--head", "logreg", "--out", str(tmp_path / "r2"),
+                 "-q"]) == 2
+    err = capsys.readouterr().err  # 5-grade labels: one grade has a single image
+    assert "'moderately-to-poorly differentated' has 1 image(s) (img_0005.png)" in err
+    assert "no --folds can work" in err

@@ -1,0 +1,126 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cache import store
+from pipeline.cli.extract import build_parser, main
+from tests.conftest import random_pixels, write_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_documents_every_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--data", "--split", "--model", "--out", "--gpu", "--device", "--precision", "--tile-size", "--stride",
+                 "--min-coverage", "--max-tiles", "--seed", "--batch-size", "--workers", "--strict", "--overwrite"):
+        assert flag in text
+    assert "(default: data)" in text and "(default: phikon)" in text and "(default: 0.5)" in text
+
+
+def test_defaults():
+    args = build_parser().parse_args([])
+    assert (args.data, args.split, args.model, args.out) == (Path("data"), "all", "phikon", Path("features"))
+    assert (args.tile_size, args.stride, args.min_coverage, args.max_tiles, args.seed) == (224, None, 0.5, 0, 0)
+    assert args.device == "auto" and not args.gpu
+
+
+def test_runs_and_prints_one_summary_line(make_data, tmp_path, tiny_vit_dir, capsys):
+    root = make_data(n_train=2, n_test=1)
+    argv = ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(tmp_path / "f"), "--tile-size", "32",
+            "--workers", "0", "--no-progress", "-q"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 images: 3 embedded (12 tiles" in out and "0 skipped" in out
+    assert main(argv) == 0
+    assert "0 embedded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--min-coverage", "1.5"], "--min-coverage must be a fraction in [0, 1]. Got 1.5 instead."),
+        (["--tile-size", "0"], "--tile-size must be a positive number of pixels. Got 0 instead."),
+        (["--model", "no-such-model"], "Unknown --model 'no-such-model'"),
+        (["--write-processes", "-1"], "--write-processes must be 0 or more. Got -1 instead."),
+        (["--workers", "-1"], "--workers must be 0 or more. Got -1 instead."),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(make_data, tmp_path, extra, message, capsys):
+    assert main(["--data", str(make_data()), "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_data_folder_without_splits_exits_2(tmp_path, capsys):
+    assert main(["--data", str(tmp_path)]) == 2
+    assert "has neither train_data/ nor test_data/" in capsys.readouterr().err
+
+
+def test_gpu_without_cuda_fails_clearly(make_data, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--data", str(make_data()), "--gpu", "--model", "efficientnet-lite0"]) == 2
+    assert "--gpu / --device cuda was asked for but CUDA is not available" in capsys.readouterr().err
+
+
+def test_gpu_and_device_conflict():
+    with pytest.raises(SystemExit) as info:
+        main(["--gpu", "--device", "cpu"])
+    assert info.value.code == 2
+
+
+def test_strict_exits_1(make_data, tmp_path, tiny_vit_dir, capsys):
+    root = make_data(n_train=2, n_test=0)
+    (root / "train_data" / "img_0001.png").write_bytes(b"")
+    argv = ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(tmp_path), "--tile-size", "32",
+            "--workers", "0", "--no-progress", "-q"]
+    assert main(argv) == 0
+    assert "skipped train/img_0001" in capsys.readouterr().out
+    assert main([*argv, "--strict"]) == 1
+    assert "img_0001.png: file is empty" in capsys.readouterr().err
+
+
+def _run(argv, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(ROOT / "extract.py"), *argv], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, tiny_vit_dir):
+    rng = np.random.default_rng(1)
+    inside = np.ones((160, 160), dtype=bool)
+    for i in range(16):
+        write_pair(tmp_path / "data" / "train_data", f"{i:04d}", random_pixels(rng, 160, 160), inside)
+    common = ["--data", str(tmp_path / "data"), "--model", str(tiny_vit_dir), "--tile-size", "32", "--batch-size", "1",
+              "--workers", "1", "--no-progress", "-q"]
+    killed_dir = tmp_path / "killed"
+    process = _run([*common, "--out", str(killed_dir)])
+    deadline = time.monotonic() + 120
+    while len(list(killed_dir.rglob("img_*.h5"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    n_at_kill = len(list(killed_dir.rglob("img_*.h5")))
+    assert 3 <= n_at_kill < 16, "the kill must land mid-run"
+    resumed = _run([*common, "--out", str(killed_dir)])
+    assert resumed.wait() == 0, resumed.stderr.read().decode()
+    assert main([*common, "--out", str(tmp_path / "clean")]) == 0  # the uninterrupted reference, in-process
+    killed_files = sorted(p.relative_to(killed_dir) for p in killed_dir.rglob("*.h5"))
+    clean_files = sorted(p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean").rglob("*.h5"))
+    assert killed_files == clean_files and len(clean_files) == 16
+    assert not [p for p in killed_dir.rglob("*") if ".tmp-" in p.name]
+    for rel in clean_files:
+        a, b = store.read_image_features(killed_dir / rel), store.read_image_features(tmp_path / "clean" / rel)
+        np.testing.assert_array_equal(a.coords, b.coords)
+        np.testing.assert_array_equal(a.coverage, b.coverage)
+        np.testing.assert_allclose(a.features, b.features, atol=1e-5, rtol=0)

@@ -1,0 +1,165 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import cache
+from pipeline.cache import store
+from pipeline.data.tiling import TilingSettings, tile_coverage
+from pipeline.errors import ConfigError, ImageReadError
+from pipeline.extract.run import run_extraction
+from pipeline.extract.settings import ExtractionSettings
+from tests.conftest import TINY_SIZE
+
+
+def _settings(root, tmp_path, **overrides):
+    values = dict(
+        data_dir=root, model="unused", out_dir=tmp_path / "features", tiling=TilingSettings(tile_size=TINY_SIZE),
+        workers=0, batch_size=3, progress=False,
+    )
+    values.update(overrides)
+    return ExtractionSettings(**values)
+
+
+def test_every_image_gets_a_file_with_exact_tiles(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=4, n_test=2)
+    summary = run_extraction(_settings(root, tmp_path), tiny_model)
+    assert summary.n_embedded == 6 and summary.n_tiles == 24 and not summary.skipped
+    assert summary.cache_dir.name == f"{tiny_model.slug}_t32_s32_c0.50_n0_fp32"
+    item = store.read_image_features(summary.cache_dir / "test" / "img_0001.h5")
+    assert item.features.shape == (4, 32) and item.features.dtype == np.float32
+    np.testing.assert_array_equal(item.coords, [[0, 0], [32, 0], [0, 32], [32, 32]])
+    np.testing.assert_allclose(item.coverage, [1.0, 0.5, 1.0, 0.5])
+    attrs = item.attrs
+    assert attrs["image_id"] == "test/img_0001" and attrs["split"] == "test" and attrs["sample_index"] == "img_0001.png"
+    assert (attrs["image_width"], attrs["image_height"], attrs["tile_size"], attrs["stride"]) == (96, 64, 32, 32)
+    assert attrs["model_checksum"] == tiny_model.checksum and attrs["precision"] == "fp32"
+    assert len(attrs["image_sha256"]) == 64 and len(attrs["mask_sha256"]) == 64
+    assert json.loads(attrs["preprocessing"])["input_size"] == TINY_SIZE
+    settings = cache.read_settings(summary.cache_dir)
+    assert settings["data_dir"] == str(root.resolve()) and settings["feature_dim"] == 32
+
+
+def test_batches_across_images_do_not_change_features(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=3, n_test=0)
+    one = run_extraction(_settings(root, tmp_path, batch_size=1, out_dir=tmp_path / "a"), tiny_model)
+    many = run_extraction(_settings(root, tmp_path, batch_size=7, out_dir=tmp_path / "b"), tiny_model)
+    for name in ("img_0000.h5", "img_0002.h5"):
+        a = store.read_image_features(one.cache_dir / "train" / name).features
+        b = store.read_image_features(many.cache_dir / "train" / name).features
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_second_run_does_no_work_and_changes_are_re_embedded(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=3, n_test=1)
+    settings = _settings(root, tmp_path)
+    run_extraction(settings, tiny_model)
+    again = run_extraction(settings, tiny_model)
+    assert (again.n_embedded, again.n_reused, again.n_tiles) == (0, 4, 0)
+    # a changed image is re-embedded; nothing else is
+    Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(root / "train_data" / "img_0001.png")
+    changed = run_extraction(settings, tiny_model)
+    assert (changed.n_embedded, changed.n_reused) == (1, 3)
+    # other tiling settings go to another folder and never mix
+    other = run_extraction(_settings(root, tmp_path, tiling=TilingSettings(TINY_SIZE, 16, 0.5)), tiny_model)
+    assert other.cache_dir != changed.cache_dir and other.n_embedded == 4
+    forced = run_extraction(_settings(root, tmp_path, overwrite=True), tiny_model)
+    assert forced.n_embedded == 4
+
+
+def test_file_with_other_settings_is_re_embedded(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=2, n_test=0)
+    settings = _settings(root, tmp_path)
+    summary = run_extraction(settings, tiny_model)
+    path = summary.cache_dir / "train" / "img_0000.h5"
+    item = store.read_image_features(path)
+    store.write_image_features(path, item.features, item.coords, item.coverage, {**item.attrs, "model_checksum": "x"})
+    assert run_extraction(settings, tiny_model).n_embedded == 1
+
+
+def test_bad_images_are_skipped_and_listed(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=4, n_test=1)
+    (root / "train_data" / "img_0001.png").write_bytes(b"")
+    (root / "train_data" / "mask_0002.png").unlink()
+    Image.new("L", (10, 10)).save(root / "train_data" / "mask_0003.png")
+    summary = run_extraction(_settings(root, tmp_path), tiny_model)
+    assert summary.n_embedded == 2
+    assert set(summary.skipped) == {"train/img_0001", "train/img_0002", "train/img_0003"}
+    assert "file is empty" in summary.skipped["train/img_0001"]
+    assert "no mask found (expected mask_0002.png" in summary.skipped["train/img_0002"]
+    assert "mask is 10x10 but its image is 96x64" in summary.skipped["train/img_0003"]
+    on_disk = cache.read_skipped(summary.cache_dir)
+    assert {k: v["reason"] for k, v in on_disk.items()} == summary.skipped
+    assert on_disk["train/img_0002"]["sample_index"] == "img_0002.png"
+    assert "3 skipped" in summary.line()
+
+
+def test_strict_stops_at_the_first_bad_image_and_keeps_finished_files(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=4, n_test=0)
+    (root / "train_data" / "img_0002.png").write_text("not a png")
+    with pytest.raises(ImageReadError, match="img_0002.png: not a readable image.*--strict"):
+        run_extraction(_settings(root, tmp_path, strict=True, batch_size=1), tiny_model)
+    written = sorted(p.name for p in (tmp_path / "features").rglob("*.h5"))
+    assert written == ["img_0000.h5", "img_0001.h5"]
+
+
+def test_real_glas15_images(glas15, tmp_path, tiny_model):
+    settings = ExtractionSettings(
+        data_dir=glas15, out_dir=tmp_path, tiling=TilingSettings(tile_size=64, min_coverage=0.6), workers=1,
+        progress=False,
+    )
+    summary = run_extraction(settings, tiny_model)
+    assert summary.n_embedded == 15 and not summary.skipped
+    from pipeline.data.images import read_mask
+
+    for path in cache.list_image_files(summary.cache_dir, "train") + cache.list_image_files(summary.cache_dir, "test"):
+        item = store.read_image_features(path)
+        split, stem = item.attrs["split"], path.stem
+        inside = read_mask(glas15 / f"{split}_data" / f"{stem.replace('img_', 'mask_')}.png", (600, 400)).inside
+        assert len(item.features) >= 1
+        assert (item.coords[:, 0] + 64 <= 600).all() and (item.coords[:, 1] + 64 <= 400).all()
+        assert (item.coords >= 0).all()
+        np.testing.assert_allclose(item.coverage, tile_coverage(inside, item.coords, 64), atol=1e-6)
+        if not item.attrs["fallback"]:
+            assert (item.coverage >= 0.6).all()
+    assert run_extraction(settings, tiny_model).n_embedded == 0
+
+
+def test_invalid_batch_size(make_data, tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match="--batch-size must be a positive number of tiles. Got 0 instead."):
+        run_extraction(_settings(make_data(), tmp_path, batch_size=0), tiny_model)
+
+
+def test_an_image_that_became_unreadable_loses_its_old_file(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=2, n_test=0)
+    settings = _settings(root, tmp_path)
+    summary = run_extraction(settings, tiny_model)
+    (root / "train_data" / "img_0001.png").write_bytes(b"broken")
+    again = run_extraction(settings, tiny_model)
+    assert set(again.skipped) == {"train/img_0001"}
+    assert not (summary.cache_dir / "train" / "img_0001.h5").exists()
+    assert (summary.cache_dir / "train" / "img_0000.h5").exists()
+
+
+def test_quality_report_of_the_run_equals_one_read_back_from_the_cache(make_data, tmp_path, tiny_model):
+    import shutil
+
+    from pipeline.hygiene.assessment import assess_feature_sets
+
+    root = make_data(n_train=5, n_test=2)
+    shutil.copy(root / "train_data" / "img_0001.png", root / "test_data" / "img_0000.png")  # a cross-split copy
+    settings = _settings(root, tmp_path)
+    first = run_extraction(settings, tiny_model)  # every image from memory
+    (first.cache_dir / "train" / "img_0003.h5").unlink()
+    second = run_extraction(settings, tiny_model)  # one image from memory, the others read back
+    sets = [cache.load_split(first.cache_dir, split) for split in ("train", "test")]
+    expected = assess_feature_sets(sets)
+    for report in (first.quality, second.quality):
+        assert report.image_ids == expected.image_ids and len(report.image_ids) == 7
+        for flag, values in expected.flags.items():
+            np.testing.assert_array_equal(report.flags[flag], values)
+        for name, values in expected.scores.items():
+            np.testing.assert_allclose(report.scores[name], values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(report.duplicate_group, expected.duplicate_group)
+    assert expected.flags["exact_duplicate"].sum() == 2

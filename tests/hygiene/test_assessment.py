@@ -1,0 +1,121 @@
+import csv
+
+import numpy as np
+from PIL import Image
+
+from pipeline.classify.run import training_plan
+from pipeline.classify.settings import ClassificationSettings
+from pipeline.data.records import find_records
+from pipeline.hygiene.assessment import FLAGS, assess
+from pipeline.hygiene.contact_sheet import write_contact_sheet
+from pipeline.hygiene.quality_file import write_quality_csv
+from pipeline.hygiene.settings import QualitySettings
+
+CLEAN = {"q_he_fraction": 0.9, "q_off_hue_fraction": 0.0, "q_green_fraction": 0.0, "q_flat_fraction": 0.01,
+         "q_white_fraction": 0.1, "mask_fraction": 0.5}
+
+
+def _hashes(seed):
+    rng = np.random.default_rng(seed)
+    return [f"{int(v):016x}" for v in rng.integers(0, 2**63, size=8, dtype=np.int64)]
+
+
+def _attrs(n):
+    return [{**CLEAN, "image_sha256": f"f{i}", "pixels_sha256": f"p{i}", "mask_sha256": f"m{i}",
+             "phashes": _hashes(i)} for i in range(n)]
+
+
+def _assess(attrs, embeddings=None, **settings):
+    n = len(attrs)
+    ids = [f"train/img_{i:04d}" for i in range(n)]
+    embeddings = np.random.default_rng(0).normal(size=(n, 8)) if embeddings is None else embeddings
+    return assess(ids, [f"img_{i:04d}.png" for i in range(n)], attrs, embeddings, QualitySettings(**settings))
+
+
+def test_clean_images_raise_no_flag():
+    report = _assess(_attrs(12))
+    assert report.counts() == dict.fromkeys(FLAGS, 0)
+    assert len(set(report.duplicate_group.tolist())) == 12 and report.summary() == "no image flagged"
+
+
+def test_each_flag_and_the_groups_it_makes():
+    attrs = _attrs(12)
+    attrs[1]["pixels_sha256"] = "p0"  # exact copy of 0 (other file bytes, same pixels)
+    flipped = _hashes(2)
+    attrs[3]["phashes"] = flipped[4:] + flipped[:4]  # a flipped copy of 2: its identity hash is 2's flipped hash
+    attrs[4]["mask_sha256"] = attrs[5]["mask_sha256"] = "cartoon-mask"
+    attrs[6]["q_off_hue_fraction"] = 0.3
+    attrs[7]["q_he_fraction"] = 0.02
+    attrs[8]["q_flat_fraction"] = 0.95
+    attrs[9]["q_green_fraction"] = 0.03
+    attrs[10]["mask_sha256"] = attrs[11]["mask_sha256"] = "whole"  # whole-image masks say nothing
+    attrs[10]["mask_fraction"] = attrs[11]["mask_fraction"] = 1.0
+    report = _assess(attrs)
+    flagged = {flag: np.nonzero(report.flags[flag])[0].tolist() for flag in FLAGS}
+    assert flagged == {"exact_duplicate": [0, 1], "near_duplicate": [2, 3], "shared_mask": [4, 5],
+                       "non_tissue": [6, 7, 8], "ink": [9]}
+    groups = report.duplicate_group
+    assert groups[0] == groups[1] and groups[2] == groups[3] and groups[4] == groups[5]
+    assert groups[10] != groups[11] and len(set(groups.tolist())) == 9
+    assert report.excluded().tolist() == [i in (6, 7, 8, 9) for i in range(12)]
+    assert report.nearest[3] == "train/img_0002"
+    assert report.reasons(9) == ["ink"]
+
+
+def test_phash_threshold_is_a_setting():
+    attrs = _attrs(3)
+    base = int(attrs[0]["phashes"][0], 16)
+    attrs[1]["phashes"] = [f"{base ^ 0b111111:016x}"] + attrs[1]["phashes"][1:]  # 6 bits away
+    assert _assess(attrs).flags["near_duplicate"].tolist() == [True, True, False]
+    assert not _assess(attrs, phash_distance=5).flags["near_duplicate"].any()
+
+
+def test_embedding_outlier(rng):
+    embeddings = np.concatenate([rng.normal(size=(20, 16)) + 5, rng.normal(size=(20, 16)) - 5])  # two classes
+    embeddings[7] = rng.normal(size=16) * 0.1 + np.r_[[40.0] * 8, [-40.0] * 8]
+    report = _assess(_attrs(40), embeddings)
+    assert np.nonzero(report.flags["non_tissue"])[0].tolist() == [7]
+
+
+def test_images_without_hashes_match_nothing():
+    attrs = _attrs(4)
+    for item in attrs:
+        del item["phashes"]
+    assert not _assess(attrs).flags["near_duplicate"].any()
+
+
+def test_quality_csv_columns(tmp_path):
+    attrs = _attrs(4)
+    attrs[2]["q_green_fraction"] = 0.5
+    path = tmp_path / "quality.csv"
+    write_quality_csv(path, _assess(attrs))
+    rows = list(csv.DictReader(path.open()))
+    assert [r["sample_index"] for r in rows] == [f"img_{i:04d}.png" for i in range(4)]
+    assert rows[2]["ink"] == "1" and rows[0]["ink"] == "0" and rows[2]["split"] == "train"
+    assert {"q_he_fraction", "outlier_ratio", "nearest_phash_distance", "duplicate_group", "group_size"} <= set(rows[0])
+
+
+def test_training_plan_leaves_out_outliers_and_dedupes():
+    attrs = _attrs(6)
+    attrs[1]["pixels_sha256"] = "p0"
+    attrs[4]["q_green_fraction"] = 0.2
+    report = _assess(attrs)
+    groups, trainable = training_plan(report, 6, ClassificationSettings())
+    assert trainable.tolist() == [True, True, True, True, False, True] and groups[0] == groups[1]
+    _, keep = training_plan(report, 6, ClassificationSettings(keep_outliers=True, dedupe=True))
+    assert keep.tolist() == [True, False, True, True, True, True]
+
+
+def test_contact_sheet(tmp_path, make_data):
+    root = make_data(n_train=4, n_test=0)
+    attrs = _attrs(4)
+    attrs[1]["pixels_sha256"] = "p0"
+    attrs[3]["q_green_fraction"] = 0.2
+    report = _assess(attrs)
+    path = tmp_path / "sheet.png"
+    paths = {record.image_id: record.image_path for record in find_records(root)}
+    assert write_contact_sheet(path, report, paths)
+    with Image.open(path) as image:
+        assert image.size[0] == 8 * 156 and image.size[1] > 2 * 150  # two bands
+    assert not write_contact_sheet(tmp_path / "none.png", _assess(_attrs(3)), paths)
+    assert not (tmp_path / "none.png").exists()
