@@ -17,10 +17,10 @@ in a fresh process, so its memory and warm-up are its own. Prints a table; ``--j
 
 from __future__ import annotations
 
-import os
 import argparse
 import json
 import logging
+import os
 import platform
 import shutil
 import sys

@@ -25,9 +25,9 @@ from pipeline.errors import ImageReadError
 from pipeline.extract.batching import Prefetcher, Slice, TileQueue
 from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, keep_as_is
 from pipeline.extract.plan import ExtractionPlan
-from pipeline.extract.progress import Progress
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
+from pipeline.progress import Progress
 
 logger = logging.getLogger(__name__)
 
