@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from pipeline.errors import ConfigError, ModelLoadError
 
@@ -38,10 +38,13 @@ def check_number(owner: object, name: str, value: Any, interval: str, integer: b
         )
 
 
-def balanced_class_weights(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
-    """Return ``n_samples / (n_classes * bincount(y))``, shape (n_classes,), float64 (scikit-learn's "balanced")."""
-    counts = np.bincount(y_idx, minlength=n_classes).astype(np.float64)
-    return len(y_idx) / (n_classes * np.maximum(counts, 1.0))
+def balanced_class_weights(y_idx: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Return ``n_samples / (n_classes * bincount(y))``, shape (n_classes,), float64 (scikit-learn's "balanced").
+
+    With ``sample_weight`` the counts are weighted, so a row of weight 2 counts as that row twice.
+    """
+    counts = np.bincount(y_idx, weights=sample_weight, minlength=n_classes).astype(np.float64)
+    return counts.sum() / (n_classes * np.maximum(counts, 1e-12))
 
 
 class Head(ClassifierMixin, BaseEstimator):
@@ -70,23 +73,29 @@ class Head(ClassifierMixin, BaseEstimator):
             check_number(self, name, getattr(self, name), interval, integer=True)
         for name, interval in self._float_ranges.items():
             check_number(self, name, getattr(self, name), interval)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         X = check_array(X, dtype=dtype)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
+        y = column_or_1d(y, warn=True)
+        if len(y) != len(X):
             raise ValueError(f"y must have shape ({len(X)},) to match X; got {y.shape}.")
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; got only {self.classes_.tolist()}.")
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {self.classes_.tolist()}."
+            )
         self.n_features_in_ = X.shape[1]
-        weights = None
-        if self.class_weight == "balanced":
-            weights = balanced_class_weights(y_idx, len(self.classes_))[y_idx]
         if sample_weight is not None:
             sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64)
             if sample_weight.shape != (len(X),) or (sample_weight < 0).any():
                 raise ValueError(f"sample_weight must be non-negative, shape ({len(X)},); got {sample_weight.shape}.")
-            weights = sample_weight if weights is None else weights * sample_weight
+            if not sample_weight.any():
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+        weights = sample_weight
+        if self.class_weight == "balanced":
+            per_class = balanced_class_weights(y_idx, len(self.classes_), sample_weight)[y_idx]
+            weights = per_class if sample_weight is None else per_class * sample_weight
         return X, y_idx.astype(np.int64), weights
 
     def _check_X(self, X: Any, dtype: Any = np.float64) -> np.ndarray:
@@ -94,13 +103,15 @@ class Head(ClassifierMixin, BaseEstimator):
         X = check_array(X, dtype=dtype)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted on {self.n_features_in_}."
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features "
+                "as input."
             )
         return X
 
     def predict(self, X: Any) -> np.ndarray:
         """Return the most probable class per row, shape (n,), drawn from ``classes_``."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: it raises NotFittedError on an unfitted head
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def _base_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         check_is_fitted(self, "classes_")

@@ -83,7 +83,8 @@ class LGBMHead(Head):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Return class probabilities, shape (n, n_classes), float64, columns in ``classes_`` order."""
-        proba = np.asarray(self.booster_.predict(self._check_X(X, dtype=(np.float32, np.float64))), np.float64)
+        X = self._check_X(X, dtype=(np.float32, np.float64))  # first: it raises NotFittedError on an unfitted head
+        proba = np.asarray(self.booster_.predict(X), np.float64)
         return np.column_stack([1.0 - proba, proba]) if proba.ndim == 1 else proba
 
     def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:

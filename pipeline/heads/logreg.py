@@ -42,7 +42,7 @@ class LogRegHead(Head):
     def fit(self, X: Any, y: Any, groups: Any = None, sample_weight: Any = None) -> LogRegHead:
         """Fit on X (n, d) and labels y (n,); ``groups`` is accepted for a common signature and ignored."""
         X, y_idx, weights = self._prepare_fit(X, y, sample_weight)
-        scaler = StandardScaler().fit(X)
+        scaler = StandardScaler().fit(X, sample_weight=sample_weight)  # weighted, as the fit itself
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol, random_state=self.seed)
         model.fit(scaler.transform(X), y_idx, sample_weight=weights)
         self.mean_, self.scale_ = scaler.mean_, scaler.scale_
