@@ -44,9 +44,14 @@ def make_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) 
         )
     n_groups = len(np.unique(groups))
     if n_groups < n_folds:
+        advice = (
+            f"Use --folds {n_groups} or fewer."
+            if n_groups >= 2
+            else "No --folds can work: check the duplicate_group column of quality.csv (identical files or pixels, or "
+            "one informative mask shared by every image) and fix the data."
+        )
         raise ConfigError(
-            f"Only {n_groups} groups of distinct images for --folds {n_folds} (duplicates stay together). "
-            f"Use --folds {max(2, n_groups)} or fewer."
+            f"Only {n_groups} group(s) of distinct images for --folds {n_folds} (duplicates stay together). {advice}"
         )
     folds = np.full(len(labels), -1, dtype=np.int64)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)

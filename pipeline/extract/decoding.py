@@ -79,9 +79,14 @@ class TileDataset(Dataset):
     def _load(self, position: int, record: ImageRecord) -> ImageTiles:
         if record.mask_path is None:
             expected = record.image_path.name.replace("img_", "mask_", 1)
+            # A test image must stay: removing it would drop it from the submission.
+            fix = (
+                "Add the mask; until then the image gets no features and the submission gives it the majority class."
+                if record.split == "test"
+                else "Add the mask, or remove the image from the folder."
+            )
             raise ImageReadError(
-                f"{record.image_path}: no mask found (expected {expected} or another image extension next to it). "
-                "Add the mask, or remove the image from the folder."
+                f"{record.image_path}: no mask found (expected {expected} or another image extension next to it). {fix}"
             )
         image = read_image(record.image_path, self.max_pixels)
         height, width = image.pixels.shape[:2]

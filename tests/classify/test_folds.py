@@ -25,7 +25,10 @@ def test_class_with_fewer_images_than_folds():
 
 
 def test_too_few_groups_and_too_few_folds():
-    with pytest.raises(ConfigError, match="Only 2 groups of distinct images for --folds 3"):
+    with pytest.raises(ConfigError, match=r"Only 2 group\(s\) of distinct images for --folds 3 .* Use --folds 2 or"):
         make_folds(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 1]), 3, seed=0)
+    with pytest.raises(ConfigError, match=r"Only 1 group\(s\) .* for --folds 2 .* No --folds can work: check the "
+                                          r"duplicate_group column of quality.csv"):
+        make_folds(np.array([0, 0, 1, 1]), np.zeros(4, dtype=int), 2, seed=0)
     with pytest.raises(ConfigError, match="--folds must be at least 2. Got 1 instead."):
         make_folds(np.array([0, 1]), np.array([0, 1]), 1, seed=0)

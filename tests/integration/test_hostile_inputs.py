@@ -42,9 +42,9 @@ def png_bytes(width: int, height: int, rows: bytes, bit_depth: int = 8, colour_t
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
-def load_one(image_path, mask_path, max_pixels=DEFAULT_MAX_PIXELS):
+def load_one(image_path, mask_path, max_pixels=DEFAULT_MAX_PIXELS, split="train"):
     """What extraction's data workers make of one image/mask pair: ImageTiles, or ImageFailure with the reason."""
-    record = ImageRecord("train/img_0000", "train", image_path.name, image_path, mask_path)
+    record = ImageRecord(f"{split}/img_0000", split, image_path.name, image_path, mask_path)
     return TileDataset([record], TILING, max_pixels)[0]
 
 
@@ -238,6 +238,16 @@ def test_missing_mask(tmp_path, rng):
         "img_0000.png: no mask found (expected mask_0000.png or another image extension next to it)",
         "Add the mask, or remove the image",
     )
+
+
+def test_missing_mask_of_a_test_image_never_advises_removing_it(tmp_path, rng):
+    image = good_pair(tmp_path, rng)
+    (tmp_path / "mask_0000.png").unlink()
+    failure = load_one(image, None, split="test")
+    assert "Add the mask; until then the image gets no features and the submission gives it the majority" in (
+        failure.reason
+    )
+    assert "remove" not in failure.reason
 
 
 def test_mask_of_another_size(tmp_path, rng):
