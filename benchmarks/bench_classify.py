@@ -3,7 +3,7 @@
 Random Gaussian-cluster features stand in for a real cache: 1,000 images x 12 tiles x 768-d, 4 imbalanced classes.
 Prints a table and writes JSON.
 
-    python benchmarks/bench_classify.py [--images 1000] [--tiles 12] [--dim 768] [--json out.json]
+    python -m benchmarks.bench_classify [--images 1000] [--tiles 12] [--dim 768] [--json out.json]
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.classify.run import ClassificationSettings, run_classification  # noqa: E402
-from tests.conftest import write_fake_cache  # noqa: E402
+from pipeline.classify.run import ClassificationSettings, run_classification
+from tests.conftest import write_fake_cache
 
 
 def main() -> None:

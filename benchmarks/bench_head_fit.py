@@ -3,7 +3,7 @@
 Synthetic tile embeddings: every image has a label (imbalanced classes), an image-level offset shared by its tiles
 (so tiles of one image are correlated, as with real foundation-model embeddings) and per-tile noise.
 
-    PYTHONPATH=. /work/venv/bin/python benchmarks/bench_head_fit.py --heads logreg lgbm mlp
+    PYTHONPATH=. /work/venv/bin/python -m benchmarks.bench_head_fit --heads logreg lgbm mlp
 
 OpenMP's wait policy changes the LightGBM and MLP numbers by 2x; run it as classify.py runs (that entry point sets
 OMP_WAIT_POLICY=PASSIVE unless the variable is already set), e.g. prefix the command with OMP_WAIT_POLICY=PASSIVE.

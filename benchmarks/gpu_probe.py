@@ -1,7 +1,7 @@
 """Settings behind the CUDA defaults: model-only tiles/s of Phikon's architecture by batch size, eager and compiled,
 and HDF5 files/s by number of writer processes.
 
-    python benchmarks/gpu_probe.py [--data PNG_FOLDER] [--batches 64,128,256,512] [--compiled 128,256]
+    python -m benchmarks.gpu_probe [--data PNG_FOLDER] [--batches 64,128,256,512] [--compiled 128,256]
 
 Random-weight ViT-B/16 (Phikon's architecture) through the extraction's own Embedder, fp16 autocast (the CUDA
 default); tiles are random uint8 (speed does not depend on content). Prints a table and writes JSON.
@@ -17,15 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.extraction import throughput  # noqa: E402
-from benchmarks.extraction.jobs import VIT, build_model, subset_folder  # noqa: E402
-from pipeline.embed.embedder import Embedder  # noqa: E402
-from pipeline.extract.writer import FeatureWriter  # noqa: E402
+from benchmarks.extraction import throughput
+from benchmarks.extraction.jobs import VIT, build_model, subset_folder
+from pipeline.embed.embedder import Embedder
+from pipeline.extract.writer import FeatureWriter
 
 
 def model_rows(device: torch.device, precision: str, batches: list[int], compiled: bool, tiles: int) -> list[dict]:

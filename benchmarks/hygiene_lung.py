@@ -6,7 +6,7 @@
 3. Times extraction of the first --cost-images images with and without the cheap checks (colour statistics and
    perceptual hashes), end to end, and the checks alone on the decoded images.
 
-    python benchmarks/hygiene_lung.py [--features DIR] [--cost-images 120] [--json out.json]
+    python -m benchmarks.hygiene_lung [--features DIR] [--cost-images 120] [--json out.json]
 """
 
 from __future__ import annotations
@@ -15,29 +15,28 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pipeline import cache  # noqa: E402
-from pipeline.classify.evaluation import Scheme, compute_metrics, cross_validate  # noqa: E402
-from pipeline.classify.folds import make_folds  # noqa: E402
-from pipeline.data.images import read_image, read_mask  # noqa: E402
-from pipeline.data.labels import read_labels  # noqa: E402
-from pipeline.data.records import find_records  # noqa: E402
-from pipeline.embed.loading import load_model  # noqa: E402
-from pipeline.extract.run import ExtractionSettings, run_extraction  # noqa: E402
-from pipeline.heads.registry import make_head  # noqa: E402
-from pipeline.hygiene.assessment import assess_feature_sets  # noqa: E402
-from pipeline.hygiene.checks import image_quality  # noqa: E402
+from benchmarks import SHARED_DATA
+from pipeline import cache
+from pipeline.classify.evaluation import Scheme, compute_metrics, cross_validate
+from pipeline.classify.folds import make_folds
+from pipeline.data.images import read_image, read_mask
+from pipeline.data.labels import read_labels
+from pipeline.data.records import find_records
+from pipeline.embed.loading import load_model
+from pipeline.extract.run import ExtractionSettings, run_extraction
+from pipeline.heads.registry import make_head
+from pipeline.hygiene.assessment import assess_feature_sets
+from pipeline.hygiene.checks import image_quality
 
-LUNG = Path(__file__).resolve().parents[2] / "shared" / "data" / "lc25000-lung"
+LUNG = SHARED_DATA / "lc25000-lung"
 
 
 def grouped_vs_plain(cache_dir: Path) -> dict:

@@ -9,7 +9,7 @@ uninterrupted run's: same files, same coords and coverage, same attributes, feat
 settings.json and skipped.json. The data hold one unreadable image and one test image with an empty mask, so the
 skip list and the fallback tile are checked too.
 
-    python benchmarks/kill_points.py [--kills 20] [--seed 0] [--images 16] [--workdir DIR]
+    python -m benchmarks.kill_points [--kills 20] [--seed 0] [--images 16] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -28,13 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cache import store
+from pipeline.errors import CacheError
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
-from pipeline.cache import store  # noqa: E402
-from pipeline.errors import CacheError  # noqa: E402
-
 TILE = 32
 SIZE = 192  # 6 x 6 grid of 32 px tiles; the mask keeps the left two thirds: 24 tiles per image
 
@@ -99,7 +96,8 @@ def command(data: Path, model: Path, out: Path) -> list[str]:
 
 
 def environment() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def finished_files(out: Path) -> list[Path]:

@@ -5,7 +5,7 @@ users' size (shorter side about 1024 px) stored as PNG, whose decoding is the da
 mosaic of randomly flipped and rotated crops of the source images (so it compresses and decodes like H&E, not like
 noise), its mask an ellipse covering about 78% of it.
 
-    python benchmarks/make_png_data.py --source ../shared/data/glas15 --out /tmp/png-data --images 2000
+    python -m benchmarks.make_png_data --source ../shared/data/glas15 --out /tmp/png-data --images 2000
 
 Writes ``OUT/train_data/img_XXXX.png`` + ``mask_XXXX.png`` and ``OUT/train_labels.csv`` (labels cycle over four
 classes). Seeded: the same flags give the same files.

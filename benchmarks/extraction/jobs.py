@@ -72,7 +72,12 @@ def subset_folder(source: Path, n_images: int, target: Path) -> Path:
     """A data folder with the first ``n_images`` images (and masks) of ``source``, copied once.
 
     Returns ``source`` itself when it has no more images. Images keep their split folder and name.
+
+    Raises:
+        ValueError: ``n_images`` is not positive (a count of 0 means "skip this measurement" to the callers).
     """
+    if n_images <= 0:
+        raise ValueError(f"A data subset needs at least one image. Got {n_images} instead.")
     records = find_records(source, "all")
     if n_images >= len(records):
         return source

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import SHARED_DATA
 from benchmarks.extraction import throughput
 from benchmarks.extraction.jobs import (
     FREE,
@@ -54,7 +55,7 @@ from pipeline.embed.runtime import (
 )
 from pipeline.extract.settings import default_workers
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lc25000-lung"
+DEFAULT_DATA = SHARED_DATA / "lc25000-lung"
 
 logger = logging.getLogger(__name__)
 
