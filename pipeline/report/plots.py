@@ -151,9 +151,9 @@ def heads_figure(names: list[str], fold_scores: list[list[float]], pooled: list[
         jitter = np.linspace(-0.12, 0.12, len(scores)) if len(scores) > 1 else np.zeros(1)
         ax.scatter(i + jitter, scores, color="black", s=14, zorder=3)
         ax.scatter(i, pooled[i], marker="D", color="#c44e52", s=40, zorder=4)
-        ax.annotate(f"{pooled[i]:.3f}", (i, pooled[i]), xytext=(12, 0), textcoords="offset points", va="center",
-                    fontsize=8)
-    ax.set_xticks(range(len(names)), [f"{n}\n(best)" if i == best else n for i, n in enumerate(names)])
+    # The pooled score goes under the head's name: a label inside the plot collides with some head's fold dots.
+    ax.set_xticks(range(len(names)), [f"{n}{' (best)' if i == best else ''}\npooled {p:.3f}"
+                                      for i, (n, p) in enumerate(zip(names, pooled, strict=True))])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("weighted F1")
     ax.set_xlabel("head")

@@ -2,7 +2,8 @@
 
 A tile paints a square of side ``min(tile size, stride)`` centred on the tile (so overlapping tiles do not paint
 over each other) in its top class's colour, over the image, with an opacity that grows with its confidence (the
-top-class probability, from ``1 / C`` = unsure to 1 = sure). The images shown are picked by :func:`select_images`.
+top-class probability, from ``1 / C`` = unsure to 1 = sure). An image of one or two tiles (a tint would cover all of
+it) keeps its pixels: its tiles are outlined in their classes' colours and the class probabilities are drawn as bars. The images shown are picked by :func:`select_images`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image
 
 from pipeline.report.plots import class_colors, new_figure
 
+FEW_TILES = 2  # with this many tiles or fewer, a tint would cover (nearly) the whole image and show nothing
 MAX_DISPLAY_SIDE = 1600  # images are downscaled to this longest side before drawing (the figure is ~900 px wide)
 MIN_ALPHA, MAX_ALPHA = 0.2, 0.7  # opacity of an unsure and of a certain tile; the tissue stays visible
 REASONS = {
@@ -125,23 +127,35 @@ def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_
     if scale < 1:
         pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX))
     colors = class_colors(len(classes))
-    cells = tile_cells(vote_map.coords, tile_size, cell_size, scale, pixels.shape[:2])
-    painted = paint_tiles(pixels, cells, tile_colors(vote_map.tile_proba, colors))
+    few = len(vote_map.coords) <= FEW_TILES
+    if few:  # the tiles' outlines in their classes' colours, and the probabilities as bars under the image
+        cells = tile_cells(vote_map.coords, tile_size, tile_size, scale, pixels.shape[:2])
+        painted = pixels
+    else:
+        cells = tile_cells(vote_map.coords, tile_size, cell_size, scale, pixels.shape[:2])
+        painted = paint_tiles(pixels, cells, tile_colors(vote_map.tile_proba, colors))
 
     figure = _layout(vote_map, classes, width, height)
     ax, key_ax = figure.axes
     ax.imshow(painted, interpolation="antialiased")
-    # thin white edges show where the tiles are, also the faint (unsure) ones; pixel i spans [i - 0.5, i + 0.5]
+    # edges show where the tiles are, also the faint (unsure) ones; pixel i spans [i - 0.5, i + 0.5]
     edges = [[(x0 - 0.5, y0 - 0.5), (x1 - 0.5, y0 - 0.5), (x1 - 0.5, y1 - 0.5), (x0 - 0.5, y1 - 0.5)]
              for x0, y0, x1, y1 in cells]
-    ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=(1, 1, 1, 0.6), linewidths=0.5))
+    if few:
+        outline = np.asarray(colors)[vote_map.tile_proba.argmax(axis=1)]
+        ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=outline, linewidths=3))
+    else:
+        ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=(1, 1, 1, 0.6), linewidths=0.5))
     if vote_map.inside is not None and vote_map.inside.any() and not vote_map.inside.all():
         inside = vote_map.inside
         if scale < 1:
             inside = np.asarray(Image.fromarray(inside.astype(np.uint8) * 255).resize(size, Image.Resampling.BOX)) > 127
         ax.contour(inside.astype(np.float32), levels=[0.5], colors="black", linewidths=1.2)
     ax.set_axis_off()
-    _draw_key(key_ax, colors, classes)
+    if few:
+        _draw_probabilities(key_ax, vote_map, colors, classes)
+    else:
+        _draw_key(key_ax, colors, classes)
     return figure
 
 
@@ -176,7 +190,8 @@ def _title(vote_map: VoteMap, classes: list[str]) -> str:
     first = f"{vote_map.image_id}: {truth} · predicted {classes[predicted]} ({vote_map.image_proba.max():.2f})"
     votes = np.bincount(vote_map.tile_proba.argmax(axis=1), minlength=len(classes))
     counts = ", ".join(f"{votes[c]} {classes[c]}" for c in np.argsort(-votes, kind="stable") if votes[c])
-    third = f"{len(vote_map.tile_proba)} tiles voted: {counts}"
+    n = len(vote_map.tile_proba)
+    third = f"{n} tile{'' if n == 1 else 's'} voted: {counts}"
     return "\n".join(textwrap.fill(line, 100) for line in (first, vote_map.note, third))
 
 
@@ -197,6 +212,23 @@ def _draw_key(ax: object, colors: np.ndarray, classes: list[str]) -> None:
     ax.set_xticks([0, len(confidence) - 1], [f"{1.0 / n:.2f} (unsure)", "1.00 (sure)"], fontsize=8)
     ax.set_xlabel("tile colour: the class its vote went to; opacity: its confidence (top-class probability)\n"
                   "black line: outline of the mask", fontsize=8)
+
+
+def _draw_probabilities(ax: object, vote_map: VoteMap, colors: np.ndarray, classes: list[str]) -> None:
+    """One row per class: the image's probability as a bar, each tile's as a marker."""
+    rows = np.arange(len(classes))
+    ax.barh(rows, vote_map.image_proba, color=colors, height=0.7)
+    for k, tile_proba in enumerate(vote_map.tile_proba):
+        ax.scatter(tile_proba, rows, marker="|" if k == 0 else "x", color="black", s=60, zorder=3,
+                   label=f"tile {k + 1}")
+    ax.set_yticks(rows, classes, fontsize=8)
+    ax.set_ylim(len(classes) - 0.5, -0.5)
+    ax.set_xlim(0, 1)
+    ax.tick_params(axis="x", labelsize=8)
+    tiles = "each tile's (markers)" if len(vote_map.tile_proba) > 1 else "the tile's (marker)"
+    ax.set_xlabel(f"class probabilities: the image's (bars) and {tiles}\n"
+                  "tile outline: the colour of the class its vote went to; black line: outline of the mask",
+                  fontsize=8)
 
 
 @dataclass(frozen=True)

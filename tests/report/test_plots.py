@@ -94,8 +94,10 @@ def test_heads_side_by_side_with_folds_and_pooled_score(tmp_path):
                                 [0.81, 0.6, 0.55], "Heads compared")
     ax = figure.axes[0]
     np.testing.assert_allclose([bar.get_height() for bar in ax.patches], [0.8, 0.6, 0.6])
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["logreg\n(best)", "lgbm", "mlp"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["logreg (best)\npooled 0.810", "lgbm\npooled 0.600",
+                                                            "mlp\npooled 0.550"]
     _fits_and_nothing_overlaps(figure)
+    assert not ax.texts  # nothing written inside the plot, where fold dots are
     assert _png(figure, tmp_path / "heads.png")[0] == "PNG"
 
 

@@ -117,6 +117,25 @@ def test_large_and_tall_images_are_downscaled_and_fit_a_screen(tmp_path):
         assert png.size[0] <= 9 * DPI and png.size[1] <= 9 * DPI
 
 
+def test_an_image_of_one_tile_keeps_its_pixels_and_shows_the_probabilities(tmp_path):
+    pixels = np.full((224, 224, 3), GREY, dtype=np.uint8)
+    proba = np.array([[0.1, 0.7, 0.15, 0.05]])
+    vote_map = VoteMap("train/img_0001", pixels, np.ones((224, 224), bool), np.array([[0, 0]]), proba, proba[0],
+                       label=1, note="confidently correct")
+    figure = render_vote_map(vote_map, CLASSES, 224, 224)
+    image_ax, key_ax = figure.axes
+    np.testing.assert_array_equal(image_ax.images[0].get_array(), pixels)  # no tint over the whole image
+    outline = image_ax.collections[0].get_edgecolor()
+    np.testing.assert_allclose(outline[0, :3], class_colors(4)[1])  # outlined in the voted class's colour
+    np.testing.assert_allclose([bar.get_width() for bar in key_ax.patches], proba[0])
+    assert "class probabilities" in key_ax.get_xlabel()
+    assert "1 tile voted: 1 Luminal B" in figure.texts[0].get_text()
+    path = save_figure(figure, tmp_path / "one.png")
+    with Image.open(path) as png:
+        centre = np.asarray(png.convert("RGB"))[png.size[1] // 3, png.size[0] // 2]
+    assert np.abs(centre.astype(int) - GREY).max() <= 2
+
+
 def test_selection_picks_confidently_wrong_then_unsure_then_sure_correct_per_class():
     labels = np.array([0, 0, 0, 1, 1, 1, 0, 1])
     proba = np.array([
