@@ -3,7 +3,8 @@
 A tile paints a square of side ``min(tile size, stride)`` centred on the tile (so overlapping tiles do not paint
 over each other) in its top class's colour, over the image, with an opacity that grows with its confidence (the
 top-class probability, from ``1 / C`` = unsure to 1 = sure). An image of one or two tiles (a tint would cover all of
-it) keeps its pixels: its tiles are outlined in their classes' colours and the class probabilities are drawn as bars. The images shown are picked by :func:`select_images`.
+it) keeps its pixels: its tiles are outlined in their classes' colours and the class probabilities are drawn as bars.
+The images shown are picked by :func:`select_images`.
 """
 
 from __future__ import annotations
