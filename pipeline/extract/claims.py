@@ -86,22 +86,22 @@ def _describe(holder: dict) -> str:
     return f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}"
 
 
-def dead_reason(holder: dict, mtime: float, group: str | None = None) -> str | None:
+def dead_reason(holder: dict, mtime: float, job: str | None = None) -> str | None:
     """Why a claim's holder is known to be gone at a glance, or None (it may be alive).
 
     Args:
         holder: The claim's content.
         mtime: Its file's modification time (the holder's heartbeat).
-        group: :attr:`JobGroup.token <pipeline.extract.sharding.JobGroup.token>` of this process under torchrun.
+        job: This process's torchrun run id, when it claims the shard of its rank: a claim of the same job on that
+            shard can only be an earlier attempt's, and torchrun stops every rank before it starts the next attempt.
     """
+    if job and holder.get("job") == job:
+        return "it belongs to an earlier attempt of this torchrun job"
     if holder.get("pid_space") == atomic.pid_space():
         pid = int(holder.get("pid", -1))
         if not pid_alive(pid, holder.get("pid_start")):
             return f"its process (pid {pid}) is gone"
         return None
-    theirs = str(holder.get("group") or "")
-    if group and theirs and theirs != group and theirs.split("/")[0] == group.split("/")[0]:
-        return "it belongs to an earlier attempt of this torchrun job"
     age = time.time() - mtime
     if age > STALE_AFTER_S:
         return f"its holder ({_describe(holder)}) has not refreshed it for {age / 60:.0f} min"
@@ -115,15 +115,15 @@ class ShardClaim:
         cache_dir: The cache folder (created if needed).
         key: :func:`pipeline.cache.shards.shard_key` of the shard, e.g. ``all-1of4``.
         label: How messages name the shard, e.g. ``1/4``.
-        group: This process's torchrun job token, if any (claims of the job's earlier attempts are dead).
+        job: This process's torchrun run id, if any (see :func:`dead_reason`).
         timeout: Seconds to wait for a live holder; None waits for ever.
     """
 
-    def __init__(self, cache_dir: Path, key: str, label: str = "0/1", group: str | None = None,
+    def __init__(self, cache_dir: Path, key: str, label: str = "0/1", job: str | None = None,
                  timeout: float | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.path = self.cache_dir / CLAIMS_DIR / f"{key}.json"
-        self.label, self.group, self.timeout = label, group, timeout
+        self.label, self.job, self.timeout = label, job, timeout
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -139,7 +139,7 @@ class ShardClaim:
             ) from exc
         content = {"host": atomic.host_name(), "pid": os.getpid(), "pid_space": atomic.pid_space(),
                    "pid_start": process_start(os.getpid()), "claimed": time.time(), "shard": self.label,
-                   "group": self.group, "token": self.token}
+                   "job": self.job, "token": self.token}
         data = (json.dumps(content, indent=2) + "\n").encode()
         started, announced = time.monotonic(), False
         while not atomic.create_file_atomic(self.path, data):
@@ -147,7 +147,7 @@ class ShardClaim:
             if found is None:
                 continue  # released in the meantime
             holder, mtime = found
-            reason = dead_reason(holder, mtime, self.group) or self._unrefreshed(holder, mtime)
+            reason = dead_reason(holder, mtime, self.job) or self._unrefreshed(holder, mtime)
             if reason and self._take_over(holder, reason):
                 continue
             if not announced:

@@ -3,7 +3,7 @@
 One process embeds one shard of the images (all of them unless ``--shard I/N`` or torchrun say otherwise) under a
 claim on that shard (:mod:`pipeline.extract.claims`), so many processes fill one cache at once. Each leaves a record
 of its shard (:mod:`pipeline.cache.shards`). The report of the whole cache (``skipped.json``, ``quality.csv``, the
-contact sheet) is written by a single process at the end, by rank 0 after a barrier under torchrun, and by
+contact sheet) is written by a single process at the end, by rank 0 once every rank is done under torchrun, and by
 ``extract.py --finalize`` after independent shards.
 """
 
@@ -26,7 +26,7 @@ from pipeline.extract.loop import EmbeddingLoop, log_limit
 from pipeline.extract.plan import ExtractionPlan, plan_extraction
 from pipeline.extract.quality_report import finish_cache
 from pipeline.extract.settings import ExtractionSettings
-from pipeline.extract.sharding import JobGroup, torchrun_launch
+from pipeline.extract.sharding import JobStore, torchrun_launch
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
 from pipeline.provenance import versions
@@ -48,26 +48,26 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
         PipelineError: Bad settings, data folder, model or cache (before any work, or with finished files kept).
         Interrupted: Ctrl-C; finished files are kept and the message says how many.
     """
-    launch = torchrun_launch()
-    with JobGroup(launch) as group:
-        plan = plan_extraction(settings, model, launch)
-        try:
-            return _run(plan, group)
-        except KeyboardInterrupt:
-            done = sum(len(cache.list_image_files(plan.cache_dir, split)) for split in ("train", "test"))
-            raise Interrupted(
-                f"interrupted; {done} finished feature files are kept in {plan.cache_dir}; run the same command to "
-                "resume"
-            ) from None
+    plan = plan_extraction(settings, model, torchrun_launch())
+    try:
+        return _run(plan)
+    except KeyboardInterrupt:
+        done = sum(len(cache.list_image_files(plan.cache_dir, split)) for split in ("train", "test"))
+        raise Interrupted(
+            f"interrupted; {done} finished feature files are kept in {plan.cache_dir}; run the same command to "
+            "resume"
+        ) from None
 
 
-def _run(plan: ExtractionPlan, group: JobGroup) -> ExtractionSummary:
-    shard = plan.shard
+def _run(plan: ExtractionPlan) -> ExtractionSummary:
+    shard, launch = plan.shard, plan.launch
+    job = JobStore(launch, cache.data_key(plan.cache_dir))  # connects now: a broken job fails before any work
     summary = ExtractionSummary(plan.cache_dir, len(plan.shard_records), shard=shard.label if shard.count > 1 else "")
     started = time.perf_counter()
     fresh: dict[str, tuple] = {}  # image id -> (attributes, mean embedding) of the files this run writes
     key = cache.shard_key(plan.settings.split, shard.index, shard.count)
-    with ShardClaim(plan.cache_dir, key, shard.label, group.token):
+    # under torchrun a claim on this rank's shard by the same job can only be an earlier attempt's
+    with ShardClaim(plan.cache_dir, key, shard.label, launch.run_id if launch else None):
         remove_dead_temporaries(plan.cache_dir)
         _write_settings(plan)
         todo = _todo(plan, summary)
@@ -77,14 +77,15 @@ def _run(plan: ExtractionPlan, group: JobGroup) -> ExtractionSummary:
             summary.timings["embedding"] = time.perf_counter() - phase
             log_limit(summary.timings)
         _write_record(plan, key, summary)
-    if plan.launch is not None:
-        logger.info("shard %s done; waiting for the other ranks", shard.label)
-        group.barrier()
-    if shard.count == 1 or (plan.launch is not None and plan.launch.rank == 0):
+    job.mark_done(key)
+    if launch is not None and launch.rank == 0:
+        logger.info("shard %s done; waiting for the other ranks to write the report of the whole cache", shard.label)
+        job.wait_for([cache.shard_key(plan.settings.split, rank, shard.count) for rank in range(shard.count)])
+    if shard.count == 1 or (launch is not None and launch.rank == 0):
         phase = time.perf_counter()
         summary.quality, summary.missing = finish_cache(plan.cache_dir, plan.records, plan.settings.quality, fresh)
         summary.timings["quality"] = time.perf_counter() - phase
-    elif plan.launch is None:
+    elif launch is None:
         summary.next_step = (
             "when every shard has finished, run extract.py --finalize with the same flags (without --shard) to "
             "write the quality report of the whole cache"

@@ -1,4 +1,4 @@
-"""Which images one process embeds (``--shard I/N`` or its torchrun rank), and the process group of a torchrun job.
+"""Which images one process embeds (``--shard I/N`` or its torchrun rank), and the store of a torchrun job.
 
 The partition is computed by every process alone and must come out the same in all of them: the images of the
 requested splits (sorted by split and name) are weighed by their pixel count, read from the image headers without
@@ -6,7 +6,8 @@ decoding (sizes vary, and so does the work), then dealt longest first to the lea
 image id and shard number (greedy LPT: within 4/3 of the best possible balance). No image is in two shards and the
 union is every image. A process launched by ``torchrun`` (it sets ``TORCHELASTIC_RUN_ID``, ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``) embeds shard ``RANK/WORLD_SIZE`` on ``cuda:LOCAL_RANK`` (the CPU without CUDA) and
-joins a gloo process group, used only for the barrier before rank 0 writes the quality report of the whole cache.
+marks it done in the job's store, where rank 0 waits for every shard before it writes the quality report of the
+whole cache (:class:`JobStore`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-import uuid
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from pipeline.data.records import ImageRecord
@@ -32,8 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A rank may reach the final barrier hours before the slowest one; the wait must not time out. A job whose rank died
-# never hangs there: torchrun stops every other rank of the job when one fails.
+# Rank 0 may finish its shard hours before the slowest rank; its wait must not time out. A job whose rank died never
+# hangs there: torchrun stops every other rank of the job when one fails.
 BARRIER_TIMEOUT = timedelta(days=7)
 HEADER_THREADS = 8  # header reads are latency-bound on network file systems
 
@@ -98,7 +97,7 @@ def torchrun_launch(environ: Mapping[str, str] | None = None) -> Launch | None:
     """The :class:`Launch` when torchrun (torch.distributed.elastic) started this process, else None.
 
     Only torchrun's own variable ``TORCHELASTIC_RUN_ID`` counts: ``RANK`` alone may come from another launcher,
-    and a gloo group would then wait for peers that never come.
+    which serves no store where rank 0 could wait for the others.
     """
     env = os.environ if environ is None else environ
     if not env.get("TORCHELASTIC_RUN_ID") or "RANK" not in env or "WORLD_SIZE" not in env:
@@ -200,45 +199,48 @@ def shard_records(records: list[ImageRecord], shard: Shard) -> list[ImageRecord]
     return [records[i] for i in positions]
 
 
-class JobGroup:
-    """The gloo process group of a torchrun job, joined on entry and left on exit; does nothing otherwise.
+class JobStore:
+    """The key-value store of a torchrun job, where ranks say that their shard is done; does nothing otherwise.
 
-    Attributes:
-        token: ``<run id>/<round>`` under torchrun, shared by every rank of this attempt and new at each restart
-            (rank 0 draws it), so that claims of an earlier attempt are known to be dead; None otherwise.
+    Rank 0 writes the report of the whole cache once every shard is done, so it waits for the other ranks' marks.
+    The marks live in the store torchrun's agent serves (``MASTER_ADDR:MASTER_PORT``) for the whole job, across
+    restarts, and mean "this shard's files are complete", which stays true once said: a mark left by an earlier
+    attempt is as good as a new one. (A gloo process group would be the textbook barrier, but torch 2.14 keeps the
+    agent's store across restarts without a per-attempt prefix, so restarted ranks that join gloo at different moments
+    read the dead ranks' addresses and fail with "Connection refused"; nor is TORCHELASTIC_RESTART_COUNT the same on
+    every node to make such a prefix. The marks need no connection between ranks at all.)
+
+    Args:
+        launch: How torchrun started this process, or None (then every method does nothing).
+        scope: What the marks are about (the cache folder), so that one job's marks never count for another cache.
+        environ: The environment (default: ``os.environ``) with ``MASTER_ADDR``, ``MASTER_PORT`` and
+            ``TORCHELASTIC_USE_AGENT_STORE``.
     """
 
-    def __init__(self, launch: Launch | None) -> None:
+    def __init__(self, launch: Launch | None, scope: str, environ: Mapping[str, str] | None = None) -> None:
         self.launch = launch
-        self.token: str | None = None
-        self._joined = False
+        self.scope = scope
+        self._store = None
+        if launch is None:
+            return
+        from torch.distributed import TCPStore
 
-    def __enter__(self) -> JobGroup:
-        if self.launch is None:
-            return self
-        import torch.distributed as dist
+        env = os.environ if environ is None else environ
+        # The agent serves the store itself (the default); otherwise rank 0 hosts it, as torch's env:// does.
+        agent_serves = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        self._store = TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), launch.world_size,
+                               is_master=not agent_serves and launch.rank == 0, timeout=BARRIER_TIMEOUT,
+                               wait_for_workers=False, multi_tenant=not agent_serves)
 
-        # gloo needs no GPU and carries only the barrier and this token; env:// reads torchrun's variables
-        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
-        self._joined = True
-        token = [uuid.uuid4().hex if self.launch.rank == 0 else None]
-        dist.broadcast_object_list(token, src=0)
-        self.token = f"{self.launch.run_id}/{token[0]}"
-        logger.debug("joined the gloo group of torchrun job %s as rank %s", self.token, self.launch.label)
-        return self
+    def _key(self, shard: str) -> str:
+        return f"pipeline.extract/{self.scope}/{shard}/done"
 
-    def barrier(self) -> None:
-        """Wait until every rank got here (no-op without torchrun)."""
-        if self._joined:
-            import torch.distributed as dist
+    def mark_done(self, shard: str) -> None:
+        """Say that ``shard`` (a :func:`pipeline.cache.shards.shard_key`) is done."""
+        if self._store is not None:
+            self._store.set(self._key(shard), "1")
 
-            dist.barrier()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self._joined = False
+    def wait_for(self, shards: list[str]) -> None:
+        """Wait until every one of ``shards`` is marked done (returns at once without torchrun)."""
+        if self._store is not None:
+            self._store.wait([self._key(shard) for shard in shards], BARRIER_TIMEOUT)
