@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -193,6 +194,7 @@ def test_shards_run_one_after_the_other_then_finalize_equal_one_run(make_data, t
 
 
 def test_finalize_names_what_no_shard_has_embedded(make_data, tmp_path, tiny_model, tiny_vit_dir):
+    from pipeline.extract.claims import ShardClaim
     from pipeline.extract.quality_report import finalize_cache
     from pipeline.extract.sharding import Shard
 
@@ -200,13 +202,33 @@ def test_finalize_names_what_no_shard_has_embedded(make_data, tmp_path, tiny_mod
     done = run_extraction(_settings(root, tmp_path, shard=Shard(1, 2)), tiny_model)
     report = finalize_cache(_settings(root, tmp_path, model=str(tiny_vit_dir)))
     assert not report.ok and report.missing == ["train/img_0001", "test/img_0000"]
-    assert report.absent == ["0/2"] and report.n_files == 2
+    assert report.absent == ["0/2"] and report.n_files == 2 and report.running == []
     text = report.text()
     assert "4 images: 2 embedded, 0 skipped as bad input, 2 not embedded yet" in text
     assert "  not embedded yet: train/img_0001, test/img_0000" in text
     assert "  no shard record yet from 0/2" in text
     assert "result: 2 image(s) are not embedded yet: run the shards that did not finish" in text
     assert (done.cache_dir / "quality.csv").exists()  # the report covers what there is
+    with ShardClaim(done.cache_dir, "all-0of2", "0/2"):  # shard 0 is running now
+        running = finalize_cache(_settings(root, tmp_path, model=str(tiny_vit_dir)))
+    assert running.absent == [] and [c["shard"] for c in running.running] == ["0/2"]
+    assert f"  running now: shard 0/2 (host {running.running[0]['host']}, pid {os.getpid()})" in running.text()
+
+
+def test_only_a_single_process_draws_a_progress_bar(monkeypatch):
+    from types import SimpleNamespace
+
+    from pipeline import progress
+    from pipeline.extract.loop import EmbeddingLoop
+    from pipeline.extract.sharding import torchrun_launch
+
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    launch = torchrun_launch({"TORCHELASTIC_RUN_ID": "job", "RANK": "0", "WORLD_SIZE": "2"})
+    for launched, drawn in ((None, True), (launch, False)):  # ranks share a terminal: log lines, never bars
+        plan = SimpleNamespace(settings=SimpleNamespace(progress=True), launch=launched)
+        loop = EmbeddingLoop(plan, [], writer=None, summary=None)
+        assert (loop._progress._bar is not None) == drawn
+        loop._progress.close()
 
 
 def test_settings_json_is_written_once(make_data, tmp_path, tiny_model):
