@@ -68,7 +68,7 @@ def test_a_good_cache_verifies_clean_without_a_model(make_data, tmp_path, tiny_m
     assert f"cache: {summary.cache_dir}" in out
     assert "checked 6 images: 6 up to date, 0 would be re-embedded, 0 skipped as bad input" in out
     assert out.rstrip().endswith("result: all good, nothing to re-embed.")
-    assert _state(tmp_path / "f") == before  # nothing written, not even a lock
+    assert _state(tmp_path / "f") == before  # nothing written, not even a claim
     assert main(_argv(root, summary.cache_dir, tiny_vit_dir)) == 0  # --out may name the cache folder itself
 
 
