@@ -57,6 +57,8 @@ def process_start(pid: int) -> int | None:
 
 def pid_alive(pid: int, start: int | None = None) -> bool:
     """True when ``pid`` runs in this pid space, is no zombie and, when ``start`` is given, started then."""
+    if pid <= 0:  # os.kill would address a process group, or every process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -81,6 +81,7 @@ def test_a_pid_given_to_a_later_process_is_not_the_holder(tmp_path):
     if start is None:
         pytest.skip("needs /proc")
     assert pid_alive(os.getpid(), start) and not pid_alive(os.getpid(), start + 1)
+    assert not pid_alive(0) and not pid_alive(-1)  # a claim without a pid
     _plant(tmp_path, pid=os.getpid(), pid_space=atomic.pid_space(), pid_start=start + 1)
     with ShardClaim(tmp_path, KEY, "1/2", timeout=5) as claim:
         assert _holder(tmp_path)["token"] == claim.token
