@@ -1,7 +1,7 @@
 """Kill ``extract.py`` with SIGKILL at random moments; every restart must finish with the uninterrupted run's cache.
 
 A seeded generator picks each kill moment in one of three ways: a random time after the start (often while Python
-imports torch or hashes the images), right after the run took the cache lock (settings and temporary-file clean-up),
+imports torch or hashes the images), right after the run claimed its shard (settings and temporary-file clean-up),
 or right after a random number of feature files was finished (mid-embedding, while the writer thread works). After
 each kill every file with a final name must be complete and trustworthy. Kills come in rounds of 1 to 3 on one cache;
 each round ends with a restart that must finish (exit 0), leave no temporary file, and give a cache equal to an
@@ -155,6 +155,13 @@ def check_trustworthy(out: Path) -> list[str]:
     return problems
 
 
+def _claim_pid(path: Path) -> int | None:
+    try:
+        return json.loads(path.read_text()).get("pid")
+    except (OSError, ValueError):
+        return None
+
+
 def kill_once(cmd: list[str], out: Path, rng: np.random.Generator, full_seconds: float, total: int,
               modes: tuple[str, ...] = ("time", "lock", "progress")) -> dict:
     """Start extract.py, kill it at a random moment chosen by ``rng``; return what happened."""
@@ -165,10 +172,9 @@ def kill_once(cmd: list[str], out: Path, rng: np.random.Generator, full_seconds:
     process = subprocess.Popen(cmd, env=environment(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     started = time.monotonic()
     deadline = started + 4 * full_seconds + 30
-    if mode == "lock":  # wait until this process holds the lock (it writes its pid into the lock file)
+    if mode == "lock":  # wait until this process holds its shard's claim (it writes its pid into the claim file)
         while process.poll() is None and time.monotonic() < deadline:
-            lock = next(iter(out.glob("*/.lock")), None)
-            if lock is not None and lock.is_file() and lock.read_text().strip() == str(process.pid):
+            if any(_claim_pid(path) == process.pid for path in out.rglob(".claims/*.json")):
                 break
             time.sleep(0.002)
     elif mode == "progress":

@@ -188,3 +188,13 @@ def write_fake_cache(
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     labels_path.write_text("sample_index,label\n" + "".join(f"img_{i:04d}.png,{c}\n" for i, c in enumerate(labels)))
     return cache_dir, labels_path
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (not reused this soon on a normal system)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid

@@ -13,12 +13,20 @@ from pipeline.cache.folder import (
     is_up_to_date,
     list_image_files,
     read_settings,
-    read_skipped,
     stale_reason,
     write_json,
 )
 from pipeline.cache.lookup import find_caches, resolve_cache
 from pipeline.cache.schema import IDENTITY_KEYS, SCHEMA_VERSION, identity, mismatched_keys
+from pipeline.cache.shards import (
+    check_complete,
+    read_shard_records,
+    read_skipped,
+    shard_key,
+    unembedded,
+    write_shard_record,
+    write_skipped,
+)
 
 __all__ = [
     "IDENTITY_KEYS",
@@ -27,6 +35,7 @@ __all__ = [
     "SKIPPED_FILE",
     "FeatureSet",
     "cache_name",
+    "check_complete",
     "data_key",
     "feature_path",
     "find_caches",
@@ -37,8 +46,13 @@ __all__ = [
     "mean_embedding",
     "mismatched_keys",
     "read_settings",
+    "read_shard_records",
     "read_skipped",
     "resolve_cache",
+    "shard_key",
     "stale_reason",
+    "unembedded",
     "write_json",
+    "write_shard_record",
+    "write_skipped",
 ]

@@ -1,8 +1,10 @@
 """The cache folder: its name, its settings file, its skipped-images file and which of its files are up to date.
 
 Layout: ``features/<data folder>-<hash>/<model>_t<tile>_s<stride>_c<coverage>_n<max tiles>[_r<seed>]_<precision>/``
-holding ``settings.json`` (the extraction settings), ``skipped.json`` (images extraction could not use, with reasons)
-and one HDF5 file per image under ``train/`` and ``test/`` (schema in :mod:`pipeline.cache.schema`).
+holding ``settings.json`` (the extraction settings), ``skipped.json`` (images extraction could not use, with reasons),
+one HDF5 file per image under ``train/`` and ``test/`` (schema in :mod:`pipeline.cache.schema`), the record of each
+shard that finished under ``shards/`` (:mod:`pipeline.cache.shards`) and the claims of running ones under
+``.claims/``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import re
 from pathlib import Path
 
-from pipeline.cache import store
+from pipeline.cache import atomic, store
 from pipeline.cache.schema import mismatched_keys
 from pipeline.data.tiling import TilingSettings
 from pipeline.errors import CacheError
@@ -99,7 +101,20 @@ def write_json(path: Path, payload: object) -> None:
     Raises:
         CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
     """
-    store.write_file_atomic(Path(path), (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    store.write_file_atomic(Path(path), _json_bytes(payload))
+
+
+def create_json(path: Path, payload: object) -> bool:
+    """Write JSON unless the file exists, atomically also against other processes; True when this call wrote it.
+
+    Raises:
+        CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
+    """
+    return atomic.create_file_atomic(Path(path), _json_bytes(payload))
+
+
+def _json_bytes(payload: object) -> bytes:
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
 
 
 def read_settings(cache_dir: Path) -> dict:
@@ -121,20 +136,6 @@ def read_settings(cache_dir: Path) -> dict:
             f"{path}: unreadable ({exc}). Delete it and run extract.py again to rewrite it (finished feature files "
             "are checked and kept)."
         ) from exc
-
-
-def read_skipped(cache_dir: Path) -> dict[str, dict]:
-    """``{image_id: {"sample_index": ..., "reason": ...}}`` for the images extraction skipped (empty when none)."""
-    path = Path(cache_dir) / SKIPPED_FILE
-    if not path.is_file():
-        return {}
-    try:
-        skipped = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        # Only a report: the next extraction rewrites it, so a broken one must not stop a run.
-        logger.warning("%s is unreadable (%s); ignoring it. Run extract.py again to rewrite it.", path, exc)
-        return {}
-    return skipped if isinstance(skipped, dict) else {}
 
 
 def list_image_files(cache_dir: Path, split: str) -> list[Path]:

@@ -1,8 +1,9 @@
 """The HDF5 feature files: the only module that imports h5py.
 
 The schema (datasets and attributes) is defined in :mod:`pipeline.cache.schema`. Files are built in memory, written
-under a temporary name in the same folder, flushed to disk, then renamed into place, so a file with the final name is
-always complete: a full disk or a killed process leaves at most a hidden temporary file, which the next run deletes.
+under a temporary name in the same folder, flushed to disk, then renamed into place (:mod:`pipeline.cache.atomic`), so
+a file with the final name is always complete: a full disk or a killed process leaves at most a hidden temporary file,
+which a later run deletes.
 The datasets carry Fletcher-32 checksums and the file's metadata is checksummed too (HDF5 1.8 format, readable by
 any HDF5 since 2008), so a flipped bit makes a file unreadable instead of silently wrong.
 """
@@ -11,18 +12,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from pipeline.cache.atomic import TEMP_MARKER, temp_path_for, write_file_atomic  # noqa: F401 (part of this API)
 from pipeline.cache.schema import SCHEMA_VERSION, missing_attributes
 from pipeline.errors import CacheError
 
-TEMP_MARKER = ".tmp-"
 FILE_FORMAT = ("v108", "v108")  # HDF5 1.8 format: checksummed metadata, readable by every HDF5 since 1.8
 # A corrupt HDF5 file makes h5py raise any of these (seen by flipping bytes and truncating files).
 _CORRUPT_FILE_ERRORS = (OSError, RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError)
@@ -68,64 +67,6 @@ def attrs_as_stored(attrs: dict) -> dict:
     """The attributes as :func:`read_attrs` returns them once written (dicts and lists as JSON, plain Python types)."""
     stored = {key: json.dumps(v) if isinstance(v, (dict, list, tuple)) else _to_python(v) for key, v in attrs.items()}
     return {**stored, "schema_version": SCHEMA_VERSION}
-
-
-def temp_path_for(path: Path) -> Path:
-    """A unique temporary name next to ``path``, hidden and marked so that stale ones can be found."""
-    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write bytes under a temporary name, flush them to disk, rename into place and flush the folder entry.
-
-    Raises:
-        CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
-    """
-    path = Path(path)
-    temp = temp_path_for(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        _fsync_folder(path.parent)
-    except OSError as exc:
-        _remove_quietly(temp)
-        raise CacheError(
-            f"{path}: cannot write the file ({exc.strerror or exc}). Free disk space or fix permissions, then run "
-            "again: finished images are kept."
-        ) from exc
-    except BaseException:
-        _remove_quietly(temp)
-        raise
-
-
-def _remove_quietly(path: Path) -> None:
-    # Cleanup must not replace the error being reported (unlink fails too when the folder is not a folder).
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself survive a power cut; not every system can open a folder, which is fine.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def encode_image_features(features: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict) -> bytes:

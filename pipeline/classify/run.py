@@ -66,6 +66,7 @@ def run_classification(settings: ClassificationSettings) -> ClassificationResult
     scheme = Scheme(settings.level, settings.vote).validate()
     cache_dir = cache.resolve_cache(settings.features, settings.data_dir)
     cache_settings = cache.read_settings(cache_dir)
+    cache.check_complete(cache_dir, cache_settings)  # names images a shard of extract.py has not embedded yet
     labels_path = Path(settings.labels or Path(cache_settings.get("data_dir", ".")) / LABELS_FILE)
     skipped = cache.read_skipped(cache_dir)
     train = cache.load_split(cache_dir, "train")

@@ -24,10 +24,15 @@ def prepare_process() -> None:
         os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 
-def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
-    """Send library logs to stderr: warnings when quiet, info by default, debug with -v."""
+def configure_logging(verbose: int = 0, quiet: bool = False, prefix: str = "") -> None:
+    """Send library logs to stderr: warnings when quiet, info by default, debug with -v.
+
+    ``prefix`` starts every line, e.g. ``[rank 1/8] `` when several processes share one terminal or log.
+    """
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    prefix = prefix.replace("%", "%%")
+    logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+                        force=True)
     for noisy in ("urllib3", "filelock", "huggingface_hub", "PIL", "matplotlib", "h5py", "torch"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 

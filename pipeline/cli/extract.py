@@ -22,6 +22,7 @@ from pipeline.data.tiling import TilingSettings
 from pipeline.embed.options import COMPILE_MODES, PRECISIONS
 from pipeline.errors import ImageReadError, PipelineError
 from pipeline.extract.settings import ExtractionSettings, default_workers
+from pipeline.extract.sharding import log_prefix, parse_shard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="re-embed images whose files are up to date")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        default=None,
+        help="embed only shard I of N (0-based, like torchrun's RANK), balanced by pixel count; N processes, "
+        "e.g. a Slurm array, fill one cache together, then --finalize writes its report. Under torchrun the "
+        "default is RANK/WORLD_SIZE (see docs/scale-out.md)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--finalize",
+        action="store_true",
+        help="after independent --shard runs: merge their skipped images, write quality.csv and the contact sheet "
+        "of the whole cache, and list the images no shard has embedded yet; loads no model; exit 0 when every "
+        "image is done, 1 otherwise",
+    )
+    mode.add_argument(
         "--verify",
         action="store_true",
         help="check every cache file (opens, shapes, finite values, settings, image/mask checksums) and list what "
@@ -128,16 +145,23 @@ def settings_from_args(args: argparse.Namespace) -> ExtractionSettings:
         max_pixels=args.max_pixels,
         quality=quality_from_args(args),
         progress=not args.no_progress,
+        shard=parse_shard(args.shard) if args.shard is not None else None,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``extract.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.shard is not None and (args.verify or args.finalize):
+        parser.error(f"--shard cannot be combined with --{'verify' if args.verify else 'finalize'}, which check "
+                     "or finish the whole cache; leave --shard out")
     prepare_process()
-    configure_logging(args.verbose, args.quiet)
+    configure_logging(args.verbose, args.quiet, log_prefix(args.shard))
     if args.verify:
         return _verify(args)
+    if args.finalize:
+        return _finalize(args)
     try:
         from pipeline.extract.run import run_extraction  # torch is imported only now: --help answers at once
 
@@ -161,6 +185,18 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         report = verify_cache(settings_from_args(args))
+    except PipelineError as exc:
+        report_error(exc)
+        return EXIT_USAGE
+    print(report.text())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    from pipeline.extract.quality_report import finalize_cache
+
+    try:
+        report = finalize_cache(settings_from_args(args))
     except PipelineError as exc:
         report_error(exc)
         return EXIT_USAGE

@@ -73,7 +73,9 @@ class EmbeddingLoop:
         self.fresh: dict[str, tuple[dict, np.ndarray]] = {}
         self._pending: dict[int, _Pending] = {}
         self._queue = TileQueue()
-        self._progress = Progress(len(todo), "extract", enabled=plan.settings.progress)
+        # torchrun's ranks share one terminal, where one rank's log lines would break another's bar: lines only
+        self._progress = Progress(len(todo), "extract", enabled=plan.settings.progress,
+                                  bar=False if plan.launch is not None else None)
 
     def run(self) -> None:
         """Embed every image of ``todo``.

@@ -14,6 +14,7 @@ from pipeline.embed.loading import load_model
 from pipeline.embed.model import LoadedModel
 from pipeline.embed.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
 from pipeline.extract.settings import ExtractionSettings, default_workers
+from pipeline.extract.sharding import Launch, Shard, local_device, resolve_shard, shard_records
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class ExtractionPlan:
     Attributes:
         settings: The settings as given (never rewritten).
         records: The images of the requested splits, sorted by split and name.
+        shard: The shard this process embeds (``Shard(0, 1)``: all of them).
+        shard_records: The images of that shard, in the order of ``records``.
+        launch: How torchrun started this process, or None.
         model: The loaded, frozen model.
         device: Where the model runs.
         precision: fp32, bf16, fp16 or bf16-weights.
@@ -36,6 +40,9 @@ class ExtractionPlan:
 
     settings: ExtractionSettings
     records: list[ImageRecord]
+    shard: Shard
+    shard_records: list[ImageRecord]
+    launch: Launch | None
     model: LoadedModel
     device: torch.device
     precision: str
@@ -52,33 +59,44 @@ class ExtractionPlan:
         return (size, size, 3)
 
 
-def plan_extraction(settings: ExtractionSettings, model: LoadedModel | None = None) -> ExtractionPlan:
-    """Check the settings and the data folder, load the model, and resolve device, precision and the rest.
+def plan_extraction(
+    settings: ExtractionSettings, model: LoadedModel | None = None, launch: Launch | None = None
+) -> ExtractionPlan:
+    """Check the settings and the data folder, load the model, and resolve shard, device, precision and the rest.
 
     The cheap checks (flags, data folder) come before the model is loaded, so a typo fails in a second.
 
     Args:
         settings: The run's settings.
         model: An already loaded model (tests, benchmarks); loaded from ``settings.model`` when None.
+        launch: How torchrun started this process (:func:`~pipeline.extract.sharding.torchrun_launch`), or None.
 
     Raises:
         PipelineError: Bad settings, data folder or model.
     """
     settings.validate()
+    shard = resolve_shard(settings.shard, launch)
     records = find_records(settings.data_dir, settings.split)
-    device = resolve_device(settings.device)
+    device = local_device(resolve_device(settings.device), launch)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # pinned buffers and caches go to this rank's GPU, not to cuda:0
     model = model or load_model(settings.model)
     precision = resolve_precision(settings.precision, device, model.module)
     name = cache.cache_name(model.slug, settings.tiling, precision)
     return ExtractionPlan(
         settings=settings,
         records=records,
+        shard=shard,
+        shard_records=shard_records(records, shard),
+        launch=launch,
         model=model,
         device=device,
         precision=precision,
         compile=resolve_compile(settings.compile, device, precision),
         batch_size=settings.batch_size or default_batch_size(device),
-        workers=default_workers(device.type) if settings.workers is None else settings.workers,
+        workers=default_workers(device.type, launch.local_world_size if launch else 1)
+        if settings.workers is None
+        else settings.workers,
         run_attrs=run_attributes(model, settings.tiling, precision),
         cache_dir=Path(settings.out_dir) / cache.data_key(settings.data_dir) / name,
     )

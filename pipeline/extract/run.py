@@ -1,22 +1,32 @@
-"""Stage 1: data workers -> batches across images -> frozen model -> one HDF5 file per image. Resumable."""
+"""Stage 1: data workers -> batches across images -> frozen model -> one HDF5 file per image. Resumable.
+
+One process embeds one shard of the images (all of them unless ``--shard I/N`` or torchrun say otherwise) under a
+claim on that shard (:mod:`pipeline.extract.claims`), so many processes fill one cache at once. Each leaves a record
+of its shard (:mod:`pipeline.cache.shards`). The report of the whole cache (``skipped.json``, ``quality.csv``, the
+contact sheet) is written by a single process at the end, by rank 0 once every rank is done under torchrun, and by
+``extract.py --finalize`` after independent shards.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
 from pipeline import cache
-from pipeline.cache import store
+from pipeline.cache.atomic import host_name
+from pipeline.cache.folder import create_json
 from pipeline.cache.schema import mismatched_keys
 from pipeline.data.records import ImageRecord, file_checksums
 from pipeline.embed.model import LoadedModel
 from pipeline.errors import CacheError, Interrupted
-from pipeline.extract.locking import FolderLock
+from pipeline.extract.claims import ShardClaim, remove_dead_temporaries
 from pipeline.extract.loop import EmbeddingLoop, log_limit
 from pipeline.extract.plan import ExtractionPlan, plan_extraction
-from pipeline.extract.quality_report import write_quality_report
+from pipeline.extract.quality_report import finish_cache
 from pipeline.extract.settings import ExtractionSettings
+from pipeline.extract.sharding import JobStore, torchrun_launch
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
 from pipeline.provenance import versions
@@ -25,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = None) -> ExtractionSummary:
-    """Embed every image of the requested splits that has no up-to-date file in the cache.
+    """Embed every image of this process's shard that has no up-to-date file in the cache.
 
     Args:
         settings: The run's settings.
@@ -38,7 +48,7 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
         PipelineError: Bad settings, data folder, model or cache (before any work, or with finished files kept).
         Interrupted: Ctrl-C; finished files are kept and the message says how many.
     """
-    plan = plan_extraction(settings, model)
+    plan = plan_extraction(settings, model, torchrun_launch())
     try:
         return _run(plan)
     except KeyboardInterrupt:
@@ -50,12 +60,15 @@ def run_extraction(settings: ExtractionSettings, model: LoadedModel | None = Non
 
 
 def _run(plan: ExtractionPlan) -> ExtractionSummary:
-    summary = ExtractionSummary(plan.cache_dir, len(plan.records))
+    shard, launch = plan.shard, plan.launch
+    job = JobStore(launch, cache.data_key(plan.cache_dir))  # connects now: a broken job fails before any work
+    summary = ExtractionSummary(plan.cache_dir, len(plan.shard_records), shard=shard.label if shard.count > 1 else "")
     started = time.perf_counter()
     fresh: dict[str, tuple] = {}  # image id -> (attributes, mean embedding) of the files this run writes
-    with FolderLock(plan.cache_dir):
-        for stale in plan.cache_dir.rglob(f".*{store.TEMP_MARKER}*"):
-            stale.unlink(missing_ok=True)  # we hold the lock, so any temporary file is from a dead run
+    key = cache.shard_key(plan.settings.split, shard.index, shard.count)
+    # under torchrun a claim on this rank's shard by the same job can only be an earlier attempt's
+    with ShardClaim(plan.cache_dir, key, shard.label, launch.run_id if launch else None):
+        remove_dead_temporaries(plan.cache_dir)
         _write_settings(plan)
         todo = _todo(plan, summary)
         if todo:
@@ -63,41 +76,60 @@ def _run(plan: ExtractionPlan) -> ExtractionSummary:
             _embed(plan, todo, summary, fresh)
             summary.timings["embedding"] = time.perf_counter() - phase
             log_limit(summary.timings)
-        _update_skipped(plan.cache_dir, plan.records, summary.skipped)
+        _write_record(plan, key, summary)
+    job.mark_done(key)
+    if launch is not None and launch.rank == 0:
+        logger.info("shard %s done; waiting for the other ranks to write the report of the whole cache", shard.label)
+        job.wait_for([cache.shard_key(plan.settings.split, rank, shard.count) for rank in range(shard.count)])
+    if shard.count == 1 or (launch is not None and launch.rank == 0):
         phase = time.perf_counter()
-        paths = {record.image_id: record.image_path for record in plan.records}
-        summary.quality = write_quality_report(plan.cache_dir, plan.settings.quality, paths, fresh)
+        summary.quality, summary.missing = finish_cache(plan.cache_dir, plan.records, plan.settings.quality, fresh)
         summary.timings["quality"] = time.perf_counter() - phase
+    elif launch is None:
+        summary.next_step = (
+            "when every shard has finished, run extract.py --finalize with the same flags (without --shard) to "
+            "write the quality report of the whole cache"
+        )
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _write_settings(plan: ExtractionPlan) -> None:
-    """Write ``settings.json``; refuse a cache folder made from another data folder."""
+    """Create ``settings.json`` once; refuse a cache folder made from another data folder.
+
+    Shards create it at the same time: the first one wins and the others check theirs against it. It is rewritten
+    only when the cache was made with other settings (its files are then re-embedded).
+    """
     settings_path = plan.cache_dir / cache.SETTINGS_FILE
     data_dir = str(Path(plan.settings.data_dir).resolve())
-    previous = cache.read_settings(plan.cache_dir) if settings_path.is_file() else None
-    if previous is not None and previous.get("data_dir") not in (None, data_dir):
+    content = {**plan.run_attrs, "data_dir": data_dir, "versions": versions()}
+    if not settings_path.is_file() and create_json(settings_path, content):
+        return
+    previous = cache.read_settings(plan.cache_dir)
+    if previous.get("data_dir") not in (None, data_dir):
         raise CacheError(
             f"{plan.cache_dir} holds the features of {previous['data_dir']}, not of --data {data_dir}; it is left "
             "as it is. Use another --out for this data folder."
         )
-    if previous is not None and mismatched_keys(previous, plan.run_attrs):
+    keys = mismatched_keys(previous, plan.run_attrs)
+    if keys:
         logger.warning("%s was made with other settings (%s); its files will be re-embedded.", plan.cache_dir,
-                       ", ".join(mismatched_keys(previous, plan.run_attrs)))
-    cache.write_json(settings_path, {**plan.run_attrs, "data_dir": data_dir, "versions": versions()})
+                       ", ".join(keys))
+    if keys or "data_dir" not in previous:
+        cache.write_json(settings_path, content)
 
 
 def _todo(plan: ExtractionPlan, summary: ExtractionSummary) -> list[ImageRecord]:
-    """The images without an up-to-date file (all of them with ``--overwrite``)."""
-    phase, todo = time.perf_counter(), []
-    for record, (image_sha, mask_sha) in zip(plan.records, file_checksums(plan.records), strict=True):
+    """The images of the shard without an up-to-date file (all of them with ``--overwrite``)."""
+    phase, todo, records = time.perf_counter(), [], plan.shard_records
+    for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
         path = cache.feature_path(plan.cache_dir, record.image_id)
         if not plan.settings.overwrite and cache.is_up_to_date(path, plan.run_attrs, image_sha, mask_sha):
             summary.n_reused += 1
         else:
             todo.append(record)
-    logger.info("%d images up to date, %d to embed with %s (%s, %s) into %s", summary.n_reused, len(todo),
+    shard = f" of shard {plan.shard.label}" if plan.shard.count > 1 else ""
+    logger.info("%d images%s up to date, %d to embed with %s (%s, %s) into %s", summary.n_reused, shard, len(todo),
                 plan.model.name, plan.device, plan.precision, plan.cache_dir)
     summary.timings["checksums"] = time.perf_counter() - phase
     return todo
@@ -116,8 +148,23 @@ def _embed(plan: ExtractionPlan, todo: list[ImageRecord], summary: ExtractionSum
             fresh.update(loop.fresh)
 
 
-def _update_skipped(cache_dir: Path, records: list[ImageRecord], skipped: dict[str, str]) -> None:
-    processed = {record.image_id: record for record in records}
-    kept = {key: value for key, value in cache.read_skipped(cache_dir).items() if key not in processed}
-    new = {key: {"sample_index": processed[key].sample_index, "reason": reason} for key, reason in skipped.items()}
-    cache.write_json(cache_dir / cache.SKIPPED_FILE, {**kept, **new})
+def _write_record(plan: ExtractionPlan, key: str, summary: ExtractionSummary) -> None:
+    """What this shard did, for readers that merge every shard's skipped images and timings."""
+    samples = {record.image_id: record.sample_index for record in plan.shard_records}
+    cache.write_shard_record(plan.cache_dir, key, {
+        "shard": plan.shard.label,
+        "split": plan.settings.split,
+        "images": list(samples),
+        "skipped": {key: {"sample_index": samples[key], "reason": why} for key, why in summary.skipped.items()},
+        "fallbacks": summary.fallbacks,
+        "n_embedded": summary.n_embedded,
+        "n_reused": summary.n_reused,
+        "n_tiles": summary.n_tiles,
+        "timings": summary.timings,
+        "device": str(plan.device),
+        "host": host_name(),
+        "pid": os.getpid(),
+        "torchrun": {"run_id": plan.launch.run_id, "rank": plan.launch.rank,
+                     "restart_count": plan.launch.restart_count} if plan.launch else None,
+        "finished": time.time(),
+    })

@@ -10,15 +10,26 @@ from pipeline.data.images import DEFAULT_MAX_PIXELS
 from pipeline.data.tiling import TilingSettings
 from pipeline.embed.options import COMPILE_MODES
 from pipeline.errors import ConfigError
+from pipeline.extract.sharding import Shard
 from pipeline.hygiene.settings import QualitySettings
 
 
-def default_workers(device_type: str = "cpu") -> int:
-    """Decoding workers: all cores but one for the model, at least one; at most 8 on a CPU, 32 on CUDA.
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which Slurm and containers restrict), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
-    On a CPU the model's own threads need the other cores; on CUDA decoding is what limits the run.
+
+def default_workers(device_type: str = "cpu", processes: int = 1) -> int:
+    """Decoding workers: this process's share of the cores but one, at least one; at most 8 on a CPU, 32 on CUDA.
+
+    On a CPU the model's own threads need the other cores; on CUDA decoding is what limits the run. ``processes``
+    extractions on one node (torchrun's LOCAL_WORLD_SIZE) share its cores instead of each starting one worker per
+    core.
     """
-    return max(1, min(32 if device_type == "cuda" else 8, (os.cpu_count() or 2) - 1))
+    return max(1, min(32 if device_type == "cuda" else 8, usable_cores() // max(1, processes) - 1))
 
 
 @dataclass
@@ -42,10 +53,13 @@ class ExtractionSettings:
     quality: QualitySettings = field(default_factory=QualitySettings)  # thresholds of the hygiene report
     quality_checks: bool = True  # compute the cheap per-image checks (off only to measure their cost)
     progress: bool = True  # show a progress bar
+    shard: Shard | None = None  # embed only this shard of the images; None: all (or the torchrun rank's shard)
 
     def validate(self) -> ExtractionSettings:
         """Raise :class:`ConfigError` on values outside their range; return self."""
         self.tiling.validate()
+        if self.shard is not None:
+            self.shard.validate()
         if self.batch_size is not None and self.batch_size <= 0:
             raise ConfigError(f"--batch-size must be a positive number of tiles. Got {self.batch_size} instead.")
         if self.compile not in COMPILE_MODES:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from pipeline.hygiene.assessment import QUALITY_FILE, QualityReport
 
+MAX_LISTED = 10  # image ids printed before "..."
+
 
 @dataclass
 class ExtractionSummary:
-    """What a run did."""
+    """What a run did (for one shard: the counts are the shard's)."""
 
     cache_dir: Path
     n_images: int
@@ -23,13 +25,28 @@ class ExtractionSummary:
     quality: QualityReport | None = None
     # seconds of each phase: checksums, embedding (and within it waiting_for_tiles, waiting_for_model), quality
     timings: dict[str, float] = field(default_factory=dict)
+    shard: str = ""  # "1/4" when this process embedded one shard
+    missing: list[str] = field(default_factory=list)  # images of the cache's data folder no shard has embedded yet
+    next_step: str = ""  # what the user still has to do, if anything
 
     def line(self) -> str:
-        """One summary line: images, tiles, skipped, time, output."""
+        """One summary line: images, tiles, skipped, time, output; then the quality report and what is missing."""
         rate = self.n_tiles / self.seconds if self.seconds > 0 else 0.0
-        return (
+        text = (
+            f"{f'shard {self.shard}: ' if self.shard else ''}"
             f"{self.n_images} images: {self.n_embedded} embedded ({self.n_tiles} tiles, {rate:.1f} tiles/s), "
             f"{self.n_reused} up to date, {len(self.skipped)} skipped, {len(self.fallbacks)} with a fallback tile; "
             f"{self.seconds:.1f} s -> {self.cache_dir}"
-            + (f"\nquality: {self.quality.summary()} -> {self.cache_dir / QUALITY_FILE}" if self.quality else "")
         )
+        if self.quality:
+            text += f"\nquality: {self.quality.summary()} -> {self.cache_dir / QUALITY_FILE}"
+        if self.missing:
+            text += f"\nnot embedded yet by any shard: {len(self.missing)} image(s): {listed(self.missing)}"
+        if self.next_step:
+            text += f"\nnext: {self.next_step}"
+        return text
+
+
+def listed(image_ids: list[str]) -> str:
+    """The first :data:`MAX_LISTED` ids, comma-separated, with ``...`` when there are more."""
+    return ", ".join(image_ids[:MAX_LISTED]) + (" ..." if len(image_ids) > MAX_LISTED else "")

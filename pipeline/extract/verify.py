@@ -18,7 +18,7 @@ from pipeline.data.records import file_checksums, find_records, resolve_splits
 from pipeline.embed.model import slugify
 from pipeline.embed.options import PRECISIONS
 from pipeline.errors import CacheError
-from pipeline.extract.locking import lock_holder
+from pipeline.extract.claims import dead_temporaries, live_claims
 from pipeline.extract.settings import ExtractionSettings
 
 
@@ -34,7 +34,8 @@ class VerificationReport:
         to_embed: ``{image_id: reason}`` for the images extraction would (re-)embed.
         skipped: ``{image_id: reason}`` for images extraction skipped as bad input (it retries them on each run).
         orphans: ``{file: problem}`` for cache files whose image is not in the data folder.
-        leftovers: Temporary files of an interrupted run (the next run deletes them).
+        leftovers: Temporary files of stopped writers (the next run deletes them); those of running ones are not
+            listed.
         notes: Other remarks (another data folder than the cache's, a running extraction).
     """
 
@@ -128,9 +129,11 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
     recorded = expected.get("data_dir")
     if recorded and Path(recorded) != report.data_dir:
         report.notes.append(f"the cache was made from {recorded}; checked against --data {report.data_dir}")
-    holder = lock_holder(cache_dir)
-    if holder:
-        report.notes.append(f"an extraction (pid {holder}) is writing this cache now; its report may change")
+    for claim in live_claims(cache_dir):
+        report.notes.append(
+            f"an extraction (shard {claim.get('shard', claim['key'])}, host {claim.get('host', '?')}, pid "
+            f"{claim.get('pid', '?')}) is writing this cache now; its report may change"
+        )
     skipped = cache.read_skipped(cache_dir)
     for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
         path = cache.feature_path(cache_dir, record.image_id)
@@ -146,7 +149,7 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
         for path in cache.list_image_files(cache_dir, split):
             if f"{split}/{path.stem}" not in known:
                 report.orphans[str(path.relative_to(cache_dir))] = _file_state(path)
-    report.leftovers = sorted(p for p in cache_dir.rglob(f".*{store.TEMP_MARKER}*") if p.is_file())
+    report.leftovers = dead_temporaries(cache_dir)
     return report
 
 

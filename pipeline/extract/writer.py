@@ -6,7 +6,7 @@ files/s here and 250 files/s on a 16-core GPU host, where 1, 2 and 4 writer proc
 disk's flushes are the limit there) and an end-to-end run was no faster with them (1,368 tiles/s with 4 processes,
 1,410 with the thread). So the default is the thread; ``--write-processes N`` moves encoding out of the main
 process for hosts where it, not the disk, is the limit. Writer processes start with ``spawn``, so they inherit
-neither a CUDA context nor the cache lock, and each pays for importing the main module once.
+no CUDA context, and each pays for importing the main module once.
 
 Pending writes are bounded, so memory stays flat when the disk is slower than the model; a write that fails
 (disk full, permissions) re-raises its :class:`~pipeline.errors.CacheError` in the caller at the next

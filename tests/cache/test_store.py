@@ -1,3 +1,5 @@
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -53,7 +55,7 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(CacheError, match="No space left on device.*finished images are kept"):
         _write(tmp_path / "a.h5")
     assert list(tmp_path.iterdir()) == []

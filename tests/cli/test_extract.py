@@ -21,7 +21,8 @@ def test_help_documents_every_flag_with_its_default(capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--data", "--split", "--model", "--out", "--gpu", "--device", "--precision", "--tile-size", "--stride",
-                 "--min-coverage", "--max-tiles", "--seed", "--batch-size", "--workers", "--strict", "--overwrite"):
+                 "--min-coverage", "--max-tiles", "--seed", "--batch-size", "--workers", "--strict", "--overwrite",
+                 "--shard", "--finalize", "--verify"):
         assert flag in text
     assert "(default: data)" in text and "(default: phikon)" in text and "(default: 0.5)" in text
 
@@ -58,6 +59,57 @@ def test_bad_values_exit_2_with_one_line(make_data, tmp_path, extra, message, ca
     assert main(["--data", str(make_data()), "--out", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("shard", "message"),
+    [
+        ("2/2", "--shard I/N must have 0 <= I < N (shards are numbered from 0, like torchrun's RANK: the last of 4 is "
+                "3/4). Got '2/2' instead."),
+        ("1-4", "--shard must be I/N: this process's shard, numbered from 0, and the number of shards, e.g. --shard "
+                "0/4. Got '1-4' instead."),
+    ],
+)
+def test_bad_shards_exit_2_with_one_line(make_data, tmp_path, shard, message, capsys):
+    assert main(["--data", str(make_data()), "--out", str(tmp_path), "--shard", shard]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n"
+
+
+def test_a_shard_that_disagrees_with_torchrun_exits_2(make_data, tmp_path, capsys, monkeypatch):
+    for name, value in {"TORCHELASTIC_RUN_ID": "job", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--data", str(make_data()), "--out", str(tmp_path), "--shard", "0/2", "--model", "unused"]) == 2
+    assert "--shard 0/2 disagrees with torchrun's RANK 1 and WORLD_SIZE 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--shard", "0/2", "--verify"], ["--shard", "0/2", "--finalize"],
+                                   ["--verify", "--finalize"]])
+def test_flags_that_do_not_go_together(flags, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(flags)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "not allowed with argument" in err or "--shard cannot be combined with --" in err
+
+
+def test_finalize_exits_1_while_a_shard_is_missing_and_0_after(make_data, tmp_path, tiny_vit_dir, capsys):
+    root = make_data(n_train=3, n_test=0)
+    argv = ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(tmp_path), "--tile-size", "32",
+            "--workers", "0", "--no-progress"]
+    assert main([*argv, "--shard", "0/2"]) == 0
+    err = capsys.readouterr().err
+    assert err and all(line.startswith("[shard 0/2] ") for line in err.splitlines())  # logs name the shard
+    assert main([*argv, "--finalize"]) == 1
+    assert "result: 1 image(s) are not embedded yet" in capsys.readouterr().out
+    assert main([*argv, "--shard", "1/2", "-q"]) == 0
+    assert main([*argv, "--finalize"]) == 0
+    assert "3 images: 3 embedded, 0 skipped as bad input, 0 not embedded yet" in capsys.readouterr().out
+
+
+def test_finalize_without_a_cache_exits_2(make_data, tmp_path, capsys):
+    assert main(["--data", str(make_data()), "--out", str(tmp_path), "--model", "phikon", "--finalize"]) == 2
+    assert capsys.readouterr().err.startswith("error: No cache for --model phikon")
 
 
 def test_data_folder_without_splits_exits_2(tmp_path, capsys):

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -163,3 +164,81 @@ def test_quality_report_of_the_run_equals_one_read_back_from_the_cache(make_data
             np.testing.assert_allclose(report.scores[name], values, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(report.duplicate_group, expected.duplicate_group)
     assert expected.flags["exact_duplicate"].sum() == 2
+
+
+def test_shards_run_one_after_the_other_then_finalize_equal_one_run(make_data, tmp_path, tiny_model,
+                                                                     tiny_vit_dir):
+    from pipeline.extract.quality_report import finalize_cache
+    from pipeline.extract.sharding import Shard
+
+    root = make_data(n_train=5, n_test=2)
+    (root / "train_data" / "img_0003.png").write_bytes(b"")
+    whole = run_extraction(_settings(root, tmp_path, out_dir=tmp_path / "one"), tiny_model)
+    parts = [run_extraction(_settings(root, tmp_path, shard=Shard(i, 3)), tiny_model) for i in range(3)]
+    assert [p.n_images for p in parts] == [3, 2, 2] and sum(p.n_embedded for p in parts) == 6
+    assert [p.shard for p in parts] == ["0/3", "1/3", "2/3"] and all(p.quality is None for p in parts)
+    assert parts[0].line().startswith("shard 0/3: 3 images: ") and "next: when every shard has finished" in \
+        parts[0].line()
+    cache_dir = parts[0].cache_dir
+    assert not (cache_dir / "quality.csv").exists()
+    assert set(cache.read_skipped(cache_dir)) == {"train/img_0003"}  # merged from the shards' records
+    report = finalize_cache(_settings(root, tmp_path, model=str(tiny_vit_dir)))
+    assert report.ok and (report.n_images, report.n_files, report.missing) == (7, 6, [])
+    assert report.skipped == {"train/img_0003": whole.skipped["train/img_0003"]} and report.absent == []
+    assert [r["key"] for r in report.shards] == ["all-0of3", "all-1of3", "all-2of3"]
+    assert (cache_dir / "quality.csv").read_text() == (whole.cache_dir / "quality.csv").read_text()
+    assert (cache_dir / cache.SKIPPED_FILE).read_text() == (whole.cache_dir / cache.SKIPPED_FILE).read_text()
+    for path in whole.cache_dir.rglob("*.h5"):
+        mine = store.read_image_features(cache_dir / path.relative_to(whole.cache_dir))
+        np.testing.assert_allclose(mine.features, store.read_image_features(path).features, atol=1e-5)
+
+
+def test_finalize_names_what_no_shard_has_embedded(make_data, tmp_path, tiny_model, tiny_vit_dir):
+    from pipeline.extract.claims import ShardClaim
+    from pipeline.extract.quality_report import finalize_cache
+    from pipeline.extract.sharding import Shard
+
+    root = make_data(n_train=3, n_test=1)
+    done = run_extraction(_settings(root, tmp_path, shard=Shard(1, 2)), tiny_model)
+    report = finalize_cache(_settings(root, tmp_path, model=str(tiny_vit_dir)))
+    assert not report.ok and report.missing == ["train/img_0001", "test/img_0000"]
+    assert report.absent == ["0/2"] and report.n_files == 2 and report.running == []
+    text = report.text()
+    assert "4 images: 2 embedded, 0 skipped as bad input, 2 not embedded yet" in text
+    assert "  not embedded yet: train/img_0001, test/img_0000" in text
+    assert "  no shard record yet from 0/2" in text
+    assert "result: 2 image(s) are not embedded yet: run the shards that did not finish" in text
+    assert (done.cache_dir / "quality.csv").exists()  # the report covers what there is
+    with ShardClaim(done.cache_dir, "all-0of2", "0/2"):  # shard 0 is running now
+        running = finalize_cache(_settings(root, tmp_path, model=str(tiny_vit_dir)))
+    assert running.absent == [] and [c["shard"] for c in running.running] == ["0/2"]
+    assert f"  running now: shard 0/2 (host {running.running[0]['host']}, pid {os.getpid()})" in running.text()
+
+
+def test_only_a_single_process_draws_a_progress_bar(monkeypatch):
+    from types import SimpleNamespace
+
+    from pipeline import progress
+    from pipeline.extract.loop import EmbeddingLoop
+    from pipeline.extract.sharding import torchrun_launch
+
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    launch = torchrun_launch({"TORCHELASTIC_RUN_ID": "job", "RANK": "0", "WORLD_SIZE": "2"})
+    for launched, drawn in ((None, True), (launch, False)):  # ranks share a terminal: log lines, never bars
+        plan = SimpleNamespace(settings=SimpleNamespace(progress=True), launch=launched)
+        loop = EmbeddingLoop(plan, [], writer=None, summary=None)
+        assert (loop._progress._bar is not None) == drawn
+        loop._progress.close()
+
+
+def test_settings_json_is_written_once(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=1, n_test=0)
+    summary = run_extraction(_settings(root, tmp_path), tiny_model)
+    path = summary.cache_dir / cache.SETTINGS_FILE
+    before = (path.stat().st_ino, path.read_text())
+    run_extraction(_settings(root, tmp_path, overwrite=True), tiny_model)
+    assert (path.stat().st_ino, path.read_text()) == before  # not even replaced by an equal copy
+    stale = {**json.loads(path.read_text()), "model_checksum": "other weights"}
+    cache.write_json(path, stale)
+    run_extraction(_settings(root, tmp_path), tiny_model)  # other settings: rewritten, files re-embedded
+    assert cache.read_settings(summary.cache_dir)["model_checksum"] == tiny_model.checksum

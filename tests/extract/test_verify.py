@@ -1,6 +1,7 @@
 """``extract.py --verify``: every cache file checked without a model; the list matches what extraction re-embeds."""
 
 import logging
+import os
 import shutil
 
 import numpy as np
@@ -9,15 +10,16 @@ from PIL import Image
 
 from pipeline import cache
 from pipeline.cache import store
+from pipeline.cache.atomic import host_name
 from pipeline.cli.extract import main
 from pipeline.data.tiling import TilingSettings
 from pipeline.embed import loading
 from pipeline.extract import loop, plan
-from pipeline.extract.locking import FolderLock
+from pipeline.extract.claims import ShardClaim
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.verify import verify_cache
-from tests.conftest import TINY_SIZE
+from tests.conftest import TINY_SIZE, dead_pid
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +68,7 @@ def test_a_good_cache_verifies_clean_without_a_model(make_data, tmp_path, tiny_m
     assert f"cache: {summary.cache_dir}" in out
     assert "checked 6 images: 6 up to date, 0 would be re-embedded, 0 skipped as bad input" in out
     assert out.rstrip().endswith("result: all good, nothing to re-embed.")
-    assert _state(tmp_path / "f") == before  # nothing written, not even a lock
+    assert _state(tmp_path / "f") == before  # nothing written, not even a claim
     assert main(_argv(root, summary.cache_dir, tiny_vit_dir)) == 0  # --out may name the cache folder itself
 
 
@@ -89,7 +91,7 @@ def test_every_problem_is_listed_and_extraction_re_embeds_exactly_those(make_dat
                                {**other.attrs, "min_coverage": 0.25})
     (cache_dir / "test" / "img_0001.h5").unlink()
     shutil.copy(cache_dir / "train" / "img_0002.h5", cache_dir / "train" / "img_0099.h5")
-    (cache_dir / "train" / f".img_0003.h5{store.TEMP_MARKER}4242-abcdef01").write_bytes(b"partial")
+    (cache_dir / "train" / f".img_0003.h5{store.TEMP_MARKER}{dead_pid()}-abcdef01").write_bytes(b"partial")
 
     with monkeypatch.context() as patch:
         forbid_model(patch)
@@ -146,7 +148,9 @@ def test_a_running_extraction_is_noted(make_data, tmp_path, tiny_model, tiny_vit
     root = make_data(n_train=2, n_test=0)
     settings = _settings(root, tmp_path / "f", tiny_vit_dir)
     cache_dir = run_extraction(settings, tiny_model).cache_dir
-    with FolderLock(cache_dir):
+    with ShardClaim(cache_dir, cache.shard_key("all", 1, 2), "1/2"):
         report = verify_cache(settings)
-    assert report.ok and any("is writing this cache now" in note for note in report.notes)
+    assert report.ok and any(f"an extraction (shard 1/2, host {host_name()}, pid {os.getpid()}) is writing "
+                             "this cache now" in note for note in report.notes)
+    assert not any("is writing" in note for note in verify_cache(settings).notes)
     assert cache.read_settings(cache_dir)["model_checksum"] == tiny_model.checksum

@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import errno
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -18,18 +19,18 @@ import numpy as np
 import pytest
 
 from pipeline import cache
-from pipeline.cache import store
+from pipeline.cache import atomic, store
 from pipeline.classify.classifier import Classifier
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.cli.extract import main as extract_main
 from pipeline.data.tiling import TilingSettings
 from pipeline.errors import CacheError, ModelLoadError
-from pipeline.extract.locking import FolderLock, lock_holder
+from pipeline.extract.claims import ShardClaim, live_claims
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.heads.persistence import load_head
 from pipeline.report.run import classify_and_write
-from tests.conftest import TINY_SIZE, write_fake_cache
+from tests.conftest import TINY_SIZE, dead_pid, write_fake_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 TILING = TilingSettings(tile_size=TINY_SIZE)
@@ -84,45 +85,50 @@ def test_what_a_killed_run_leaves_behind_is_cleaned_and_finished(make_data, tmp_
     reference = run_extraction(_settings(root, tmp_path / "ref"), tiny_model)
     settings = _settings(root, tmp_path / "killed")
     cache_dir = run_extraction(settings, tiny_model).cache_dir
-    # the state of a run killed mid-way: two files not yet renamed into place (one half-written), a half-written
-    # settings file, and a lock file naming a process that no longer exists
+    # the state of a run killed mid-way: two files not yet renamed into place (one half-written, one of an older
+    # version without the host in its name), a half-written settings file, and a claim of a process that is gone
     for name in ("img_0001.h5", "img_0002.h5"):
         (cache_dir / "train" / name).unlink()
-    half_written = cache_dir / "train" / f".img_0001.h5{store.TEMP_MARKER}999999-0badf00d"
+    pid, space = dead_pid(), atomic.pid_space()
+    half_written = cache_dir / "train" / f".img_0001.h5{store.TEMP_MARKER}{space}-{pid}-0badf00d"
     half_written.write_bytes(b"\x89HDF\r\n\x1a\n" + b"x" * 99)
-    (cache_dir / f".settings.json{store.TEMP_MARKER}999999-0badf00d").write_text('{"model": ')
-    (cache_dir / ".lock").write_text("999999")
+    (cache_dir / "train" / f".img_0002.h5{store.TEMP_MARKER}{pid}-0badf00d").write_bytes(b"\x89HDF")
+    (cache_dir / f".settings.json{store.TEMP_MARKER}{space}-{pid}-0badf00d").write_text('{"model": ')
+    claim = cache_dir / ".claims" / f"{cache.shard_key('all', 0, 1)}.json"
+    claim.parent.mkdir(exist_ok=True)
+    claim.write_text(json.dumps({"host": atomic.host_name(), "pid": pid, "pid_space": space, "token": "old"}))
     resumed = run_extraction(settings, tiny_model)
     assert (resumed.n_embedded, resumed.n_reused) == (2, 3)
-    assert _temporaries(tmp_path / "killed") == []
+    assert _temporaries(tmp_path / "killed") == [] and not claim.exists()
     _assert_same_cache(_snapshot(cache_dir), _snapshot(reference.cache_dir))
 
 
 # ---------------------------------------------------------------- concurrent runs
 
 
-def test_a_second_run_waits_for_the_lock_then_finds_the_work_done(make_data, tmp_path, tiny_model, caplog):
+def test_a_second_run_of_the_same_shard_waits_then_finds_the_work_done(make_data, tmp_path, tiny_model, caplog):
     root = make_data(n_train=2, n_test=1)
     settings = _settings(root, tmp_path / "f")
     cache_dir = tmp_path / "f" / cache.data_key(root) / cache.cache_name(tiny_model.slug, TILING, "fp32")
     results = []
-    with FolderLock(cache_dir):  # another extraction holds the cache
-        assert lock_holder(cache_dir) == str(os.getpid())
+    with ShardClaim(cache_dir, cache.shard_key("all", 0, 1)):  # another extraction holds the shard
+        assert [c["pid"] for c in live_claims(cache_dir)] == [os.getpid()]
         worker = threading.Thread(target=lambda: results.append(run_extraction(settings, tiny_model)))
         worker.start()
         time.sleep(1.0)
         assert worker.is_alive() and not list(cache_dir.rglob("*.h5"))  # waiting, nothing written
-        assert "is writing" in caplog.text and "waiting for it to finish" in caplog.text
+        assert "is embedding shard 0/1 of" in caplog.text and "waiting for it to finish" in caplog.text
     worker.join(timeout=60)
     assert results and results[0].n_embedded == 3
-    assert lock_holder(cache_dir) is None
+    assert live_claims(cache_dir) == []
 
 
-def test_lock_timeout_gives_a_clear_message(tmp_path):
-    with FolderLock(tmp_path):
-        with pytest.raises(CacheError, match=rf"{tmp_path} is locked by another extraction \(pid {os.getpid()}\) for "
-                                             "more than 0 s. Wait for it to finish, or stop it, then run again."):
-            with FolderLock(tmp_path, timeout=0.1):
+def test_claim_timeout_gives_a_clear_message(tmp_path):
+    with ShardClaim(tmp_path, "all-1of2", "1/2"):
+        with pytest.raises(CacheError, match=rf"Shard 1/2 of {tmp_path} is claimed by another extraction \(host "
+                                             rf"{atomic.host_name()}, pid {os.getpid()}\) for more than 0 s. Wait for "
+                                             "it to finish, or stop it, then run again."):
+            with ShardClaim(tmp_path, "all-1of2", "1/2", timeout=0.1):
                 pass
 
 
@@ -150,21 +156,22 @@ def test_two_extract_processes_started_at_once(make_data, tmp_path, tiny_vit_dir
 
 def test_a_cache_folder_that_cannot_be_created(tmp_path):
     (tmp_path / "features").write_text("a file where the cache root should be")
-    with pytest.raises(CacheError, match="cannot create the cache folder's lock file .*Choose a writable --out"):
-        with FolderLock(tmp_path / "features" / "phikon_t224"):
+    with pytest.raises(CacheError, match="cannot create the claim file of shard 0/1 .*Choose a writable --out"):
+        with ShardClaim(tmp_path / "features" / "phikon_t224", "all-0of1"):
             pass
 
 
-def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch, caplog):
-    import pipeline.extract.locking
+def test_a_file_system_without_hard_links_still_gets_exclusive_claims(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
 
-    def no_locks(fd, operation):
-        raise OSError(errno.ENOLCK, "No locks available")
-
-    monkeypatch.setattr(pipeline.extract.locking.fcntl, "flock", no_locks)
-    with FolderLock(tmp_path):
-        pass
-    assert "Cannot lock" in caplog.text and "do not run two extractions on this cache at once" in caplog.text
+    monkeypatch.setattr(os, "link", no_links)
+    with ShardClaim(tmp_path, "all-0of1"):
+        assert [c["pid"] for c in live_claims(tmp_path)] == [os.getpid()]
+        with pytest.raises(CacheError, match="is claimed by another extraction"):
+            with ShardClaim(tmp_path, "all-0of1", timeout=0):
+                pass
+    assert live_claims(tmp_path) == [] and _temporaries(tmp_path) == []
 
 
 # ---------------------------------------------------------------- full disk
@@ -210,7 +217,7 @@ import resource, signal, sys
 import numpy as np
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
-from pipeline.cache import store
+from pipeline.cache import atomic, store
 from pipeline.errors import CacheError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 folder = Path({str(tmp_path)!r})
