@@ -96,6 +96,18 @@ def test_embedding_outlier(rng):
     assert np.nonzero(report.flags["non_tissue"])[0].tolist() == [7]
 
 
+def test_copies_are_not_each_others_neighbours(rng):
+    # 12 distinct images and an exact copy of each: the copies' zero distances must not make everyone an outlier
+    attrs = _attrs(24)
+    for i in range(12, 24):
+        attrs[i]["pixels_sha256"] = attrs[i - 12]["pixels_sha256"]
+    embeddings = np.tile(rng.normal(size=(12, 16)), (2, 1))
+    report = _assess(attrs, embeddings)
+    ratio = report.scores["outlier_ratio"]
+    assert not report.flags["non_tissue"].any() and 0.5 < ratio.min() and ratio.max() < 2.0
+    np.testing.assert_allclose(ratio[:12], ratio[12:])
+
+
 def test_images_without_hashes_match_nothing():
     attrs = _attrs(4)
     for item in attrs:
