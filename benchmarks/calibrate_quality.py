@@ -39,7 +39,7 @@ from PIL import Image
 
 from benchmarks import stain_variants as variants
 from pipeline.hygiene.assessment import EXCLUDED_FROM_TRAINING, assess
-from pipeline.hygiene.checks import SCORES, image_quality
+from pipeline.hygiene.checks import SCORES, dihedral_phashes, hamming, image_quality
 from pipeline.hygiene.rules import rule_lines
 from pipeline.hygiene.settings import QualitySettings
 from pipeline.hygiene.stain import stain_scores
@@ -219,6 +219,37 @@ def print_costs(sources: dict[str, list[Source]], repeats: int) -> dict[str, flo
     return out
 
 
+def _hashes(phashes: list[str]) -> np.ndarray:
+    return np.array([int(h, 16) for h in phashes], dtype=np.uint64)
+
+
+def print_ink_hash(glas: list[Source], settings: QualitySettings) -> dict:
+    """Bits between a green-blob copy and its source: plain perceptual hash against the ink-masked one."""
+    rng = np.random.default_rng(11)
+    plain, masked = [], []
+    for source in glas:
+        for kind in ("original", *variants.VARIANT_KINDS):
+            for size in (300, 600, 1000):
+                if kind == "original":
+                    pixels, mask = variants.resize(source.pixels, source.mask, size)
+                else:
+                    pixels, mask, _ = variants.stain_variant(kind, source.pixels, source.mask, rng, size)
+                inked = variants.green_blob(pixels, mask)
+                plain.append(int(hamming(_hashes(dihedral_phashes(inked))[0], _hashes(dihedral_phashes(pixels))).min()))
+                copy, original = image_quality(inked, mask > 0), image_quality(pixels, mask > 0)
+                masked.append(int(hamming(_hashes(copy["phashes"])[0], _hashes(original["phashes"])).min()))
+    hashes = [_hashes(image_quality(s.pixels, s.mask > 0)["phashes"]) for s in glas]
+    distinct = min(int(hamming(hashes[i][0], hashes[j]).min()) for i in range(len(glas)) for j in range(len(glas))
+                   if i != j)
+    print("\n== green-blob copies of glas15 (original and the 4 variants, at 300/600/1000 px): bits to the source ==")
+    for label, values in (("plain hash", plain), ("ink left out", masked)):
+        over = sum(v > settings.phash_distance for v in values)
+        print(f"  {label:<13} median {np.median(values):4.1f}  p95 {np.percentile(values, 95):4.1f}  "
+              f"max {max(values):>2}  over {settings.phash_distance} bits (link lost): {over} of {len(values)}")
+    print(f"  distinct glas15 images: nearest at {distinct} bits")
+    return {"plain": plain, "masked": masked, "distinct_min": distinct}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the acceptance-sized sets (default 3)")
@@ -235,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     glas, lung = sources["glas15"], sources["lc25000-lung"]
     print(f"real images: glas15 {len(glas)}, lc25000-lung {len(lung)}")
     report: dict = {"costs_ms": print_costs(sources, 20 if args.quick else 100)}
+    report["ink_hash"] = print_ink_hash(glas, settings)
     small_sources = glas[:12] + [lung[i] for i in LUNG_CLEAN] + glas[12:15]
     planted = {"blob_a": 1, "blob_b": 4, "exact": 6, "flip_rotate": 8, "reencode": 10, "resize": 11,
                "test_rotate": 14, "ink_before_variant": 7}
