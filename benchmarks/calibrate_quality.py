@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -38,6 +39,9 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import stain_variants as variants
+from pipeline.cache import store
+from pipeline.data.records import find_records
+from pipeline.hygiene import rescore
 from pipeline.hygiene.assessment import EXCLUDED_FROM_TRAINING, assess
 from pipeline.hygiene.checks import SCORES, dihedral_phashes, hamming, image_quality
 from pipeline.hygiene.rules import rule_lines
@@ -219,6 +223,27 @@ def print_costs(sources: dict[str, list[Source]], repeats: int) -> dict[str, flo
     return out
 
 
+def print_rescore_cost() -> dict[str, float]:
+    """Milliseconds per file to re-score a cache of an older hygiene version (decode, checks, rewrite), no model."""
+    out = {}
+    print("\n== re-scoring a cache made by an older hygiene version (decode + checks + atomic rewrite, one process) ==")
+    for dataset, count in (("glas15", 15), ("lc25000-lung", 100)):
+        records = find_records(DATA / dataset, "train")[:count]
+        with tempfile.TemporaryDirectory() as folder:
+            paths = []
+            for record in records:
+                path = Path(folder) / f"{record.image_id}.h5"
+                sha = rescore.score_image(record, 10**9)[0]
+                store.write_image_features(path, np.zeros((4, 768), np.float32), np.zeros((4, 2)), np.ones(4),
+                                           {"image_sha256": sha, "q_he_fraction": 0.5})
+                paths.append(path)
+            start = time.perf_counter()
+            done = rescore.rescore_files(records, paths, 10**9, workers=0, progress=False)
+            out[dataset] = 1e3 * (time.perf_counter() - start) / len(records)
+        print(f"  {dataset:<13} {len(done.fresh)} files: {out[dataset]:.1f} ms per file")
+    return out
+
+
 def _hashes(phashes: list[str]) -> np.ndarray:
     return np.array([int(h, 16) for h in phashes], dtype=np.uint64)
 
@@ -266,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     glas, lung = sources["glas15"], sources["lc25000-lung"]
     print(f"real images: glas15 {len(glas)}, lc25000-lung {len(lung)}")
     report: dict = {"costs_ms": print_costs(sources, 20 if args.quick else 100)}
+    report["rescore_ms"] = print_rescore_cost()
     report["ink_hash"] = print_ink_hash(glas, settings)
     small_sources = glas[:12] + [lung[i] for i in LUNG_CLEAN] + glas[12:15]
     planted = {"blob_a": 1, "blob_b": 4, "exact": 6, "flip_rotate": 8, "reencode": 10, "resize": 11,
