@@ -3,7 +3,7 @@
 1. Extracts ../shared/data/lc25000-lung with efficientnet-lite0 (or reuses --features).
 2. Counts near-duplicate groups and compares weighted F1 of 5-fold CV with duplicate groups kept in one fold against
    plain stratified folds (each image its own group), same head (logreg) and seed.
-3. Times extraction of the first --cost-images images with and without the cheap checks (colour statistics and
+3. Times extraction of the first --cost-images images with and without the cheap checks (stain scores and
    perceptual hashes), end to end, and the checks alone on the decoded images.
 
     python -m benchmarks.hygiene_lung [--features DIR] [--cost-images 120] [--json out.json]

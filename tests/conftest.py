@@ -22,7 +22,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data next to the checkout; PIPELINE_SHARED_DATA points elsewhere (a git worktree sits one level deeper)
+SHARED_DATA = Path(
+    os.environ.get("PIPELINE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 TINY_SIZE = 32  # the tiny ViT's input size; synthetic tiles are this size so no resize happens
 
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from pipeline.cache import atomic, store
-from pipeline.cache.schema import mismatched_keys
+from pipeline.cache.schema import QUALITY_VERSION_KEY, mismatched_keys
 from pipeline.data.tiling import TilingSettings
 from pipeline.errors import CacheError
 
@@ -51,48 +51,69 @@ def feature_path(cache_dir: Path, image_id: str) -> Path:
 
 
 def stale_reason(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> str | None:
-    """Why an image must be (re-)embedded, or None when its file can be trusted as it is.
+    """Why an image must be (re-)embedded, or None when its embeddings can be trusted as they are.
 
     A file is trusted only when it opens, has the current schema and consistent shapes, holds finite values, was
-    made with the expected settings, and records the checksums of the current image and mask files.
+    made with the expected settings, and records the checksums of the current image and mask files. Its hygiene
+    attributes are judged apart (:func:`file_status`): they can be recomputed without the model.
     """
-    reason, _ = _staleness(Path(path), expected, image_sha256, mask_sha256)
+    reason, _, _ = _staleness(Path(path), expected, image_sha256, mask_sha256)
     return reason
 
 
-def _staleness(path: Path, expected: dict, image_sha: str | None, mask_sha: str | None) -> tuple[str | None, bool]:
-    """(reason or None, whether the file itself is broken rather than out of date)."""
+def _staleness(
+    path: Path, expected: dict, image_sha: str | None, mask_sha: str | None
+) -> tuple[str | None, bool, dict]:
+    """(reason or None, whether the file itself is broken rather than out of date, its attributes when readable)."""
     if not path.is_file():
-        return "no feature file", False
+        return "no feature file", False, {}
     if image_sha is None:
-        return "the image file cannot be read", False
+        return "the image file cannot be read", False, {}
     if mask_sha is None:
-        return "the mask file is missing or cannot be read", False
+        return "the mask file is missing or cannot be read", False, {}
     try:
         item = store.read_image_features(path)
     except store.FileProblem as exc:
-        return exc.problem, True
+        return exc.problem, True, {}
     problem = store.value_problem(item)
     if problem:
-        return problem, True
+        return problem, True, item.attrs
     keys = mismatched_keys(item.attrs, expected)
     if keys:
-        return f"made with other settings ({', '.join(keys)})", False
-    if "phashes" not in item.attrs:
-        return "made before the hygiene checks (no phashes attribute)", False
+        return f"made with other settings ({', '.join(keys)})", False, item.attrs
     if item.attrs.get("image_sha256") != image_sha:
-        return "the image file changed since it was embedded", False
+        return "the image file changed since it was embedded", False, item.attrs
     if item.attrs.get("mask_sha256") != mask_sha:
-        return "the mask file changed since it was embedded", False
-    return None, False
+        return "the mask file changed since it was embedded", False, item.attrs
+    return None, False, item.attrs
 
 
 def is_up_to_date(path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None) -> bool:
     """True when :func:`stale_reason` finds nothing; a broken file (truncated, NaN, ...) is logged as a warning."""
-    reason, broken = _staleness(Path(path), expected, image_sha256, mask_sha256)
+    reason, broken, _ = _staleness(Path(path), expected, image_sha256, mask_sha256)
     if broken:
         logger.warning("%s: %s; it will be re-embedded.", path, reason)
     return reason is None
+
+
+def file_status(
+    path: Path, expected: dict, image_sha256: str | None, mask_sha256: str | None, q_version: int, warn: bool = True
+) -> tuple[str, str | None]:
+    """What one image's file needs: ``("current", None)``, ``("rescore", reason)`` or ``("embed", reason)``.
+
+    ``rescore``: the embeddings are up to date (:func:`stale_reason` finds nothing) but the hygiene attributes are
+    missing or older than ``q_version`` (:data:`~pipeline.cache.schema.QUALITY_VERSION_KEY`), so only the image
+    needs decoding again, not the model. With ``warn``, a broken file is logged as by :func:`is_up_to_date`.
+    """
+    reason, broken, attrs = _staleness(Path(path), expected, image_sha256, mask_sha256)
+    if broken and warn:
+        logger.warning("%s: %s; it will be re-embedded.", path, reason)
+    if reason is not None:
+        return "embed", reason
+    found = attrs.get(QUALITY_VERSION_KEY)
+    if found != q_version:
+        return "rescore", f"hygiene scores of version {found if found is not None else 'none'}, not {q_version}"
+    return "current", None
 
 
 def write_json(path: Path, payload: object) -> None:

@@ -6,7 +6,9 @@ Schema version 1, one HDF5 file per image (``<cache>/<split>/<image stem>.h5``):
 - ``coords``: (n_tiles, 2) int32, (x, y) of each tile's top-left corner in original image pixels.
 - ``coverage``: (n_tiles,) float32, fraction of each tile's pixels inside the mask.
 - attributes: :data:`RUN_ATTRS` (the same in every file of a cache, also written to ``settings.json``),
-  :data:`IMAGE_ATTRS` (this image) and the hygiene statistics (``q_*``, ``phashes``; see :mod:`pipeline.hygiene`).
+  :data:`IMAGE_ATTRS` (this image) and the hygiene attributes (``q_version``, ``q_*`` scores, ``phashes``; see
+  :mod:`pipeline.hygiene.checks`). Hygiene attributes can be rewritten without touching the arrays: a file whose
+  ``q_version`` is not the current one is re-scored by extraction, not re-embedded, and stays schema version 1.
 
 Extraction builds the attributes with :func:`run_attributes` and :func:`file_attributes`; readers compare caches with
 :func:`identity` and :func:`mismatched_keys`. :mod:`pipeline.cache.store` writes and reads the files.
@@ -53,6 +55,9 @@ IMAGE_ATTRS = (
     "mask_fraction",
     "fallback",
 )
+# The version of the hygiene attributes (an int; absent in files made before it existed). Its current value is
+# pipeline.hygiene.checks.QUALITY_VERSION; the cache only compares it.
+QUALITY_VERSION_KEY = "q_version"
 # Attributes that must be equal for two files to belong to the same cache (model weights and tiling settings).
 IDENTITY_KEYS = (
     "schema_version",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,28 @@ def write_image_features(
         CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
     """
     write_file_atomic(Path(path), encode_image_features(features, coords, coverage, attrs))
+
+
+def update_attributes(path: Path, update: dict, keep: Callable[[str], bool] = lambda key: True) -> ImageFeatures:
+    """Rewrite one image's file atomically with the same arrays and updated attributes.
+
+    Args:
+        path: The feature file.
+        update: Attributes to set (as :func:`encode_image_features` takes them).
+        keep: Which of the file's other attributes to keep (by name); the rest are dropped.
+
+    Returns:
+        The file as a reader now sees it.
+
+    Raises:
+        FileProblem: The file is unreadable or has another schema version (it is left as it is).
+        CacheError: The file cannot be written (disk full, permissions); the old file is left as it is.
+    """
+    path = Path(path)
+    item = read_image_features(path)
+    attrs = {**{key: value for key, value in item.attrs.items() if keep(key)}, **update}
+    write_file_atomic(path, encode_image_features(item.features, item.coords, item.coverage, attrs))
+    return ImageFeatures(item.features, item.coords, item.coverage, attrs_as_stored(attrs))
 
 
 def read_attrs(path: Path) -> dict:

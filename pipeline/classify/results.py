@@ -56,6 +56,8 @@ class ClassificationResult:
         quality: Hygiene flags of train (first rows) and test images.
         trainable: (n_train,) bool, the images the heads were trained on.
         run_name: The default run folder name: ``<data folder>_<cache name>_<head>``.
+        hygiene_warnings: Lines the report must show: images without current hygiene scores, or flags that would
+            leave out too many training images (:mod:`pipeline.hygiene.leave_out`).
     """
 
     cache_dir: Path
@@ -70,6 +72,7 @@ class ClassificationResult:
     quality: QualityReport | None = None
     trainable: np.ndarray | None = None
     run_name: str = ""
+    hygiene_warnings: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> HeadResult:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +24,42 @@ from pipeline.data.labels import LABELS_FILE, read_labels
 from pipeline.errors import LabelsError
 from pipeline.heads.registry import make_head
 from pipeline.hygiene.assessment import QualityReport, assess_feature_sets
+from pipeline.hygiene.leave_out import left_out_for_flags
 
 logger = logging.getLogger(__name__)
 
 
 def training_plan(
-    quality: QualityReport, n_train: int, settings: ClassificationSettings
-) -> tuple[np.ndarray, np.ndarray]:
+    quality: QualityReport, n_train: int, settings: ClassificationSettings, labels: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Duplicate groups and trainable images of the training split (its rows come first in ``quality``).
 
+    Args:
+        quality: The assessment of train and test images.
+        n_train: Training images.
+        settings: ``keep_outliers``, ``drop_flagged`` and ``dedupe``.
+        labels: (n_train,) class names, for the per-class limit of :mod:`pipeline.hygiene.leave_out` (None: one class).
+
     Returns:
-        (n_train,) duplicate-group ids, and (n_train,) bool: images the heads may train on (outliers and ink left
-        out unless ``keep_outliers``; with ``dedupe`` only the first image of each group).
+        (n_train,) duplicate-group ids; (n_train,) bool, the images the heads may train on (flagged images left out
+        as :func:`pipeline.hygiene.leave_out.left_out_for_flags` decides; with ``dedupe`` only the first image of
+        each group); and the hygiene warnings (also logged).
     """
     groups = quality.duplicate_group[:n_train]
-    trainable = np.ones(n_train, dtype=bool)
-    if not settings.keep_outliers:
-        trainable &= ~quality.excluded()[:n_train]
+    labels = ["all"] * n_train if labels is None else labels
+    flagged, too_many = left_out_for_flags(quality, labels, settings.keep_outliers, settings.drop_flagged)
+    trainable = ~flagged
     if settings.dedupe:
         first = np.zeros(n_train, dtype=bool)
         first[np.unique(groups, return_index=True)[1]] = True
         trainable &= first
+    warnings = [line for line in (quality.unscored_warning(), too_many) if line]
+    for line in warnings:
+        logger.warning("%s", line)
     left_out = n_train - int(trainable.sum())
     if left_out:
         logger.info("%d of %d training images are left out of training (%s)", left_out, n_train, quality.summary())
-    return groups, trainable
+    return groups, trainable, warnings
 
 
 def run_name(cache_dir: Path, cache_settings: dict, head: str) -> str:
@@ -80,11 +92,12 @@ def run_classification(settings: ClassificationSettings) -> ClassificationResult
     if test is None:
         logger.warning("%s holds no test image: no submission will be written.", cache_dir)
     quality = assess_feature_sets([train] + ([test] if test is not None else []), settings.quality)
-    groups, trainable = training_plan(quality, train.n_images, settings)
+    groups, trainable, hygiene_warnings = training_plan(quality, train.n_images, settings, names)
     folds = make_folds(np.array(names), groups, settings.folds, settings.seed)
     result = ClassificationResult(
         cache_dir, cache_settings, classes, train, labels, test, skipped=skipped, quality=quality,
         trainable=trainable, run_name=run_name(cache_dir, cache_settings, settings.head),
+        hygiene_warnings=hygiene_warnings,
         filled_test=sorted(v["sample_index"] for k, v in skipped.items() if k.startswith("test/")),
     )
     weight = "balanced" if settings.class_weight else None

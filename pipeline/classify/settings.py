@@ -27,6 +27,7 @@ class ClassificationSettings:
     runs_root: Path = Path("runs")
     overwrite: bool = False  # replace an existing --out folder
     keep_outliers: bool = False  # train on images flagged non_tissue or ink too (they are always validated)
+    drop_flagged: bool = False  # leave flagged images out even when they are > 5% of training or > 10% of a class
     dedupe: bool = False  # train on one representative (the first) of each duplicate group
     quality: QualitySettings = field(default_factory=QualitySettings)  # hygiene thresholds
     pictures: bool = True  # plots, vote maps and report.html in the run folder

@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run folder (default: runs/<data folder>_<cache name>_<head>, or the next free _2 ...)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--keep-outliers", action="store_true",
-                        help="also train on images flagged non_tissue or ink (by default they are left out)")
+                        help="also train on images flagged non_tissue or ink (by default they are left out while "
+                        "they are at most 5%% of the training images and 10%% of each class; above that all are kept "
+                        "and a warning says so)")
+    parser.add_argument("--drop-flagged", action="store_true",
+                        help="leave images flagged non_tissue or ink out of training even above those limits")
     parser.add_argument("--dedupe", action="store_true",
                         help="train on one image per duplicate group (groups always stay in one fold)")
     parser.add_argument("--vote-maps", default=None, metavar="IDS",
@@ -67,7 +71,8 @@ def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
     return ClassificationSettings(
         features=args.features, data_dir=args.data, labels=args.labels, head=args.head, level=args.level,
         vote=args.vote, folds=args.folds, seed=args.seed, class_weight=not args.no_class_weight, out=args.out,
-        overwrite=args.overwrite, keep_outliers=args.keep_outliers, dedupe=args.dedupe,
+        overwrite=args.overwrite, keep_outliers=args.keep_outliers, drop_flagged=args.drop_flagged,
+        dedupe=args.dedupe,
         quality=quality_from_args(args), pictures=not args.no_pictures,
         vote_maps=tuple(value.strip() for value in (args.vote_maps or "").split(",") if value.strip()),
     )
@@ -75,7 +80,10 @@ def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``classify.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.keep_outliers and args.drop_flagged:
+        parser.error("--keep-outliers and --drop-flagged contradict each other: pass one of them")
     prepare_process()
     configure_logging(args.verbose, args.quiet)
     try:

@@ -8,11 +8,15 @@ from pipeline.hygiene.settings import QualitySettings
 
 _QUALITY_HELP = {
     "phash_distance": "near duplicate: a flip/rotation of another image within this many bits of 64 (perceptual hash)",
-    "min_he_fraction": "non_tissue below this share of masked pixels stained in H&E hues",
+    "min_stain_fraction": "non_tissue below this share of the tissue in H&E colours (optical-density hue), if also a "
+    "robust outlier of the dataset",
     "max_off_hue_fraction": "non_tissue above this share of masked pixels in hues H&E never has (yellow-green-cyan)",
-    "max_flat_fraction": "non_tissue above this share of flat, drawing-like masked pixels",
-    "max_green_fraction": "ink above this share of saturated green masked pixels",
+    "max_flat_fill_fraction": "non_tissue above this share of perfectly flat, drawing-like tissue, if also a robust "
+    "outlier of the dataset",
+    "max_green_ink_fraction": "ink above this share of masked pixels in green-ink colours",
     "max_outlier_ratio": "non_tissue above this ratio of an image's embedding-neighbour distance to the median one",
+    "robust_z": "the stain and flat-fill rules also need this many robust SDs (1.4826 MAD) from the median image",
+    "min_images_for_z": "with fewer images than this, the stain and flat-fill thresholds decide alone",
 }
 
 

@@ -60,7 +60,7 @@ class TileDataset(Dataset):
         self.records = list(records)
         self.tiling = tiling
         self.max_pixels = max_pixels
-        self.quality = quality  # the cheap hygiene checks (colour statistics, perceptual hashes)
+        self.quality = quality  # the cheap hygiene checks (stain scores, perceptual hashes)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -64,6 +64,8 @@ def write_quality_report(
         return None
     sample_index = [a["sample_index"] for a in attrs]
     report = assess(ids, sample_index, attrs, np.stack(embeddings), settings)
+    if report.unscored_warning():
+        logger.warning("%s", report.unscored_warning())
     write_quality_csv(cache_dir / QUALITY_FILE, report)
     if write_contact_sheet(cache_dir / QUALITY_SHEET, report, image_paths):
         logger.info("flagged images: %s (%s)", cache_dir / QUALITY_SHEET, report.summary())

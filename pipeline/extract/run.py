@@ -29,6 +29,8 @@ from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.sharding import JobStore, torchrun_launch
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
+from pipeline.hygiene.checks import QUALITY_VERSION
+from pipeline.hygiene.rescore import rescore_files
 from pipeline.provenance import versions
 
 logger = logging.getLogger(__name__)
@@ -70,12 +72,16 @@ def _run(plan: ExtractionPlan) -> ExtractionSummary:
     with ShardClaim(plan.cache_dir, key, shard.label, launch.run_id if launch else None):
         remove_dead_temporaries(plan.cache_dir)
         _write_settings(plan)
-        todo = _todo(plan, summary)
+        todo, rescore = _todo(plan, summary)
         if todo:
             phase = time.perf_counter()
             _embed(plan, todo, summary, fresh)
             summary.timings["embedding"] = time.perf_counter() - phase
             log_limit(summary.timings)
+        if rescore:
+            phase = time.perf_counter()
+            _rescore(plan, rescore, summary, fresh)
+            summary.timings["rescoring"] = time.perf_counter() - phase
         _write_record(plan, key, summary)
     job.mark_done(key)
     if launch is not None and launch.rank == 0:
@@ -119,20 +125,37 @@ def _write_settings(plan: ExtractionPlan) -> None:
         cache.write_json(settings_path, content)
 
 
-def _todo(plan: ExtractionPlan, summary: ExtractionSummary) -> list[ImageRecord]:
-    """The images of the shard without an up-to-date file (all of them with ``--overwrite``)."""
-    phase, todo, records = time.perf_counter(), [], plan.shard_records
+def _todo(plan: ExtractionPlan, summary: ExtractionSummary) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """The images of the shard to embed, and those whose file needs only its hygiene scores recomputed.
+
+    Images without an up-to-date file are embedded (all of them with ``--overwrite``); a file made by an older
+    hygiene version is re-scored (unless the checks are off), without the model.
+    """
+    phase, todo, rescore, records = time.perf_counter(), [], [], plan.shard_records
     for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
         path = cache.feature_path(plan.cache_dir, record.image_id)
-        if not plan.settings.overwrite and cache.is_up_to_date(path, plan.run_attrs, image_sha, mask_sha):
-            summary.n_reused += 1
-        else:
+        status = "embed" if plan.settings.overwrite else cache.file_status(
+            path, plan.run_attrs, image_sha, mask_sha, QUALITY_VERSION)[0]
+        if status == "embed":
             todo.append(record)
+        else:
+            summary.n_reused += 1
+            if status == "rescore" and plan.settings.quality_checks:
+                rescore.append(record)
     shard = f" of shard {plan.shard.label}" if plan.shard.count > 1 else ""
-    logger.info("%d images%s up to date, %d to embed with %s (%s, %s) into %s", summary.n_reused, shard, len(todo),
-                plan.model.name, plan.device, plan.precision, plan.cache_dir)
+    logger.info("%d images%s up to date (%d of them to re-score), %d to embed with %s (%s, %s) into %s",
+                summary.n_reused, shard, len(rescore), len(todo), plan.model.name, plan.device, plan.precision,
+                plan.cache_dir)
     summary.timings["checksums"] = time.perf_counter() - phase
-    return todo
+    return todo, rescore
+
+
+def _rescore(plan: ExtractionPlan, records: list[ImageRecord], summary: ExtractionSummary, fresh: dict) -> None:
+    """Recompute the hygiene attributes of files made by an older version, without the model."""
+    paths = [cache.feature_path(plan.cache_dir, record.image_id) for record in records]
+    done = rescore_files(records, paths, plan.settings.max_pixels, plan.workers, plan.settings.progress)
+    summary.n_rescored = len(done.fresh)
+    fresh.update(done.fresh)
 
 
 def _embed(plan: ExtractionPlan, todo: list[ImageRecord], summary: ExtractionSummary, fresh: dict) -> None:

@@ -18,12 +18,14 @@ class ExtractionSummary:
     n_images: int
     n_embedded: int = 0
     n_reused: int = 0
+    n_rescored: int = 0  # of the reused: files whose hygiene scores were recomputed (no re-embedding)
     n_tiles: int = 0
     seconds: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, str] = field(default_factory=dict)
     quality: QualityReport | None = None
-    # seconds of each phase: checksums, embedding (and within it waiting_for_tiles, waiting_for_model), quality
+    # seconds of each phase: checksums, embedding (and within it waiting_for_tiles, waiting_for_model), rescoring,
+    # quality
     timings: dict[str, float] = field(default_factory=dict)
     shard: str = ""  # "1/4" when this process embedded one shard
     missing: list[str] = field(default_factory=list)  # images of the cache's data folder no shard has embedded yet
@@ -35,7 +37,8 @@ class ExtractionSummary:
         text = (
             f"{f'shard {self.shard}: ' if self.shard else ''}"
             f"{self.n_images} images: {self.n_embedded} embedded ({self.n_tiles} tiles, {rate:.1f} tiles/s), "
-            f"{self.n_reused} up to date, {len(self.skipped)} skipped, {len(self.fallbacks)} with a fallback tile; "
+            f"{self.n_reused} up to date{f' ({self.n_rescored} re-scored)' if self.n_rescored else ''}, "
+            f"{len(self.skipped)} skipped, {len(self.fallbacks)} with a fallback tile; "
             f"{self.seconds:.1f} s -> {self.cache_dir}"
         )
         if self.quality:

@@ -20,6 +20,7 @@ from pipeline.embed.options import PRECISIONS
 from pipeline.errors import CacheError
 from pipeline.extract.claims import dead_temporaries, live_claims
 from pipeline.extract.settings import ExtractionSettings
+from pipeline.hygiene.checks import QUALITY_VERSION
 
 
 @dataclass
@@ -135,15 +136,20 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
             f"{claim.get('pid', '?')}) is writing this cache now; its report may change"
         )
     skipped = cache.read_skipped(cache_dir)
+    rescore = 0
     for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
         path = cache.feature_path(cache_dir, record.image_id)
-        reason = cache.stale_reason(path, expected, image_sha, mask_sha)
-        if reason is None:
+        status, reason = cache.file_status(path, expected, image_sha, mask_sha, QUALITY_VERSION, warn=False)
+        if status != "embed":
             report.n_ok += 1
+            rescore += status == "rescore"
         elif not path.is_file() and record.image_id in skipped:
             report.skipped[record.image_id] = f"{skipped[record.image_id].get('reason', '?')} (retried on each run)"
         else:
             report.to_embed[record.image_id] = reason
+    if rescore:
+        report.notes.append(f"{rescore} file(s) hold hygiene scores of an older version: extract.py with the same "
+                            "flags re-scores them without re-embedding")
     known = {record.image_id for record in records}
     for split in resolve_splits(settings.split):
         for path in cache.list_image_files(cache_dir, split):

@@ -1,20 +1,14 @@
-"""Cheap per-image checks computed while an image is decoded for extraction: colour statistics and hashes.
+"""Cheap per-image checks computed while an image is decoded for extraction: stain scores and perceptual hashes.
 
-Colour statistics are taken inside the mask on a thumbnail (longest side <= 160 px), in HSV with hue in degrees:
+:func:`image_quality` gives the attributes every feature file stores: the ``q_*`` scores of
+:mod:`pipeline.hygiene.stain`, ``q_version`` (:data:`QUALITY_VERSION`) and ``phashes``, 64-bit DCT perceptual hashes
+of the image's 8 flips and 90-degree rotations (16-digit hex strings), so that a flipped, rotated, resized or
+re-encoded copy is found by comparing one hash with eight.
 
-- ``he_fraction``: share of masked pixels that are stained in H&E hues (saturation >= 0.15, value >= 0.15, hue in
-  [190, 360] or [0, 45]: haematoxylin blue-purple to eosin pink). Real H&E tiles: 0.28-1.0 on glas15 and
-  lc25000-lung (median 0.89 and 0.998). Blank slides, grey or black pictures score near 0.
-- ``off_hue_fraction``: share of masked pixels that are saturated in hues H&E never has ([45, 190]: yellow, green,
-  cyan). Real H&E: at most 0.001 on the same 615 images. Cartoons, photos and ink score high.
-- ``green_fraction``: share of masked pixels that are saturated green ([70, 190]): green ink and green blobs.
-  Real H&E: at most 0.0006.
-- ``flat_fraction``: share of masked, non-white pixels whose 3x3 neighbourhood is flat (grey-level standard deviation
-  < 1.5): drawings have large uniform fills, photographs of tissue have grain.
-- ``white_fraction``: share of masked pixels that are background white (saturation < 0.1, value > 0.85).
-
-``phashes`` are 64-bit DCT perceptual hashes of the 8 flips and 90-degree rotations of the image (as 16-digit hex
-strings), so that a flipped, rotated, resized or re-encoded copy is found by comparing one hash with eight.
+Green ink is left out of the hash: where the thumbnail finds ink, the hash's 32x32 grey thumbnail is the mean of the
+other pixels of each cell, and cells that are mostly ink are filled from their neighbours. An inked copy of an image
+then keeps its link (a dark blob on pale tissue moved the plain hash by up to 24 bits; masked, at most 8: see
+docs/hygiene.md); an image without ink gets exactly the plain hash, so hashes of files scored before stay comparable.
 """
 
 from __future__ import annotations
@@ -22,56 +16,25 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 from scipy.fft import dctn
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import binary_dilation, convolve
 
-THUMBNAIL_SIDE = 160  # 25,600 pixels at most: plenty for fractions, and a few milliseconds per image
+from pipeline.hygiene.stain import stain_scores
+
+# Bump when a score's or the hash's definition changes: extract.py then re-scores older files (no re-embedding) and
+# assessment ignores their scores until it has.
+QUALITY_VERSION = 2
+SCORES = (
+    "q_stain_fraction",
+    "q_stain_chroma",
+    "q_off_hue_fraction",
+    "q_green_ink_fraction",
+    "q_flat_fill_fraction",
+    "q_white_fraction",
+)
 HASH_SIDE = 32  # the DCT is taken on a 32x32 grey thumbnail, its 8x8 lowest frequencies give the 64 bits
-
-
-def _thumbnail(pixels: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    step = max(1, int(np.ceil(max(pixels.shape[:2]) / THUMBNAIL_SIDE)))
-    return pixels[::step, ::step], inside[::step, ::step]
-
-
-def colour_statistics(pixels: np.ndarray, inside: np.ndarray) -> dict[str, float]:
-    """Colour statistics inside the mask (the whole image when the mask is empty).
-
-    Args:
-        pixels: (H, W, 3) uint8 RGB.
-        inside: (H, W) bool mask.
-
-    Returns:
-        ``he_fraction``, ``off_hue_fraction``, ``green_fraction``, ``flat_fraction``, ``white_fraction`` in [0, 1].
-    """
-    small, mask = _thumbnail(pixels, inside)
-    if not mask.any():
-        mask = np.ones(mask.shape, dtype=bool)
-    hsv = np.asarray(Image.fromarray(np.ascontiguousarray(small)).convert("HSV"), dtype=np.float32) / 255.0
-    hue, saturation, value = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
-    stained = (saturation >= 0.15) & (value >= 0.15)
-    white = (saturation < 0.1) & (value > 0.85)
-    n_inside = float(mask.sum())
-
-    def share(selected: np.ndarray) -> float:
-        return float((selected & mask).sum() / n_inside)
-
-    grey = small.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    flat = _local_std(grey) < 1.5
-    tissue = mask & ~white
-    return {
-        "he_fraction": share(stained & ((hue >= 190.0) | (hue <= 45.0))),
-        "off_hue_fraction": share(stained & (hue > 45.0) & (hue < 190.0)),
-        "green_fraction": share(stained & (hue >= 70.0) & (hue < 190.0)),
-        "flat_fraction": float((flat & tissue).sum() / max(tissue.sum(), 1)),
-        "white_fraction": share(white),
-    }
-
-
-def _local_std(grey: np.ndarray) -> np.ndarray:
-    """Standard deviation of each pixel's 3x3 neighbourhood (edges replicated): (H, W) float32."""
-    mean = uniform_filter(grey, size=3, mode="nearest")
-    mean_of_squares = uniform_filter(grey * grey, size=3, mode="nearest")
-    return np.sqrt(np.maximum(mean_of_squares - mean * mean, 0.0))
+MIN_CELL_WEIGHT = 0.25  # a hash cell with less than this share of non-ink pixels is filled from its neighbours
+FILL_ITERATIONS = 32  # Jacobi steps of that fill: enough for holes of a few cells (a blob is at most ~6 across)
+_NEIGHBOURS = np.array([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]])
 
 
 def _bits(coefficients: np.ndarray) -> int:
@@ -79,7 +42,22 @@ def _bits(coefficients: np.ndarray) -> int:
     return int(np.packbits(values > np.median(values)).view(">u8")[0])
 
 
-def dihedral_phashes(pixels: np.ndarray) -> list[str]:
+def _masked_thumbnail(grey: Image.Image, ignored: np.ndarray) -> np.ndarray:
+    """(32, 32) float64 mean grey level of each cell over the pixels not ``ignored`` ((H, W) bool), holes filled."""
+    weight = (~ignored).astype(np.float32)
+    size = (HASH_SIDE, HASH_SIDE)
+    total = np.asarray(Image.fromarray(np.asarray(grey, np.float32) * weight, "F").resize(size, Image.Resampling.BOX))
+    share = np.asarray(Image.fromarray(weight, "F").resize(size, Image.Resampling.BOX))
+    valid = share >= MIN_CELL_WEIGHT
+    mean = float(total.sum() / max(float(share.sum()), 1e-6))
+    thumb = np.where(valid, total / np.maximum(share, 1e-6), mean).astype(np.float64)
+    for _ in range(FILL_ITERATIONS):  # harmonic fill: each hole cell becomes the mean of its four neighbours
+        average = convolve(thumb, _NEIGHBOURS, mode="nearest")
+        thumb[~valid] = average[~valid]
+    return thumb
+
+
+def dihedral_phashes(pixels: np.ndarray, ink: np.ndarray | None = None, step: int = 1) -> list[str]:
     """Perceptual hashes of the image under the 8 flips/rotations, identity first.
 
     One DCT serves all eight: flipping an image along an axis flips the sign of the odd frequencies along it, and
@@ -87,12 +65,20 @@ def dihedral_phashes(pixels: np.ndarray) -> list[str]:
 
     Args:
         pixels: (H, W, 3) uint8 RGB.
+        ink: (h, w) bool pixels to leave out, on a grid of every ``step``-th pixel (the stain thumbnail); None or
+            all False: the plain hash.
+        step: Grid step of ``ink``.
 
     Returns:
         8 hashes as 16-digit hex strings.
     """
     grey = Image.fromarray(np.ascontiguousarray(pixels)).convert("L")
-    thumb = np.asarray(grey.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX), dtype=np.float64)
+    if ink is None or not ink.any():
+        thumb = np.asarray(grey.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX), dtype=np.float64)
+    else:
+        # one thumbnail pixel stands for a step x step block; the dilation covers the ink's edges between samples
+        blocks = np.repeat(np.repeat(binary_dilation(ink), step, axis=0), step, axis=1)
+        thumb = _masked_thumbnail(grey, blocks[: pixels.shape[0], : pixels.shape[1]])
     low = dctn(thumb, norm="ortho")[:8, :8]
     odd = np.where(np.arange(8) % 2, -1.0, 1.0)
     variants = []
@@ -110,6 +96,20 @@ def hamming(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def image_quality(pixels: np.ndarray, inside: np.ndarray) -> dict:
-    """All cheap checks of one image, ready to store as cache attributes (``q_*`` statistics and ``phashes``)."""
-    stats = {f"q_{key}": value for key, value in colour_statistics(pixels, inside).items()}
-    return {**stats, "phashes": dihedral_phashes(pixels)}
+    """All cheap checks of one image, ready to store as feature-file attributes.
+
+    Args:
+        pixels: (H, W, 3) uint8 RGB.
+        inside: (H, W) bool mask.
+
+    Returns:
+        ``q_version``, the :data:`SCORES` (floats) and ``phashes`` (8 hex strings).
+    """
+    stain = stain_scores(pixels, inside)
+    scores = {f"q_{key}": value for key, value in stain.scores.items()}
+    return {"q_version": QUALITY_VERSION, **scores, "phashes": dihedral_phashes(pixels, stain.ink, stain.step)}
+
+
+def is_scored(attrs: dict) -> bool:
+    """True when a file's hygiene attributes come from the current :data:`QUALITY_VERSION`."""
+    return attrs.get("q_version") == QUALITY_VERSION

@@ -21,8 +21,8 @@ _EXPLAIN = {
     "exact_duplicate": "same file or same decoded pixels as another image",
     "near_duplicate": "a flipped, rotated, resized or re-encoded copy of another image",
     "shared_mask": "the identical mask file as another image",
-    "non_tissue": "colours, texture or embedding unlike H&E tissue",
-    "ink": "saturated green inside the mask",
+    "non_tissue": "too little stain, off-hue colours, flat fills or an outlying embedding",
+    "ink": "green ink inside the mask",
 }
 
 
@@ -51,9 +51,9 @@ def _caption(report: QualityReport, i: int, flag: str) -> str:
     if flag in ("exact_duplicate", "near_duplicate"):
         detail = f"~{report.nearest[i].split('/')[-1]} d={int(scores['nearest_phash_distance'][i])}"
     elif flag == "ink":
-        detail = f"green {scores['q_green_fraction'][i]:.1%}"
+        detail = f"green ink {scores['q_green_ink_fraction'][i]:.1%}"
     elif flag == "non_tissue":
-        detail = f"H&E {scores['q_he_fraction'][i]:.0%} flat {scores['q_flat_fraction'][i]:.0%}"
+        detail = f"stain {scores['q_stain_fraction'][i]:.0%} flat {scores['q_flat_fill_fraction'][i]:.0%}"
     else:
         detail = f"group {int(report.duplicate_group[i])}"
     return f"{report.image_ids[i]}\n{detail}"

@@ -92,6 +92,7 @@ def write_run(folder: Path, result: ClassificationResult, settings: Classificati
         "n_test_images": result.test.n_images if result.test is not None else 0,
         "skipped_by_extraction": result.skipped,
         "left_out_of_training": left_out(result),
+        "hygiene_warnings": result.hygiene_warnings,
         "versions": versions(),
     })
     if settings.pictures:

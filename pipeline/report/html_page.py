@@ -33,6 +33,7 @@ figure { margin: 0.8em 0; } figure img { max-width: 100%; border: 1px solid #ddd
 figcaption { font-size: 0.9em; color: #555; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1em; }
 .muted { color: #666; font-size: 0.9em; }
+.warning { background: #fff4e0; border-left: 4px solid #e69500; padding: 0.4em 0.8em; }
 """
 
 
@@ -80,6 +81,7 @@ def render_report(
         f'<p class="muted">Cache {esc(result.cache_dir.name)} · level {esc(settings.level)} · vote '
         f"{esc(settings.vote)} · seed {settings.seed} · class weights {'on' if settings.class_weight else 'off'}"
         f" · {result.test.n_images if result.test is not None else 0} test images</p>",
+        *[f'<p class="warning">{esc(line)}</p>' for line in result.hygiene_warnings],
         "<h2>Metrics</h2>",
         _heads_table(result),
         _per_class_table(result),

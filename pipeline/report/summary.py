@@ -30,6 +30,7 @@ def format_summary(result: ClassificationResult, run_dir: Path) -> str:
                                                                              len(result.quality.image_ids)))
         lines.append(f"hygiene: {result.quality.summary()}; {len(left_out(result))} training image(s) left out "
                      f"of training, {n_test_flagged} test image(s) flagged (kept); see quality.csv")
+    lines += [f"warning: {line}" for line in result.hygiene_warnings]
     if result.filled_test:
         lines.append(f"warning: {len(result.filled_test)} test image(s) had no features (skipped by extraction) and "
                      f"were given the majority class: {', '.join(result.filled_test[:10])}")

@@ -64,3 +64,25 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
 def test_shape_mismatch_is_refused(tmp_path):
     with pytest.raises(ValueError, match="disagree"):
         store.write_image_features(tmp_path / "a.h5", np.zeros((2, 4)), np.zeros((3, 2)), np.zeros(2), {})
+
+
+def test_update_attributes_keeps_the_arrays_and_drops_what_it_is_told(tmp_path):
+    path = tmp_path / "a.h5"
+    features = _write(path, q_old=0.5, phashes=["0" * 16])
+    stat = path.stat()
+    item = store.update_attributes(path, {"q_new": 0.25, "phashes": ["f" * 16]}, keep=lambda key: key != "q_old")
+    again = store.read_image_features(path)
+    np.testing.assert_array_equal(again.features, features)
+    assert again.attrs == item.attrs and again.attrs["q_new"] == 0.25 and "q_old" not in again.attrs
+    assert again.attrs["phashes"] == '["ffffffffffffffff"]' and again.attrs["preprocessing"] == '{"input_size": 224}'
+    assert path.stat().st_ino != stat.st_ino and list(path.parent.iterdir()) == [path]  # replaced by a rename
+
+
+def test_update_attributes_of_a_broken_file_leaves_it(tmp_path):
+    path = tmp_path / "a.h5"
+    _write(path)
+    data = path.read_bytes()[:100]
+    path.write_bytes(data)
+    with pytest.raises(store.FileProblem, match="not a readable feature file"):
+        store.update_attributes(path, {"q_new": 1.0})
+    assert path.read_bytes() == data

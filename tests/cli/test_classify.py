@@ -69,3 +69,22 @@ def test_end_to_end_on_glas15_with_the_tiny_model(glas15, tmp_path, tiny_vit_dir
     err = capsys.readouterr().err  # 5-grade labels: one grade has a single image
     assert "'moderately-to-poorly differentated' has 1 image(s) (img_0005.png)" in err
     assert "no --folds can work" in err
+
+
+def test_keep_outliers_and_drop_flagged_contradict(capsys):
+    assert not build_parser().parse_args([]).drop_flagged
+    assert build_parser().parse_args(["--drop-flagged"]).drop_flagged
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--keep-outliers", "--drop-flagged"])
+    assert exit_info.value.code == 2
+    assert "--keep-outliers and --drop-flagged contradict each other" in capsys.readouterr().err
+
+
+def test_hygiene_thresholds_are_flags():
+    args = build_parser().parse_args(["--min-stain-fraction", "0.2", "--max-green-ink-fraction", "0.01",
+                                      "--robust-z", "4", "--min-images-for-z", "20"])
+    from pipeline.cli.hygiene_flags import quality_from_args
+
+    quality = quality_from_args(args)
+    assert (quality.min_stain_fraction, quality.max_green_ink_fraction, quality.robust_z) == (0.2, 0.01, 4.0)
+    assert quality.min_images_for_z == 20 and quality.max_flat_fill_fraction == 0.6

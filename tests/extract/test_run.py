@@ -242,3 +242,45 @@ def test_settings_json_is_written_once(make_data, tmp_path, tiny_model):
     cache.write_json(path, stale)
     run_extraction(_settings(root, tmp_path), tiny_model)  # other settings: rewritten, files re-embedded
     assert cache.read_settings(summary.cache_dir)["model_checksum"] == tiny_model.checksum
+
+
+def _as_version_1(path):
+    """Rewrite a file as the first hygiene version wrote it: saturation statistics, no q_version."""
+    old = {"q_he_fraction": 0.02, "q_off_hue_fraction": 0.0, "q_green_fraction": 0.0, "q_flat_fraction": 0.1,
+           "q_white_fraction": 0.1, "phashes": ["0" * 16] * 8}
+    store.update_attributes(path, old, keep=lambda key: not (key.startswith("q_") or key == "phashes"))
+
+
+def test_a_cache_from_an_older_hygiene_version_is_re_scored_not_re_embedded(make_data, tmp_path, tiny_model,
+                                                                             monkeypatch, caplog):
+    from pipeline.extract import loop
+    from pipeline.hygiene.checks import QUALITY_VERSION
+
+    root = make_data(n_train=3, n_test=1)
+    settings = _settings(root, tmp_path)
+    first = run_extraction(settings, tiny_model)
+    paths = sorted(first.cache_dir.rglob("*.h5"))
+    before = {path: store.read_image_features(path) for path in paths}
+    for path in paths[:3]:
+        _as_version_1(path)
+    monkeypatch.setattr(loop.EmbeddingLoop, "run", lambda self: pytest.fail("re-scoring must not embed"))
+    again = run_extraction(settings, tiny_model)
+    assert (again.n_embedded, again.n_reused, again.n_rescored) == (0, 4, 3)
+    assert "4 up to date (3 re-scored)" in again.line() and "3 of them to re-score" in caplog.text
+    for path in paths:
+        after = store.read_image_features(path)
+        np.testing.assert_array_equal(after.features, before[path].features)
+        np.testing.assert_array_equal(after.coords, before[path].coords)
+        assert after.attrs == before[path].attrs and after.attrs["q_version"] == QUALITY_VERSION
+        assert "q_he_fraction" not in after.attrs
+    assert not again.quality.unscored.any()
+    assert run_extraction(settings, tiny_model).n_rescored == 0
+
+
+def test_without_the_checks_nothing_is_re_scored(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=2, n_test=0)
+    first = run_extraction(_settings(root, tmp_path, quality_checks=False), tiny_model)
+    assert "q_version" not in store.read_attrs(first.cache_dir / "train" / "img_0000.h5")
+    assert first.quality.unscored.all()
+    again = run_extraction(_settings(root, tmp_path), tiny_model)  # checks on: re-scored, not re-embedded
+    assert (again.n_embedded, again.n_rescored) == (0, 2) and not again.quality.unscored.any()

@@ -154,3 +154,17 @@ def test_a_running_extraction_is_noted(make_data, tmp_path, tiny_model, tiny_vit
                              "this cache now" in note for note in report.notes)
     assert not any("is writing" in note for note in verify_cache(settings).notes)
     assert cache.read_settings(cache_dir)["model_checksum"] == tiny_model.checksum
+
+
+def test_files_of_an_older_hygiene_version_are_up_to_date_and_noted(make_data, tmp_path, tiny_model, tiny_vit_dir,
+                                                                     capsys, monkeypatch):
+    root = make_data(n_train=3, n_test=0)
+    cache_dir = run_extraction(_settings(root, tmp_path / "f", tiny_vit_dir), tiny_model).cache_dir
+    store.update_attributes(cache_dir / "train" / "img_0001.h5", {"q_he_fraction": 0.5},
+                            keep=lambda key: not key.startswith("q_"))
+    forbid_model(monkeypatch)
+    assert main(_argv(root, tmp_path / "f", tiny_vit_dir)) == 0
+    out = capsys.readouterr().out
+    assert "checked 3 images: 3 up to date, 0 would be re-embedded" in out
+    assert ("note: 1 file(s) hold hygiene scores of an older version: extract.py with the same flags re-scores them "
+            "without re-embedding") in out

@@ -40,8 +40,9 @@ def test_a_failed_write_reaches_the_caller_with_its_file_named(tmp_path, process
     (tmp_path / "train").write_text("a file where the split folder should be")
     path = tmp_path / "train" / "img_0000.h5"
     with FeatureWriter(processes) as writer:
-        writer.submit(path, *_contents(0))
+        # the failure surfaces at the next submit or at finish, whichever comes after the write has failed
         with pytest.raises(CacheError, match=r"img_0000\.h5: cannot write the file .* run again"):
+            writer.submit(path, *_contents(0))
             writer.finish()
 
 

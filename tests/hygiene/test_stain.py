@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import stain_variants as variants
+from pipeline.hygiene.stain import od_hue_and_chroma, optical_density, stain_scores
+
+ALL = np.ones((200, 300), bool)
+
+
+def h_and_e(rng, height=200, width=300):
+    """Pink eosin background with purple nuclei and grain."""
+    pixels = np.zeros((height, width, 3), np.int16) + np.array([230, 150, 200])
+    ys, xs = np.mgrid[:height, :width]
+    for cy, cx in rng.integers(0, [height, width], size=(40, 2)):
+        pixels[(ys - cy) ** 2 + (xs - cx) ** 2 < 60] = [110, 60, 160]
+    return np.clip(pixels + rng.integers(-12, 12, size=pixels.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def tissue(rng):
+    return h_and_e(rng)
+
+
+def scores(pixels, inside=ALL):
+    return stain_scores(pixels, inside).scores
+
+
+def test_optical_density_hue_of_the_stain_vectors():
+    assert optical_density(np.array([255, 0], np.uint8)).tolist() == pytest.approx([0.0, np.log10(256)], abs=1e-6)
+    # Ruifrok-Johnston haematoxylin and eosin OD vectors, and grey (no hue, no chroma)
+    hue, chroma = od_hue_and_chroma(np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.5, 0.5, 0.5]], np.float32))
+    assert hue[0] == pytest.approx(96, abs=2) and hue[1] == pytest.approx(152, abs=2) and chroma[2] == 0.0
+    # a fainter or brighter version of a colour keeps its OD hue
+    od = optical_density(np.array([[110, 60, 160], [183, 155, 210]], np.uint8))
+    assert abs(float(np.diff(od_hue_and_chroma(od)[0])[0])) < 6
+
+
+def test_stain_survives_paleness_but_not_grey(tissue):
+    for pale in (tissue, variants.desaturate(tissue, 0.3, 1.3), variants.fade(tissue, 0.5),
+                 variants.hed_jitter(tissue, (0.6, 1.4, 1.0)), variants.jpeg(tissue, 40)):
+        found = scores(pale)
+        assert found["stain_fraction"] > 0.5 and found["flat_fill_fraction"] < 0.2
+        assert found["green_ink_fraction"] == 0.0 and found["off_hue_fraction"] < 0.01
+    grey = np.repeat(np.asarray(Image.fromarray(tissue).convert("L"))[..., None], 3, axis=-1)
+    assert scores(grey)["stain_fraction"] == 0.0
+    blank = scores(np.full((200, 300, 3), 250, np.uint8))
+    assert blank["stain_fraction"] == 0.0 and blank["white_fraction"] == 1.0
+
+
+def test_drawings_and_ink(tissue):
+    cartoons, mask = variants.cartoons(), variants.cartoon_mask() > 0
+    pink = scores(cartoons[1], mask)  # H&E hues: only its flat fills give it away
+    assert pink["flat_fill_fraction"] > 0.8 and pink["off_hue_fraction"] == 0.0
+    assert scores(cartoons[0], mask)["off_hue_fraction"] > 0.3
+    assert scores(cartoons[2], mask)["green_ink_fraction"] > 0.3
+    inked = variants.green_blob(tissue, np.full((200, 300), 255, np.uint8), radius_fraction=0.1)
+    for version in (inked, variants.fade(inked, 0.5), variants.desaturate(inked, 0.4, 1.2)):
+        assert scores(version)["green_ink_fraction"] > 0.01
+
+
+def test_a_faint_background_tint_is_not_ink(tissue):
+    tinted = tissue.copy()
+    tinted[:, :100] = [205, 245, 215]  # pale mint, HSV saturation 0.16: the old green_fraction counted it
+    found = scores(tinted)
+    assert found["green_ink_fraction"] == 0.0 and found["off_hue_fraction"] == 0.0
+
+
+def test_only_the_mask_counts_and_an_empty_mask_means_all(tissue):
+    inside = np.zeros((200, 300), bool)
+    inside[:, :150] = True
+    painted = tissue.copy()
+    painted[:, 150:] = [40, 170, 60]
+    assert scores(painted, inside)["green_ink_fraction"] == 0.0
+    assert scores(painted, ~inside)["green_ink_fraction"] > 0.9
+    assert scores(tissue, np.zeros((200, 300), bool))["stain_fraction"] > 0.5
+    found = stain_scores(painted, inside)  # the ink map covers the whole thumbnail, for the hash
+    assert found.ink[:, -10:].all() and not found.ink[:, :70].any() and found.step == 2
