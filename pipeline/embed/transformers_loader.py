@@ -47,14 +47,21 @@ def load_transformers_folder(folder: Path, label: str, entry: Encoder | None = N
         ModelLoadError: The folder cannot be loaded, or the weights do not fit the architecture.
     """
     from transformers import AutoConfig, AutoModel, ViTModel
+    from transformers.utils import logging as transformers_logging
 
+    verbosity = transformers_logging.get_verbosity()
+    # Its load report lists harmless keys too (a pooler the embedder does not build); _check_weights_fit reports the
+    # ones that matter, in one line.
+    transformers_logging.set_verbosity_error()
     try:
         config = AutoConfig.from_pretrained(folder)
         vit = config.model_type == "vit"
         kwargs = dict(entry.kwargs) if entry else ({"add_pooling_layer": False} if vit else {})
         model, info = (ViTModel if vit else AutoModel).from_pretrained(folder, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"Cannot load {label} from {folder} ({str(exc).splitlines()[0][:200]}).") from exc
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     _check_weights_fit(model, info, folder, label)
     return wrap_transformers(model, label, entry, _preprocessing(folder, config, entry))
 

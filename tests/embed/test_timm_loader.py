@@ -91,3 +91,9 @@ def test_dotted_class_names_resolve():
 
     kwargs = resolve_kwargs({"mlp_layer": "timm.layers.SwiGLUPacked", "act_layer": "torch.nn.SiLU", "depth": 2})
     assert kwargs == {"mlp_layer": timm.layers.SwiGLUPacked, "act_layer": torch.nn.SiLU, "depth": 2}
+
+
+def test_a_cached_timm_encoder_loads_without_any_request_when_online(unreachable_hub):
+    put_timm_repo(ENCODERS["kaiko-vits16"], depth=1)
+    assert load_model("kaiko-vits16").revision == COMMIT
+    assert unreachable_hub.hub_requests() == []

@@ -82,3 +82,11 @@ def test_a_checkpoint_with_a_head_or_pooler_is_fine(tmp_path):
                        image_size=32, patch_size=16)
     ViTModel(config, add_pooling_layer=True).save_pretrained(tmp_path)  # pooler weights the loader does not build
     assert load_model(str(tmp_path)).dim == 16
+
+
+def test_a_cached_model_loads_without_any_request_when_online(unreachable_hub):
+    # Loading by id, transformers 5 would first ask the hub for processor_config.json (which phikon does not have)
+    # and sit through retries without a network; loading from the snapshot folder asks nothing.
+    put_transformers_repo(ENCODERS["phikon"], depth=1)
+    assert load_model("phikon").revision == COMMIT
+    assert unreachable_hub.hub_requests() == []
