@@ -52,7 +52,9 @@ def make_data(folder: Path) -> Path:
 def cache_fake_phikon(home: Path) -> None:
     """Save a one-layer ViT-B with random weights as owkin/phikon in the Hugging Face cache under ``home``."""
     from transformers import ViTConfig, ViTModel
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()
     snapshot = home / "hub" / "models--owkin--phikon" / "snapshots" / ("0" * 40)
     ViTModel(ViTConfig(num_hidden_layers=1), add_pooling_layer=False).save_pretrained(snapshot)
     (snapshot.parents[1] / "refs").mkdir(parents=True)
