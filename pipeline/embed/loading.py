@@ -3,7 +3,7 @@
 Accepted values, tried in this order:
 - a name or Hugging Face id of the encoder table (:mod:`pipeline.embed.registry`; ``phikon`` is the default): its
   exact loading call, output rule and preprocessing;
-- ``timm:NAME``: timm's pooled features (``num_classes=0``) with pretrained weights;
+- ``timm:NAME``: timm's pooled features (``num_classes=0``; CLS when its config pools nothing), pretrained weights;
 - a local folder saved with ``save_pretrained``, or any other Hugging Face id (``org/name``): the CLS token of
   ``last_hidden_state`` (or ``pooler_output`` for models without tokens).
 

@@ -121,7 +121,7 @@ _TABLE = (
     _kaiko("vitb8", "vit_base_patch8_224", 768),
     _kaiko("vitl14", "vit_large_patch14_reg4_224", 1024, prefix=5),
     Encoder("efficientnet-lite0", "", "package", 1280, output="pooled", prefix_tokens=0, mpp=(),
-            licence="unknown"),
+            licence="Apache-2.0"),  # the package's LICENSE file (its METADATA says UNKNOWN)
 )
 ENCODERS: dict[str, Encoder] = {encoder.name: encoder for encoder in _TABLE}
 

@@ -98,11 +98,18 @@ def load_timm_name(name: str) -> tuple[Built, str]:
 
 
 def wrap_timm(model: nn.Module) -> Built:
-    """A timm model built with ``num_classes=0``, with its own data config: pooled features."""
+    """A timm model built with ``num_classes=0``, with its own data config: pooled features.
+
+    A ViT whose config pools nothing (``global_pool=""``, e.g. Virchow's hub config) would give its whole token
+    sequence: it gives its CLS token instead, as any Hugging Face id does.
+    """
     import timm.data
 
     preprocessing = Preprocessing.from_timm_config(timm.data.resolve_model_data_config(model))
-    return Built(model, preprocessing, int(model.num_features), "pooled", int(getattr(model, "num_prefix_tokens", 0)))
+    prefix = int(getattr(model, "num_prefix_tokens", 0))
+    if getattr(model, "global_pool", None) == "" and prefix > 0 and hasattr(model, "forward_features"):
+        return Built(TimmTokens(model, "cls", prefix), preprocessing, int(model.embed_dim), "cls", prefix)
+    return Built(model, preprocessing, int(model.num_features), "pooled", prefix)
 
 
 def load_efficientnet_lite0() -> Built:

@@ -97,3 +97,21 @@ def test_a_cached_timm_encoder_loads_without_any_request_when_online(unreachable
     put_timm_repo(ENCODERS["kaiko-vits16"], depth=1)
     assert load_model("kaiko-vits16").revision == COMMIT
     assert unreachable_hub.hub_requests() == []
+
+
+def test_timm_model_that_pools_nothing_gives_its_cls_token(empty_hf_cache):
+    import json
+
+    import safetensors.torch
+    import timm
+
+    args = {"img_size": 224, "depth": 1, "global_pool": ""}  # as Virchow's hub config: forward gives all tokens
+    model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, **args).eval()
+    config = {"architecture": "vit_small_patch16_224", "num_classes": 0, "model_args": args, "pretrained_cfg": {}}
+    put_in_hf_cache("someone/tokens-vit", {"config.json": json.dumps(config).encode(),
+                                           "model.safetensors": safetensors.torch.save(model.state_dict())})
+    loaded = load_model("timm:hf-hub:someone/tokens-vit")
+    assert loaded.output == "cls" and loaded.dim == 384
+    pixels = _pixels()
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(pixels), model.forward_features(pixels)[:, 0], atol=1e-5)
