@@ -135,15 +135,15 @@ def _shards_present(path: Path) -> bool:
 def _probe(repo_id: str, filename: str, timeout: float) -> BaseException | None:
     """One HEAD request, no retries, ``timeout`` s in all; the error, or None when the hub answered."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import RemoteEntryNotFoundError
 
+    missing = _missing_file_error()
     outcome: list[BaseException | None] = []
 
     def call() -> None:
         try:
             get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=timeout)
             outcome.append(None)
-        except RemoteEntryNotFoundError:
+        except missing:
             outcome.append(None)  # the repo answers; which alternative file it has is settled by the download
         except Exception as exc:  # noqa: BLE001 - classified by _explain
             outcome.append(exc)
@@ -161,12 +161,12 @@ def _probe(repo_id: str, filename: str, timeout: float) -> BaseException | None:
 def _fetch(repo_id: str, names: tuple, timeout: float, required: bool) -> None:
     """Download the first of ``names`` the repo has (and the shards of an index)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError
 
+    missing = _missing_file_error()
     for name in names:
         try:
             path = Path(hf_hub_download(repo_id, name, etag_timeout=timeout))
-        except RemoteEntryNotFoundError:
+        except missing:
             continue
         if name.endswith(".index.json"):
             for shard in sorted(set(json.loads(path.read_text())["weight_map"].values())):
@@ -174,6 +174,18 @@ def _fetch(repo_id: str, names: tuple, timeout: float, required: bool) -> None:
         return
     if required:
         raise HubAccessError(f"{repo_id} has none of {', '.join(names)} on the Hugging Face hub.", "missing")
+
+
+def _missing_file_error() -> type[Exception]:
+    """The error for a file the hub does not have (huggingface_hub >= 1.0 tells it apart from a local miss)."""
+    try:
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+
+        return RemoteEntryNotFoundError
+    except ImportError:  # older huggingface_hub (transformers 4.x)
+        from huggingface_hub.errors import EntryNotFoundError
+
+        return EntryNotFoundError
 
 
 def _access(repo_id: str) -> str:
