@@ -109,20 +109,6 @@ def tiny_model(tiny_vit_dir):
     return load_model(str(tiny_vit_dir))
 
 
-@pytest.fixture(scope="session")
-def phikon_in_hf_cache(tiny_vit_dir) -> str:
-    """Place the tiny ViT in the (temporary, offline) Hugging Face cache as ``owkin/phikon``; return its commit."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = Path(os.environ["HF_HUB_CACHE"]) / "models--owkin--phikon"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
-    for item in tiny_vit_dir.iterdir():
-        (snapshot / item.name).write_bytes(item.read_bytes())
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    return commit
-
-
 def _shared(name: str) -> Path:
     path = SHARED_DATA / name
     if not (path / "train_data").is_dir():
@@ -201,3 +187,59 @@ def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+# ----------------------------------------------------------------------------------------- Hugging Face hub stand-ins
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty Hugging Face cache for one test (what it puts there does not leak into other tests)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def online(monkeypatch, empty_hf_cache):
+    """Hub mode on (the suite is offline otherwise), no token, an empty cache; nothing reaches the internet because
+    every test using it points the endpoint at 127.0.0.1."""
+    from huggingface_hub import constants
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", "/nonexistent/token")
+
+
+def _point_hub_at(monkeypatch, endpoint: str) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+
+
+@pytest.fixture
+def fake_hub(online, monkeypatch):
+    """A fake hub on 127.0.0.1 (see tests/embed/fake_hub.py); yields the list of requests it received."""
+    from tests.embed.fake_hub import FakeHub, serve_fake_hub
+
+    server, endpoint = serve_fake_hub()
+    _point_hub_at(monkeypatch, endpoint)
+    yield FakeHub.requests
+    server.shutdown()
+
+
+@pytest.fixture
+def unreachable_hub(online, monkeypatch):
+    """An endpoint that drops every connection, as on a machine without internet; yields it (``.requests``)."""
+    from tests.embed.fake_hub import DroppingEndpoint
+
+    endpoint = DroppingEndpoint()
+    _point_hub_at(monkeypatch, endpoint.url)
+    yield endpoint
+    endpoint.close()

@@ -33,7 +33,8 @@ def configure_logging(verbose: int = 0, quiet: bool = False, prefix: str = "") -
     prefix = prefix.replace("%", "%%")
     logging.basicConfig(level=level, format=f"{prefix}%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
                         force=True)
-    for noisy in ("urllib3", "filelock", "huggingface_hub", "PIL", "matplotlib", "h5py", "torch"):
+    for noisy in ("urllib3", "httpx", "httpx2", "httpcore", "filelock", "huggingface_hub", "PIL", "matplotlib", "h5py",
+                  "torch"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -16,10 +16,12 @@ from pipeline.cli.console import (
     report_error,
     report_interrupt,
 )
+from pipeline.cli.encoders import DEFAULT_TILE_SIZE, models_table, tile_size
 from pipeline.cli.hygiene_flags import add_quality_arguments, quality_from_args
 from pipeline.data.images import DEFAULT_MAX_PIXELS
 from pipeline.data.tiling import TilingSettings
 from pipeline.embed.options import COMPILE_MODES, PRECISIONS
+from pipeline.embed.registry import DEFAULT_MODEL, model_help
 from pipeline.errors import ImageReadError, PipelineError
 from pipeline.extract.settings import ExtractionSettings, default_workers
 from pipeline.extract.sharding import log_prefix, parse_shard
@@ -37,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("data"), help="data folder with train_data/, test_data/ and train_labels.csv"
     )
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split to embed")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     parser.add_argument(
-        "--model",
-        default="phikon",
-        help="phikon, phikon-v2, efficientnet-lite0 (offline), timm:NAME, a Hugging Face id or a local folder",
+        "--list-models",
+        action="store_true",
+        help="print the encoder table (dimension, input size, magnification, licence, gated, weights cached here) "
+        "and exit; touches no network",
     )
     parser.add_argument("--out", type=Path, default=Path("features"),
                         help="cache root: each data folder gets its own sub-folder (<name>-<hash of its path>)")
@@ -62,7 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="torch.compile the model (runs uncompiled if that fails); auto: only for bf16 on AMX CPUs (slower on GPU)",
     )
-    parser.add_argument("--tile-size", type=int, default=224, help="tile side in original image pixels")
+    parser.add_argument(
+        "--tile-size", type=int, default=None,
+        help=f"tile side in original image pixels, resized to the encoder's input (default: {DEFAULT_TILE_SIZE})",
+    )
+    parser.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        help="micrometres per pixel of your images: sets --tile-size so that tiles match the magnification the "
+        "encoder was trained at, e.g. 0.25 with a 0.5 um/px encoder of 224 px input gives 448 (docs/encoders.md)",
+    )
     parser.add_argument("--stride", type=int, default=None, help="grid step in pixels (default: the tile size)")
     parser.add_argument(
         "--min-coverage",
@@ -136,7 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> ExtractionSettings:
         device="cuda" if args.gpu else args.device,
         precision=args.precision,
         compile=args.compile,
-        tiling=TilingSettings(args.tile_size, args.stride, args.min_coverage, args.max_tiles, args.seed),
+        tiling=TilingSettings(tile_size(args), args.stride, args.min_coverage, args.max_tiles, args.seed),
         batch_size=args.batch_size,
         workers=args.workers,
         write_processes=args.write_processes,
@@ -153,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``extract.py`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.list_models:
+        print(models_table())
+        return EXIT_OK
     if args.shard is not None and (args.verify or args.finalize):
         parser.error(f"--shard cannot be combined with --{'verify' if args.verify else 'finalize'}, which check "
                      "or finish the whole cache; leave --shard out")

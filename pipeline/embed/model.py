@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from pipeline.embed.preprocessing import Preprocessing
+from pipeline.embed.registry import find
 
 
 @dataclass
@@ -18,15 +19,17 @@ class LoadedModel:
     """A frozen embedder and what identifies it.
 
     Attributes:
-        name: The ``--model`` value as given.
+        name: The ``--model`` value as given (the entry's name for an encoder of the table).
         slug: Short file-system-safe name used in cache folder names.
         source: Where the weights came from (Hugging Face id, folder, timm name or package).
         module: Maps normalised pixels (B, 3, S, S) float to embeddings (B, D).
         preprocessing: The model's own input size, resize filter, mean and std.
         dim: Embedding size D.
         revision: Hugging Face commit hash when known, else "".
-        checksum: SHA-256 over the weights (names, dtypes, shapes and values): two caches with the same checksum
-            were made by the same weights.
+        checksum: SHA-256 over the weights (names, dtypes, shapes and values) and the output rule when it is not
+            plain CLS or pooled: two caches with the same checksum were made by the same weights read the same way.
+        output: Which output is the embedding: ``cls``, ``cls+mean[P:]`` (CLS with the mean of the patch tokens
+            from index P) or ``pooled``; "" when not recorded.
     """
 
     name: str
@@ -37,11 +40,14 @@ class LoadedModel:
     dim: int
     revision: str
     checksum: str
+    output: str = ""
 
 
-def weights_checksum(module: nn.Module) -> str:
-    """SHA-256 over a module's state dict: names, dtypes, shapes and raw values."""
+def weights_checksum(module: nn.Module, rule: str = "") -> str:
+    """SHA-256 over a module's state dict (names, dtypes, shapes and raw values), and ``rule`` when given."""
     digest = hashlib.sha256()
+    if rule:
+        digest.update(f"output|{rule}".encode())
     for key, tensor in sorted(module.state_dict().items()):
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}".encode())
@@ -50,7 +56,14 @@ def weights_checksum(module: nn.Module) -> str:
 
 
 def slugify(name: str) -> str:
-    """File-system-safe short name of a model: ``timm:vit_small`` -> ``timm-vit_small``."""
+    """File-system-safe short name of a model: ``timm:vit_small`` -> ``timm-vit_small``.
+
+    A name or Hugging Face id of the encoder table gives the entry's name (``UNI``, ``MahmoodLab/UNI`` -> ``uni``),
+    so every spelling of one encoder finds the same cache.
+    """
+    entry = find(name)
+    if entry is not None:
+        return entry.name
     path = Path(name)
     base = path.name if path.exists() else name.replace("/", "--").replace(":", "-")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-") or "model"

@@ -1,7 +1,8 @@
 """A model's own preprocessing (input size, resize filter, mean and std) and its application to uint8 tiles.
 
 The values are read from the model's configuration (Hugging Face ``preprocessor_config.json``, timm's
-``pretrained_cfg``), never hard-coded per model, and are recorded in the cache. Tiles travel as uint8 and are
+``pretrained_cfg``), except for the encoders whose config the registry knows to be wrong (the table's values then
+win), and are recorded in the cache. Tiles travel as uint8 and are
 converted, resized (only when their size differs from the model's) and normalised in one step on the device.
 """
 

@@ -30,7 +30,8 @@ def test_help_documents_every_flag_with_its_default(capsys):
 def test_defaults():
     args = build_parser().parse_args([])
     assert (args.data, args.split, args.model, args.out) == (Path("data"), "all", "phikon", Path("features"))
-    assert (args.tile_size, args.stride, args.min_coverage, args.max_tiles, args.seed) == (224, None, 0.5, 0, 0)
+    assert (args.tile_size, args.stride, args.min_coverage, args.max_tiles, args.seed) == (None, None, 0.5, 0, 0)
+    assert args.mpp is None and not args.list_models  # no --tile-size and no --mpp: 224 (tests/cli/test_encoders.py)
     assert args.device == "auto" and not args.gpu
 
 
@@ -115,6 +116,27 @@ def test_finalize_without_a_cache_exits_2(make_data, tmp_path, capsys):
 def test_data_folder_without_splits_exits_2(tmp_path, capsys):
     assert main(["--data", str(tmp_path)]) == 2
     assert "has neither train_data/ nor test_data/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offline_flag", [False, True])
+def test_default_model_without_internet_fails_with_one_line_and_no_retries(
+    make_data, tmp_path, capfd, monkeypatch, unreachable_hub, offline_flag
+):
+    # issue 11: 30 s and 23 lines before; now one line, with or without HF_HUB_OFFLINE
+    if offline_flag:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["--data", str(make_data()), "--out", str(tmp_path / "f")]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --model phikon (owkin/phikon) is not in the local Hugging ")
+    assert "`hf download owkin/phikon`" in err and "--model efficientnet-lite0" in err
+    assert ("HF_HUB_OFFLINE is set" if offline_flag else "the hub cannot be reached") in err
+    assert len(unreachable_hub.hub_requests()) == (0 if offline_flag else 1)
+
+
+def test_model_folder_that_does_not_exist_says_folder_not_found(make_data, tmp_path, capsys):
+    assert main(["--data", str(make_data()), "--out", str(tmp_path), "--model", "/a/folder/that/does/not/exist"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --model /a/folder/that/does/not/exist: folder not found") and err.count("\n") == 1
 
 
 def test_gpu_without_cuda_fails_clearly(make_data, tmp_path, capsys, monkeypatch):

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from pipeline.embed.embedder import Embedder
-from pipeline.embed.loading import load_model, wrap_timm
+from pipeline.embed.hub import HubAccessError
+from pipeline.embed.loading import classify_model_arg, load_model, wrap_timm
 from pipeline.embed.model import slugify, weights_checksum
 from pipeline.embed.preprocessing import Preprocessing, TileTransform
 from pipeline.errors import ConfigError, ModelLoadError
@@ -25,33 +26,52 @@ def test_local_folder_gives_cls_token_with_its_own_preprocessing(tiny_model):
     np.testing.assert_allclose(embeddings, expected.numpy(), atol=1e-6)
 
 
-def test_phikon_loads_from_the_offline_hugging_face_cache(phikon_in_hf_cache, tiny_model):
-    model = load_model("phikon")
-    assert model.source == "owkin/phikon" and model.slug == "phikon"
-    assert model.revision == phikon_in_hf_cache
-    assert model.checksum == tiny_model.checksum  # same weights, same checksum
-
-
-def test_phikon_v2_not_cached_fails_with_download_hint():
+def test_phikon_not_cached_and_offline_fails_with_one_line_naming_the_download(empty_hf_cache):
     with pytest.raises(ModelLoadError) as info:
         load_model("phikon-v2")
     message = str(info.value)
-    assert "owkin/phikon-v2" in message and "huggingface-cli download owkin/phikon-v2" in message
-    assert "--model /path/to/folder" in message
+    assert message.startswith("--model phikon-v2 (owkin/phikon-v2) is not in the local Hugging Face cache")
+    assert "`hf download owkin/phikon-v2`" in message and "huggingface-cli" not in message
+    assert "--model /path/to/folder" in message and "--model efficientnet-lite0" in message and "\n" not in message
+
+
+def test_gated_encoder_without_access_fails_at_the_first_request(fake_hub):
+    with pytest.raises(HubAccessError) as info:
+        load_model("uni")
+    message = str(info.value)
+    assert message.startswith("--model uni (MahmoodLab/UNI) is a gated model: request access at "
+                              "https://huggingface.co/MahmoodLab/UNI, then log in with `hf auth login` or set HF_TOKEN")
+    assert info.value.reason == "gated" and "\n" not in message
+    assert [line for line in fake_hub if "/resolve/" in line] == ["HEAD /MahmoodLab/UNI/resolve/main/config.json"]
 
 
 def test_unknown_model_name():
-    with pytest.raises(ConfigError, match="Unknown --model 'resnet-please'. Use one of: phikon"):
+    with pytest.raises(ConfigError, match="Unknown --model 'resnet-please'. Use a name from"):
         load_model("resnet-please")
 
 
-def test_unknown_timm_model():
-    with pytest.raises(ConfigError, match="Unknown timm model 'not_a_model'"):
-        load_model("timm:not_a_model")
+def test_left_out_model_says_why():
+    with pytest.raises(ConfigError, match="--model conch is not supported: it needs the conch package"):
+        load_model("conch")
 
 
-def test_timm_without_cached_weights_fails_clearly():
-    with pytest.raises(ModelLoadError, match="timm:resnet18"):
+@pytest.mark.parametrize("value", ["/a/folder/that/does/not/exist", "./model", "~/nope", "a/b/c", "org/name/"])
+def test_path_like_value_that_is_no_folder_is_folder_not_found(value):
+    with pytest.raises(ConfigError, match="folder not found"):
+        load_model(value)
+
+
+def test_classify_model_arg(tmp_path):
+    (tmp_path / "weights.bin").write_text("x")
+    assert classify_model_arg(str(tmp_path)) == ("folder", str(tmp_path))
+    assert classify_model_arg("owkin/phikon") == ("hub", "owkin/phikon")
+    assert classify_model_arg("vit_base") == ("unknown", "vit_base")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        classify_model_arg(str(tmp_path / "weights.bin"))
+
+
+def test_timm_without_cached_weights_fails_with_one_line(empty_hf_cache):
+    with pytest.raises(ModelLoadError, match=r"--model timm:resnet18 \(timm/resnet18.a1_in1k\) is not in the local"):
         load_model("timm:resnet18")
 
 
@@ -82,9 +102,10 @@ def test_resize_only_when_sizes_differ():
     assert resized.shape == (2, 3, 32, 32) and torch.allclose(resized, torch.full_like(resized, 0.2), atol=1e-5)
 
 
-def test_checksum_changes_with_weights(tiny_model):
+def test_checksum_changes_with_weights_and_output_rule(tiny_model):
     module = torch.nn.Linear(3, 2)
     before = weights_checksum(module)
+    assert weights_checksum(module, "cls+mean[5:]") not in (before, weights_checksum(module, "cls+mean[1:]"))
     with torch.no_grad():
         module.weight[0, 0] += 1
     assert weights_checksum(module) != before
@@ -92,4 +113,5 @@ def test_checksum_changes_with_weights(tiny_model):
 
 def test_slugs():
     assert slugify("timm:vit_small_patch16_224") == "timm-vit_small_patch16_224"
-    assert slugify("owkin/phikon-v2") == "owkin--phikon-v2"
+    assert slugify("someone/phikon-v3") == "someone--phikon-v3"
+    assert slugify("owkin/phikon-v2") == slugify("Phikon-V2") == "phikon-v2"  # one cache for every spelling
