@@ -18,10 +18,12 @@ from pipeline.cache.folder import (
     write_json,
 )
 from pipeline.cache.lookup import find_caches, resolve_cache
+from pipeline.cache.pooling import POOL_STATS, parse_pool, pool_tiles
 from pipeline.cache.schema import IDENTITY_KEYS, SCHEMA_VERSION, identity, mismatched_keys
 
 __all__ = [
     "IDENTITY_KEYS",
+    "POOL_STATS",
     "SCHEMA_VERSION",
     "SETTINGS_FILE",
     "SKIPPED_FILE",
@@ -36,6 +38,8 @@ __all__ = [
     "load_split",
     "mean_embedding",
     "mismatched_keys",
+    "parse_pool",
+    "pool_tiles",
     "read_settings",
     "read_skipped",
     "resolve_cache",

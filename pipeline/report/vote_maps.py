@@ -5,6 +5,9 @@ over each other) in its top class's colour, over the image, with an opacity that
 top-class probability, from ``1 / C`` = unsure to 1 = sure). An image of one or two tiles (a tint would cover all of
 it) keeps its pixels: its tiles are outlined in their classes' colours and the class probabilities are drawn as bars.
 The images shown are picked by :func:`select_images`.
+
+A bag head (abmil) gives every tile an attention weight: its vote maps are attention maps, where a tile's colour is its
+own class and its opacity its weight relative to the image's largest (:func:`attention_colors`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,23 @@ def tile_colors(tile_proba: np.ndarray, colors: np.ndarray) -> np.ndarray:
     tile_proba = np.asarray(tile_proba, dtype=np.float64)
     alpha = confidence_alpha(tile_proba.max(axis=1), tile_proba.shape[1])
     return np.column_stack([np.asarray(colors)[tile_proba.argmax(axis=1)], alpha])
+
+
+def attention_colors(tile_proba: np.ndarray, attention: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """RGBA of each tile of one image: its own top class's colour, opacity by attention relative to the image's largest.
+
+    Args:
+        tile_proba: (n_tiles, C) each tile's own class probabilities. attention: (n_tiles,) weights of the image.
+        colors: (C, 3) float RGB of each class.
+
+    Returns:
+        (n_tiles, 4) float RGBA: opacity :data:`MIN_ALPHA` x 0.25 for no attention up to :data:`MAX_ALPHA` for the
+        image's most attended tile, so tiles that did not count fade into the tissue.
+    """
+    attention = np.asarray(attention, dtype=np.float64)
+    relative = attention / max(float(attention.max()), 1e-12)
+    alpha = MIN_ALPHA * 0.25 + (MAX_ALPHA - MIN_ALPHA * 0.25) * relative
+    return np.column_stack([np.asarray(colors)[np.asarray(tile_proba).argmax(axis=1)], alpha])
 
 
 def confidence_alpha(confidence: np.ndarray, n_classes: int) -> np.ndarray:
@@ -107,6 +127,7 @@ class VoteMap:
         image_proba: (C,) the image's voted probabilities.
         label: True class index, or None for a test image.
         note: Why the image is shown and where its prediction comes from, e.g. ``"least confident · fold 2"``.
+        attention: (n_tiles,) attention weights of a bag head (then ``tile_proba`` is each tile's own class), or None.
     """
 
     image_id: str
@@ -117,6 +138,7 @@ class VoteMap:
     image_proba: np.ndarray
     label: int | None
     note: str
+    attention: np.ndarray | None = None
 
 
 def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_size: int) -> Figure:
@@ -134,7 +156,9 @@ def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_
         painted = pixels
     else:
         cells = tile_cells(vote_map.coords, tile_size, cell_size, scale, pixels.shape[:2])
-        painted = paint_tiles(pixels, cells, tile_colors(vote_map.tile_proba, colors))
+        rgba = (tile_colors(vote_map.tile_proba, colors) if vote_map.attention is None
+                else attention_colors(vote_map.tile_proba, vote_map.attention, colors))
+        painted = paint_tiles(pixels, cells, rgba)
 
     figure = _layout(vote_map, classes, width, height)
     ax, key_ax = figure.axes
@@ -144,7 +168,8 @@ def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_
              for x0, y0, x1, y1 in cells]
     if few:
         outline = np.asarray(colors)[vote_map.tile_proba.argmax(axis=1)]
-        ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=outline, linewidths=3))
+        widths = 3 if vote_map.attention is None else 1 + 4 * vote_map.attention / vote_map.attention.max()
+        ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=outline, linewidths=widths))
     else:
         ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=(1, 1, 1, 0.6), linewidths=0.5))
     if vote_map.inside is not None and vote_map.inside.any() and not vote_map.inside.all():
@@ -155,8 +180,10 @@ def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_
     ax.set_axis_off()
     if few:
         _draw_probabilities(key_ax, vote_map, colors, classes)
-    else:
+    elif vote_map.attention is None:
         _draw_key(key_ax, colors, classes)
+    else:
+        _draw_attention_key(key_ax, colors, classes)
     return figure
 
 
@@ -193,6 +220,10 @@ def _title(vote_map: VoteMap, classes: list[str]) -> str:
     counts = ", ".join(f"{votes[c]} {classes[c]}" for c in np.argsort(-votes, kind="stable") if votes[c])
     n = len(vote_map.tile_proba)
     third = f"{n} tile{'' if n == 1 else 's'} voted: {counts}"
+    if vote_map.attention is not None:
+        top = int(np.argmax(vote_map.attention))
+        third = (f"attention: largest {vote_map.attention[top]:.2f} (even spread: {1 / n:.2f}) on a "
+                 f"{classes[int(vote_map.tile_proba[top].argmax())]} tile; tiles on their own: {counts}")
     return "\n".join(textwrap.fill(line, 100) for line in (first, vote_map.note, third))
 
 
@@ -215,6 +246,19 @@ def _draw_key(ax: object, colors: np.ndarray, classes: list[str]) -> None:
                   "black line: outline of the mask", fontsize=8)
 
 
+def _draw_attention_key(ax: object, colors: np.ndarray, classes: list[str]) -> None:
+    """One row per class: its colour from no attention to the image's most attended tile, blended over white."""
+    n = len(classes)
+    relative = np.linspace(0.0, 1.0, 64)
+    alpha = (MIN_ALPHA * 0.25 + (MAX_ALPHA - MIN_ALPHA * 0.25) * relative)[None, :, None]
+    key = (1.0 - alpha) + np.asarray(colors)[:, None, :] * alpha  # (C, 64, 3) over white
+    ax.imshow(key, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xticks([0, len(relative) - 1], ["no attention", "the image's largest"], fontsize=8)
+    ax.set_xlabel("tile colour: the tile's own class; opacity: its attention weight (how much it counted)\n"
+                  "black line: outline of the mask", fontsize=8)
+
+
 def _draw_probabilities(ax: object, vote_map: VoteMap, colors: np.ndarray, classes: list[str]) -> None:
     """One row per class: the image's probability as a bar, each tile's as a marker."""
     rows = np.arange(len(classes))
@@ -227,9 +271,10 @@ def _draw_probabilities(ax: object, vote_map: VoteMap, colors: np.ndarray, class
     ax.set_xlim(0, 1)
     ax.tick_params(axis="x", labelsize=8)
     tiles = "each tile's (markers)" if len(vote_map.tile_proba) > 1 else "the tile's (marker)"
+    outline = ("the colour of the class its vote went to" if vote_map.attention is None
+               else "the tile's own class, thicker with more attention")
     ax.set_xlabel(f"class probabilities: the image's (bars) and {tiles}\n"
-                  "tile outline: the colour of the class its vote went to; black line: outline of the mask",
-                  fontsize=8)
+                  f"tile outline: {outline}; black line: outline of the mask", fontsize=8)
 
 
 @dataclass(frozen=True)
