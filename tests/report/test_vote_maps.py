@@ -166,3 +166,31 @@ def test_requests_by_id_file_name_stem_test_id_and_all():
     assert unknown == ["img_9"]
     picks, unknown = resolve_requests(["all"], train_ids, samples, [])
     assert [p.index for p in picks] == [0, 1, 2] and not unknown
+
+
+def test_attention_maps_colour_tiles_by_their_own_class_and_fade_the_ignored_ones(tmp_path):
+    from pipeline.report.vote_maps import attention_colors
+
+    colors = class_colors(4)
+    proba = np.array([[0.1, 0.7, 0.1, 0.1], [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
+    rgba = attention_colors(proba, np.array([0.8, 0.0, 0.2]), colors)
+    np.testing.assert_allclose(rgba[:, :3], colors[[1, 0, 3]])
+    assert rgba[0, 3] == pytest.approx(MAX_ALPHA) and rgba[1, 3] == pytest.approx(MIN_ALPHA / 4)
+    assert rgba[1, 3] < rgba[2, 3] < rgba[0, 3]
+    vote_map, tile = _hand_made_map()
+    attention = np.array([0.05, 0.05, 0.6, 0.1, 0.1, 0.1])
+    vote_map.attention = attention
+    figure = render_vote_map(vote_map, CLASSES, tile, tile)
+    title = figure.texts[0].get_text().replace("\n", " ")
+    assert "attention: largest 0.60 (even spread: 0.17) on a HER2(+) tile" in title
+    assert "attention weight" in figure.axes[1].get_xlabel()
+    figure.canvas.draw()
+    points = figure.axes[0].transData.transform(vote_map.coords + tile / 2)
+    path = save_figure(figure, tmp_path / "attention.png")
+    with Image.open(path) as png:
+        rendered = np.asarray(png.convert("RGB")).astype(int)
+    painted = attention_colors(vote_map.tile_proba, attention, colors)
+    expected = np.round(GREY * (1 - painted[:, 3:]) + 255 * painted[:, :3] * painted[:, 3:])
+    for (x, y), colour in zip(points, expected, strict=True):
+        assert np.abs(rendered[int(rendered.shape[0] - y), int(x)] - colour).max() <= 2
+
