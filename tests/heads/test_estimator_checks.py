@@ -28,7 +28,9 @@ def _expected_failures(head) -> dict[str, str]:
 
 
 def _heads():
-    return [make_head(name, seed=0) if name == "logreg" else make_head(name, seed=0, n_jobs=1) for name in HEAD_NAMES]
+    heads = [make_head(name, seed=0) if name == "logreg" else make_head(name, seed=0, n_jobs=1) for name in HEAD_NAMES]
+    # one abmil member is enough for the contract (members are averaged, see test_abmil.py) and 3x faster
+    return [head.set_params(n_models=1) if head.kind == "abmil" else head for head in heads]
 
 
 @parametrize_with_checks(_heads(), expected_failed_checks=_expected_failures)
