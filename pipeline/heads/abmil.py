@@ -14,7 +14,7 @@ so the head also works as a plain scikit-learn classifier.
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from scipy.special import softmax
 from sklearn.utils.validation import check_array
 
 from pipeline.errors import ConfigError
-from pipeline.heads.bags import Bags, GatedAttentionMIL
+from pipeline.heads.bags import BagPrediction, Bags, GatedAttentionMIL, check_bag_index
 from pipeline.heads.base import Head, check_number
 from pipeline.heads.mlp import inner_split, torch_threads, weighted_loss
 
@@ -31,21 +31,6 @@ logger = logging.getLogger(__name__)
 _PREDICT_TILES = 65_536  # padded tiles per forward pass at predict time; bounds memory whatever the bag sizes
 _MIN_STEPS_PER_EPOCH = 10  # small training sets get smaller batches, as in MLPHead
 _MIN_IMPROVEMENT = 1e-4  # smaller drops in validation loss count as stale epochs
-
-
-class BagPrediction(NamedTuple):
-    """What the head says about some bags.
-
-    Attributes:
-        proba: (n_bags, C) float64 class probabilities, columns in ``classes_`` order.
-        tile_proba: (n_tiles, C) float64 each tile's own class probabilities (the classifier applied to the tile
-            alone; a bag's logits are the attention-weighted mean of its tiles' logits), in X's row order.
-        attention: (n_tiles,) float64 attention weight of each tile, summing to 1 within each bag, in X's row order.
-    """
-
-    proba: np.ndarray
-    tile_proba: np.ndarray
-    attention: np.ndarray
 
 
 class ABMILHead(Head):
@@ -122,27 +107,6 @@ class ABMILHead(Head):
         if self.n_jobs is not None:
             check_number(self, "n_jobs", self.n_jobs, "[-1, inf)", integer=True)
 
-    @staticmethod
-    def _check_bags(n_tiles: int, bag_index: Any, n_bags: int | None) -> tuple[np.ndarray, int]:
-        """Validate ``bag_index`` for ``n_tiles`` rows (None: one bag per row); return it as int64 and the bag count.
-
-        Raises:
-            ValueError: Not ints of shape (n_tiles,), out of [0, n_bags), or a bag without tiles.
-        """
-        if bag_index is None:
-            return np.arange(n_tiles, dtype=np.int64), n_tiles if n_bags is None else int(n_bags)
-        bag_index = np.asarray(bag_index)
-        if bag_index.shape != (n_tiles,) or (bag_index.size and bag_index.dtype.kind not in "iu"):
-            raise ValueError(f"bag_index must be ints of shape ({n_tiles},) to match X; got {bag_index.shape}.")
-        bag_index = bag_index.astype(np.int64)
-        n_bags = (int(bag_index.max()) + 1 if n_tiles else 0) if n_bags is None else int(n_bags)
-        if n_tiles and (bag_index.min() < 0 or bag_index.max() >= n_bags):
-            raise ValueError(f"bag_index must lie in [0, {n_bags}).")
-        empty = np.flatnonzero(np.bincount(bag_index, minlength=n_bags) == 0)
-        if len(empty):
-            raise ValueError(f"every bag needs at least one tile; bags without tiles: {empty[:10].tolist()}")
-        return bag_index, n_bags
-
     def fit(self, X: Any, y: Any, bag_index: Any = None, groups: Any = None, sample_weight: Any = None) -> ABMILHead:
         """Fit on bags.
 
@@ -157,7 +121,7 @@ class ABMILHead(Head):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         X = check_array(X, dtype=np.float32)
         n_bags = None if bag_index is None else len(np.asarray(y).reshape(-1))
-        bag_index, n_bags = self._check_bags(len(X), bag_index, n_bags)
+        bag_index, n_bags = check_bag_index(len(X), bag_index, n_bags)
         y_idx, weights = self._prepare_targets(y, n_bags, sample_weight, rows="the bags")
         self.n_features_in_ = X.shape[1]
         groups = np.arange(n_bags) if groups is None else np.asarray(groups)
@@ -248,7 +212,7 @@ class ABMILHead(Head):
             n_bags: Number of bags (default ``bag_index.max() + 1``); every bag needs a tile.
         """
         X = (self._check_X(X, dtype=np.float32) - self.mean_) / self.std_
-        bag_index, n_bags = self._check_bags(len(X), bag_index, n_bags)
+        bag_index, n_bags = check_bag_index(len(X), bag_index, n_bags)
         bags = Bags(X, bag_index, n_bags)
         n_classes = len(self.classes_)
         proba, tile_proba, attention = np.zeros((n_bags, n_classes)), np.zeros((len(X), n_classes)), np.zeros(len(X))

@@ -1,10 +1,13 @@
-"""Bags of tiles for multiple-instance heads: the gated-attention network and padded minibatches of bags.
+"""Bags of tiles for multiple-instance heads: the gated-attention network, padded minibatches, checks and outputs.
 
-A bag is one image's tiles, with one label. :class:`Bags` sorts the tiles by bag once, so any set of bags becomes a
-padded (B, L, D) batch plus a (B, L) mask with one numpy gather, padded only to the longest bag of that batch.
+A bag is one image's tiles, with one label; ``bag_index`` (n_tiles,) says which bag each tile belongs to
+(:func:`check_bag_index`). :class:`Bags` sorts the tiles by bag once, so any set of bags becomes a padded (B, L, D)
+batch plus a (B, L) mask with one numpy gather, padded only to the longest bag of that batch.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -92,3 +95,39 @@ class Bags:
             chunks.append(bags[start:end])
             start = end
         return chunks
+
+
+def check_bag_index(n_tiles: int, bag_index: Any, n_bags: int | None) -> tuple[np.ndarray, int]:
+    """Validate ``bag_index`` for ``n_tiles`` rows (None: one bag per row); return it as int64 and the bag count.
+
+    Raises:
+        ValueError: Not ints of shape (n_tiles,), out of [0, n_bags), or a bag without tiles.
+    """
+    if bag_index is None:
+        return np.arange(n_tiles, dtype=np.int64), n_tiles if n_bags is None else int(n_bags)
+    bag_index = np.asarray(bag_index)
+    if bag_index.shape != (n_tiles,) or (bag_index.size and bag_index.dtype.kind not in "iu"):
+        raise ValueError(f"bag_index must be ints of shape ({n_tiles},) to match X; got {bag_index.shape}.")
+    bag_index = bag_index.astype(np.int64)
+    n_bags = (int(bag_index.max()) + 1 if n_tiles else 0) if n_bags is None else int(n_bags)
+    if n_tiles and (bag_index.min() < 0 or bag_index.max() >= n_bags):
+        raise ValueError(f"bag_index must lie in [0, {n_bags}).")
+    empty = np.flatnonzero(np.bincount(bag_index, minlength=n_bags) == 0)
+    if len(empty):
+        raise ValueError(f"every bag needs at least one tile; bags without tiles: {empty[:10].tolist()}")
+    return bag_index, n_bags
+
+
+class BagPrediction(NamedTuple):
+    """What the head says about some bags.
+
+    Attributes:
+        proba: (n_bags, C) float64 class probabilities, columns in ``classes_`` order.
+        tile_proba: (n_tiles, C) float64 each tile's own class probabilities (the classifier applied to the tile
+            alone; a bag's logits are the attention-weighted mean of its tiles' logits), in X's row order.
+        attention: (n_tiles,) float64 attention weight of each tile, summing to 1 within each bag, in X's row order.
+    """
+
+    proba: np.ndarray
+    tile_proba: np.ndarray
+    attention: np.ndarray

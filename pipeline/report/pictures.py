@@ -22,7 +22,8 @@ from pipeline.data.records import ImageRecord, find_records
 from pipeline.errors import ImageReadError, PipelineError
 from pipeline.report import plots
 from pipeline.report.html_page import Picture, write_report
-from pipeline.report.vote_maps import REASONS, Pick, VoteMap, render_vote_map, resolve_requests, select_images
+from pipeline.report.picks import REASONS, Pick, resolve_requests, select_images
+from pipeline.report.vote_maps import VoteMap, render_vote_map
 
 logger = logging.getLogger(__name__)
 

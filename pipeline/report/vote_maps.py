@@ -4,7 +4,7 @@ A tile paints a square of side ``min(tile size, stride)`` centred on the tile (s
 over each other) in its top class's colour, over the image, with an opacity that grows with its confidence (the
 top-class probability, from ``1 / C`` = unsure to 1 = sure). An image of one or two tiles (a tint would cover all of
 it) keeps its pixels: its tiles are outlined in their classes' colours and the class probabilities are drawn as bars.
-The images shown are picked by :func:`select_images`.
+The images shown are picked by :mod:`pipeline.report.picks`.
 
 A bag head (abmil) gives every tile an attention weight: its vote maps are attention maps, where a tile's colour is its
 own class and its opacity its weight relative to the image's largest (:func:`attention_colors`).
@@ -25,12 +25,6 @@ from pipeline.report.plots import class_colors, new_figure
 FEW_TILES = 2  # with this many tiles or fewer, a tint would cover (nearly) the whole image and show nothing
 MAX_DISPLAY_SIDE = 1600  # images are downscaled to this longest side before drawing (the figure is ~900 px wide)
 MIN_ALPHA, MAX_ALPHA = 0.2, 0.7  # opacity of an unsure and of a certain tile; the tissue stays visible
-REASONS = {
-    "wrong": "most confidently wrong",
-    "unsure": "least confident",
-    "correct": "confidently correct",
-    "requested": "requested with --vote-maps",
-}
 
 
 def tile_colors(tile_proba: np.ndarray, colors: np.ndarray) -> np.ndarray:
@@ -275,68 +269,3 @@ def _draw_probabilities(ax: object, vote_map: VoteMap, colors: np.ndarray, class
                else "the tile's own class, thicker with more attention")
     ax.set_xlabel(f"class probabilities: the image's (bars) and {tiles}\n"
                   f"tile outline: {outline}; black line: outline of the mask", fontsize=8)
-
-
-@dataclass(frozen=True)
-class Pick:
-    """An image to draw: its split, its row in that split's feature set, and why it is drawn (a key of REASONS)."""
-
-    split: str
-    index: int
-    reason: str
-
-
-def select_images(labels: np.ndarray, proba: np.ndarray, n_wrong: int = 3, n_unsure: int = 2,
-                  n_correct: int = 2) -> list[Pick]:
-    """Validation images worth looking at: the most confidently wrong, the least confident, the surest correct ones.
-
-    Args:
-        labels: (n_images,) int true classes.
-        proba: (n_images, C) out-of-fold probabilities; rows with NaN (never validated) are not picked.
-        n_wrong: How many wrong images, highest predicted probability first.
-        n_unsure: How many of the remaining images with the lowest top probability.
-        n_correct: How many correct images per class, highest probability first.
-
-    Returns:
-        Train picks, each image once, in that order (ties go to the lower index).
-    """
-    valid = np.isfinite(proba).all(axis=1)
-    confidence = np.where(valid, np.nan_to_num(proba).max(axis=1), np.nan)
-    correct = valid & (np.nan_to_num(proba).argmax(axis=1) == labels)
-    chosen: list[Pick] = []
-
-    def take(rows: np.ndarray, key: np.ndarray, count: int, reason: str) -> None:
-        taken = {p.index for p in chosen}
-        rows = [int(i) for i in rows[np.argsort(key[rows], kind="stable")] if int(i) not in taken]
-        chosen.extend(Pick("train", i, reason) for i in rows[:count])
-
-    take(np.nonzero(valid & ~correct)[0], -confidence, n_wrong, "wrong")
-    take(np.nonzero(valid)[0], confidence, n_unsure, "unsure")
-    for c in np.unique(labels):
-        take(np.nonzero(correct & (labels == c))[0], -confidence, n_correct, "correct")
-    return chosen
-
-
-def resolve_requests(requests: list[str], train_ids: list[str], train_samples: list[str],
-                     test_ids: list[str]) -> tuple[list[Pick], list[str]]:
-    """Turn ``--vote-maps`` values into picks.
-
-    A value is ``all`` (every training image), an image id (``train/img_0003``, ``test/img_0001``), a file name
-    (``img_0003.png``) or a stem (``img_0003``); file names and stems refer to training images, since test numbering
-    restarts at 0000.
-
-    Returns:
-        The picks, in request order without repeats, and the values that match no image.
-    """
-    by_name = {name: ("train", i) for i, image_id in enumerate(train_ids)
-               for name in (image_id, train_samples[i], image_id.split("/", 1)[-1])}
-    by_name.update({image_id: ("test", i) for i, image_id in enumerate(test_ids)})
-    picks: dict[tuple[str, int], Pick] = {}
-    unknown = []
-    for value in requests:
-        matches = [("train", i) for i in range(len(train_ids))] if value == "all" else [by_name.get(value)]
-        if matches == [None]:
-            unknown.append(value)
-        for match in filter(None, matches):
-            picks.setdefault(match, Pick(match[0], match[1], "requested"))
-    return list(picks.values()), unknown

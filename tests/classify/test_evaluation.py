@@ -89,7 +89,7 @@ class SpyBagHead:
         return self
 
     def predict_bags(self, X, bag_index, n_bags):
-        from pipeline.heads.abmil import BagPrediction
+        from pipeline.heads.bags import BagPrediction
 
         counts = np.bincount(bag_index, minlength=n_bags)
         proba = np.zeros((n_bags, len(self.classes_)))

@@ -27,7 +27,7 @@ def make_bags(n_bags=120, dim=16, seed=0, sizes=(3, 9)):
 
 
 def small_head(**kwargs):
-    return ABMILHead(**{"hidden_dim": 16, "attention_dim": 8, "max_epochs": 30, **kwargs})
+    return ABMILHead(**{"hidden_dim": 16, "attention_dim": 8, "max_epochs": 30, "n_models": 1, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_seeded_members_and_caller_rng_untouched():
 
 def test_one_thread_by_default_and_threads_restored():
     X, y, bag_index, _ = make_bags(30)
-    assert make_head("abmil").n_jobs == 1
+    assert make_head("abmil").n_jobs == 1 and make_head("abmil").n_models == 3
     previous = torch.get_num_threads()
     small_head(max_epochs=2, n_jobs=2).fit(X, y, bag_index)
     assert torch.get_num_threads() == previous
