@@ -43,8 +43,8 @@ HEADS = (
               "inputs", threads=False),
     HeadEntry("lgbm", "pipeline.heads.lgbm", "LGBMHead", "LightGBM gradient-boosted trees"),
     HeadEntry("mlp", "pipeline.heads.mlp", "MLPHead", "one-hidden-layer torch MLP, early stopping on held-out images"),
-    HeadEntry("abmil", "pipeline.heads.abmil", "ABMILHead", "gated attention multiple-instance learning over each "
-              "image's tiles (ignores --level and --vote)", bags=True),
+    HeadEntry("abmil", "pipeline.heads.abmil", "ABMILHead", "gated attention multiple-instance learning: each "
+              "image's tiles as one bag, whatever --level says", bags=True),
 )
 HEAD_NAMES = tuple(entry.name for entry in HEADS)
 

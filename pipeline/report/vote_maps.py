@@ -249,6 +249,8 @@ def _draw_attention_key(ax: object, colors: np.ndarray, classes: list[str]) -> N
     ax.imshow(key, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(n), classes, fontsize=8)
     ax.set_xticks([0, len(relative) - 1], ["no attention", "the image's largest"], fontsize=8)
+    for label, align in zip(ax.get_xticklabels(), ("left", "right"), strict=True):
+        label.set_horizontalalignment(align)  # the ends of the scale stay inside the figure
     ax.set_xlabel("tile colour: the tile's own class; opacity: its attention weight (how much it counted)\n"
                   "black line: outline of the mask", fontsize=8)
 

@@ -151,6 +151,9 @@ def test_attention_maps_colour_tiles_by_their_own_class_and_fade_the_ignored_one
     assert "attention: largest 0.60 (even spread: 0.17) on a HER2(+) tile" in title
     assert "attention weight" in figure.axes[1].get_xlabel()
     figure.canvas.draw()
+    box = figure.get_tightbbox(figure.canvas.get_renderer())
+    width, height = figure.get_size_inches()
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width + 0.01 and box.y1 <= height + 0.01  # no text cut off
     points = figure.axes[0].transData.transform(vote_map.coords + tile / 2)
     path = save_figure(figure, tmp_path / "attention.png")
     with Image.open(path) as png:
