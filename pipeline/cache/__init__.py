@@ -18,6 +18,7 @@ from pipeline.cache.folder import (
     write_json,
 )
 from pipeline.cache.lookup import find_caches, resolve_cache
+from pipeline.cache.pooling import POOL_STATS, parse_pool, pool_tiles
 from pipeline.cache.schema import IDENTITY_KEYS, SCHEMA_VERSION, identity, mismatched_keys
 from pipeline.cache.shards import (
     check_complete,
@@ -31,6 +32,7 @@ from pipeline.cache.shards import (
 
 __all__ = [
     "IDENTITY_KEYS",
+    "POOL_STATS",
     "SCHEMA_VERSION",
     "SETTINGS_FILE",
     "SKIPPED_FILE",
@@ -47,6 +49,8 @@ __all__ = [
     "load_split",
     "mean_embedding",
     "mismatched_keys",
+    "parse_pool",
+    "pool_tiles",
     "read_settings",
     "read_shard_records",
     "read_skipped",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from pipeline.cache import store
 from pipeline.cache.folder import SETTINGS_FILE, list_image_files, read_settings
+from pipeline.cache.pooling import pool_tiles
 from pipeline.cache.schema import mismatched_keys
 from pipeline.errors import CacheError
 
@@ -58,11 +60,13 @@ class FeatureSet:
         """(n_images,) int64 tile counts."""
         return np.bincount(self.image_index, minlength=self.n_images)
 
-    def image_embeddings(self) -> np.ndarray:
-        """(n_images, D) float32 mean of each image's tile embeddings."""
-        sums = np.zeros((self.n_images, self.dim), dtype=np.float64)
-        np.add.at(sums, self.image_index, self.embeddings)
-        return (sums / np.maximum(self.tiles_per_image(), 1)[:, None]).astype(np.float32)
+    def image_embeddings(self, stats: Sequence[str] = ("mean",)) -> np.ndarray:
+        """(n_images, D * len(stats)) float32 per-image statistics of the tile embeddings (default: their mean).
+
+        Args:
+            stats: Any of "mean", "max", "std", in the order wanted (:func:`pipeline.cache.pooling.pool_tiles`).
+        """
+        return pool_tiles(self.embeddings, self.image_index, self.n_images, stats)
 
     def subset(self, images: np.ndarray) -> FeatureSet:
         """Keep some images (and their tiles), in the given order.

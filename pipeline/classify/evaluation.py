@@ -1,8 +1,10 @@
 """Cross-validation over images: fit a head on some images, predict the others.
 
 At tile level every tile inherits its image's label, the head is trained on tiles and tile probabilities are voted
-into one prediction per image; at image level each image is the mean of its tile embeddings. Every fitting step
-(scaler, class weights, early stopping) happens inside :func:`fit_head` on the training images only.
+into one prediction per image; at image level each image is one row of pooled tile statistics (the mean by default,
+``--pool``); at bag level (heads such as abmil that take whole images) each image is a bag of its tiles with one
+label, and the head also says how much attention each tile got. Every fitting step (scaler, class weights, early
+stopping) happens inside :func:`fit_head` on the training images only.
 """
 
 from __future__ import annotations
@@ -15,28 +17,52 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from pipeline.cache.featureset import FeatureSet
+from pipeline.cache.pooling import check_stats
 from pipeline.classify.votes import vote
 from pipeline.errors import ConfigError
+from pipeline.heads.registry import head_entry
 
 logger = logging.getLogger(__name__)
 
-LEVELS = ("tile", "image")
+LEVELS = ("tile", "image")  # what --level offers; bag heads always get "bag"
+BAG = "bag"
 HeadFactory = Callable[[], object]
 
 
 @dataclass(frozen=True)
 class Scheme:
-    """How a head sees the data: ``level`` (tile or image) and, at tile level, the ``vote`` rule."""
+    """How a head sees the data: ``level`` (tile, image or bag), the tile ``vote`` rule and the image ``pool``."""
 
     level: str = "tile"
     vote: str = "mean"
+    pool: tuple[str, ...] = ("mean",)
 
     def validate(self) -> Scheme:
-        """Raise :class:`ConfigError` on an unknown level; return self."""
-        if self.level not in LEVELS:
+        """Raise :class:`ConfigError` on an unknown level, vote or pool, or a pool other than mean off image level.
+
+        Returns self.
+        """
+        if self.level not in (*LEVELS, BAG):
             raise ConfigError(f"--level must be one of {', '.join(LEVELS)}. Got '{self.level}' instead.")
+        if self.level == BAG:
+            return self
         vote(np.ones((1, 1)), np.zeros(1, dtype=np.int64), 1, self.vote, np.ones(1))  # checks the rule name
+        if check_stats(self.pool) != ("mean",) and self.level != "image":
+            raise ConfigError(f"--pool {','.join(self.pool)} needs --level image (tiles are not pooled at tile "
+                              "level). Add --level image or leave --pool out.")
         return self
+
+    def for_head(self, name: str) -> Scheme:
+        """The scheme head ``name`` runs with: bag heads (abmil) always see bags, whatever --level says."""
+        return Scheme(BAG, "attention", ()) if head_entry(name).bags else self
+
+    def describe(self) -> str:
+        """E.g. ``tile level, mean vote``, ``image level, mean+max pool`` or ``bags of tiles (attention)``."""
+        if self.level == BAG:
+            return "bags of tiles (attention)"
+        if self.level == "image":
+            return f"image level, {'+'.join(self.pool)} pool"
+        return f"tile level, {self.vote} vote"
 
 
 def fit_head(
@@ -49,40 +75,59 @@ def fit_head(
         features: All images of the split.
         images: (k,) indices of the training images in ``features``.
         labels: (n_images,) int class index of every image of ``features``.
-        groups: (n_images,) duplicate-group id of every image (the MLP's inner early-stopping split keeps them).
-        scheme: Level and vote.
+        groups: (n_images,) duplicate-group id of every image (the inner early-stopping splits keep them whole).
+        scheme: Level, vote and pool.
     """
     subset = features.subset(images)
     image_labels, image_groups = labels[images], groups[images]
+    if scheme.level == BAG:
+        return make().fit(subset.embeddings, image_labels, bag_index=subset.image_index, groups=image_groups)
     if scheme.level == "image":
-        X, y, row_groups = subset.image_embeddings(), image_labels, image_groups
+        X, y, row_groups = subset.image_embeddings(scheme.pool), image_labels, image_groups
     else:
         X, y, row_groups = subset.embeddings, image_labels[subset.image_index], image_groups[subset.image_index]
     return make().fit(X, y, groups=row_groups)
+
+
+@dataclass
+class Prediction:
+    """A head's output on some images, columns in global class order.
+
+    Attributes:
+        tile_proba: (n_tiles_of_subset, C) tile probabilities in the subset's tile order: the tile head's own at
+            tile level, each tile's own class at bag level, the image's probabilities at image level.
+        image_proba: (k, C) image probabilities.
+        attention: (n_tiles_of_subset,) attention weight of each tile (summing to 1 per image) from a bag head,
+            else None.
+    """
+
+    tile_proba: np.ndarray
+    image_proba: np.ndarray
+    attention: np.ndarray | None = None
 
 
 def predict_images(
     head: object, features: FeatureSet, images: np.ndarray, n_classes: int, scheme: Scheme
 ) -> np.ndarray:
     """Image probabilities (k, n_classes) for some images, columns in global class order."""
-    return predict_tiles_and_images(head, features, images, n_classes, scheme)[1]
+    return predict_subset(head, features, images, n_classes, scheme).image_proba
 
 
-def predict_tiles_and_images(
+def predict_subset(
     head: object, features: FeatureSet, images: np.ndarray, n_classes: int, scheme: Scheme
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tile and image probabilities for some images, columns in global class order.
-
-    Returns:
-        (n_tiles_of_subset, C) tile probabilities in the subset's tile order (at image level, every tile carries
-        its image's probabilities) and (k, C) image probabilities.
-    """
+) -> Prediction:
+    """Tile and image probabilities (and a bag head's attention) for some images."""
     subset = features.subset(images)
+    if scheme.level == BAG:
+        out = head.predict_bags(subset.embeddings, subset.image_index, subset.n_images)
+        return Prediction(_align(out.tile_proba, head.classes_, n_classes),
+                          _align(out.proba, head.classes_, n_classes), out.attention)
     if scheme.level == "image":
-        image_proba = _align(head.predict_proba(subset.image_embeddings()), head.classes_, n_classes)
-        return image_proba[subset.image_index], image_proba
+        image_proba = _align(head.predict_proba(subset.image_embeddings(scheme.pool)), head.classes_, n_classes)
+        return Prediction(image_proba[subset.image_index], image_proba)
     tile_proba = _align(head.predict_proba(subset.embeddings), head.classes_, n_classes)
-    return tile_proba, vote(tile_proba, subset.image_index, subset.n_images, scheme.vote, subset.coverage)
+    return Prediction(tile_proba, vote(tile_proba, subset.image_index, subset.n_images, scheme.vote,
+                                       subset.coverage))
 
 
 def _align(proba: np.ndarray, head_classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -101,12 +146,14 @@ class CrossValidation:
         tile_proba: (n_tiles, C) out-of-fold tile probabilities, in the feature set's tile order.
         folds: (n_images,) fold of each image (-1: never validated).
         fold_weighted_f1: Weighted F1 of each fold.
+        tile_attention: (n_tiles,) out-of-fold attention of each tile (bag heads), else None.
     """
 
     proba: np.ndarray
     tile_proba: np.ndarray
     folds: np.ndarray
     fold_weighted_f1: list[float]
+    tile_attention: np.ndarray | None = None
 
 
 def cross_validate(
@@ -127,21 +174,26 @@ def cross_validate(
         labels: (n_images,) int class indices.
         groups: (n_images,) duplicate-group ids.
         folds: (n_images,) fold index of each image, from :func:`pipeline.classify.folds.make_folds`.
-        scheme: Level and vote.
+        scheme: Level, vote and pool.
         n_classes: Number of classes C.
         trainable: (n_images,) bool, images allowed in training (all by default); all images are validated.
     """
     trainable = np.ones(len(labels), dtype=bool) if trainable is None else trainable
     proba = np.full((len(labels), n_classes), np.nan)
     tile_proba = np.full((len(features.embeddings), n_classes), np.nan)
+    attention = np.full(len(features.embeddings), np.nan) if scheme.level == BAG else None
     scores = []
     for fold in np.unique(folds[folds >= 0]):
         validation = np.nonzero(folds == fold)[0]
         training = np.nonzero((folds != fold) & trainable)[0]
         head = fit_head(make, features, training, labels, groups, scheme)
-        tiles, proba[validation] = predict_tiles_and_images(head, features, validation, n_classes, scheme)
+        out = predict_subset(head, features, validation, n_classes, scheme)
+        proba[validation] = out.image_proba
         # validation is sorted, so the subset's tiles come in the feature set's order
-        tile_proba[np.isin(features.image_index, validation)] = tiles
+        rows = np.isin(features.image_index, validation)
+        tile_proba[rows] = out.tile_proba
+        if attention is not None:
+            attention[rows] = out.attention
         scores.append(float(f1_score(labels[validation], proba[validation].argmax(1), average="weighted")))
         logger.info("fold %d: %d training images, weighted F1 %.3f", fold, len(training), scores[-1])
-    return CrossValidation(proba, tile_proba, folds, scores)
+    return CrossValidation(proba, tile_proba, folds, scores, attention)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ class HeadResult:
         test_tile_proba: (n_test_tiles, C) the final classifier's tile probabilities (what the test vote maps show).
         classifier: The head fitted on every trainable image.
         seconds: Cross-validation, final fit and test prediction.
+        oof_tile_attention: (n_train_tiles,) out-of-fold attention of each tile (bag heads such as abmil), or None.
+        test_tile_attention: (n_test_tiles,) the final bag head's attention on the test tiles, or None.
     """
 
     name: str
@@ -37,6 +40,8 @@ class HeadResult:
     test_tile_proba: np.ndarray | None
     classifier: Classifier
     seconds: float
+    oof_tile_attention: np.ndarray | None = None
+    test_tile_attention: np.ndarray | None = None
 
 
 @dataclass
@@ -73,6 +78,11 @@ class ClassificationResult:
     trainable: np.ndarray | None = None
     run_name: str = ""
     hygiene_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fill_class(self) -> str:
+        """The most frequent training class (ties: the first image's), given to test images without features."""
+        return self.classes[Counter(self.labels.tolist()).most_common(1)[0][0]]
 
     @property
     def best(self) -> HeadResult:

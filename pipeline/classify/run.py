@@ -14,7 +14,8 @@ import numpy as np
 
 from pipeline import cache
 from pipeline.classify.classifier import Classifier
-from pipeline.classify.evaluation import Scheme, cross_validate, fit_head, predict_tiles_and_images
+from pipeline.classify.confidence import confidence_intervals, repeat_scores, repeated_predictions
+from pipeline.classify.evaluation import Scheme, cross_validate, fit_head, predict_subset
 from pipeline.classify.folds import make_folds
 from pipeline.classify.labels import check_class_sizes, join_labels
 from pipeline.classify.metrics import compute_metrics
@@ -75,7 +76,8 @@ def run_classification(settings: ClassificationSettings) -> ClassificationResult
         PipelineError: Bad settings, cache or labels.
     """
     heads = settings.heads()
-    scheme = Scheme(settings.level, settings.vote).validate()
+    settings.check_repeats()
+    base_scheme = Scheme(settings.level, settings.vote, tuple(settings.pool)).validate()
     cache_dir = cache.resolve_cache(settings.features, settings.data_dir)
     cache_settings = cache.read_settings(cache_dir)
     cache.check_complete(cache_dir, cache_settings)  # names images a shard of extract.py has not embedded yet
@@ -103,22 +105,33 @@ def run_classification(settings: ClassificationSettings) -> ClassificationResult
     weight = "balanced" if settings.class_weight else None
     for name in heads:
         started = time.perf_counter()
+        scheme = base_scheme.for_head(name)
 
-        def make(name: str = name) -> object:
-            return make_head(name, class_weight=weight, seed=settings.seed)
+        def make(name: str = name, seed: int = settings.seed) -> object:
+            return make_head(name, class_weight=weight, seed=seed)
 
-        logger.info("%s: %d-fold cross-validation on %d images", name, settings.folds, train.n_images)
+        logger.info("%s (%s): %d-fold cross-validation on %d images", name, scheme.describe(), settings.folds,
+                    train.n_images)
         cv = cross_validate(make, train, labels, groups, folds, scheme, len(classes), trainable)
-        metrics = compute_metrics(labels, cv.proba.argmax(1), classes, cv.fold_weighted_f1)
+        predictions = cv.proba.argmax(1)
+        metrics = compute_metrics(labels, predictions, classes, cv.fold_weighted_f1)
+        metrics.update(confidence_intervals(labels, predictions, groups, settings.seed))
+        if settings.repeats > 1:
+            seeds = [settings.seed + r for r in range(settings.repeats)]
+            others = repeated_predictions(lambda seed, name=name: make(name, seed), train, labels, np.array(names),
+                                          groups, settings.folds, scheme, trainable, seeds[1:])
+            metrics.update(repeat_scores(labels, [predictions, *others], seeds))
         head = fit_head(make, train, np.nonzero(trainable)[0], labels, groups, scheme)
-        classifier = Classifier(head, name, classes, scheme, cache_settings)
-        test_tiles, test_proba = None, None
+        classifier = Classifier(head, name, classes, scheme, cache_settings, result.fill_class)
+        test_out = None
         if test is not None:
             classifier.check_features(test)
-            test_tiles, test_proba = predict_tiles_and_images(head, test, np.arange(test.n_images), len(classes),
-                                                              scheme)
+            test_out = predict_subset(head, test, np.arange(test.n_images), len(classes), scheme)
         seconds = time.perf_counter() - started
-        result.heads.append(HeadResult(name, metrics, cv.proba, cv.tile_proba, folds, test_proba, test_tiles,
-                                       classifier, seconds))
+        result.heads.append(HeadResult(
+            name, metrics, cv.proba, cv.tile_proba, folds,
+            test_out.image_proba if test_out else None, test_out.tile_proba if test_out else None, classifier,
+            seconds, oof_tile_attention=cv.tile_attention, test_tile_attention=test_out.attention if test_out else None,
+        ))
         logger.info("%s: weighted F1 %.3f in %.1f s", name, metrics["weighted_f1"], seconds)
     return result

@@ -18,10 +18,12 @@ class ClassificationSettings:
     data_dir: Path | None = None  # whose cache to read under a root; None: data/'s if there is one, else the only one
     labels: Path | None = None  # default: train_labels.csv of the data folder recorded by extraction
     head: str = "mlp"  # logreg, lgbm, mlp or all
-    level: str = "tile"  # tile: train on tiles and vote; image: train on mean embeddings
+    level: str = "tile"  # tile: train on tiles and vote; image: train on pooled embeddings (bag heads ignore it)
     vote: str = "mean"  # mean, majority or coverage (tile level)
+    pool: tuple[str, ...] = ("mean",)  # image level: statistics of each image's tiles (mean, max, std)
     folds: int = 5  # stratified folds over images, duplicates kept together
     seed: int = 0  # folds, head initialisation and sampling
+    repeats: int = 1  # cross-validations with seeds seed, seed + 1, ...; metrics.json reports their mean and sd
     class_weight: bool = True  # balanced class weights in every head
     out: Path | None = None  # run folder; default runs/<data folder>_<cache name>_<head> (next free name)
     runs_root: Path = Path("runs")
@@ -32,6 +34,11 @@ class ClassificationSettings:
     quality: QualitySettings = field(default_factory=QualitySettings)  # hygiene thresholds
     pictures: bool = True  # plots, vote maps and report.html in the run folder
     vote_maps: tuple[str, ...] = ()  # extra images to draw vote maps of: ids, file names, stems, or 'all'
+
+    def check_repeats(self) -> None:
+        """Raise :class:`ConfigError` unless ``repeats`` is an int >= 1."""
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ConfigError(f"--repeats must be an int of at least 1. Got {self.repeats!r} instead.")
 
     def heads(self) -> list[str]:
         """The heads to run.

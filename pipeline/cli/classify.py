@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.cache.pooling import POOL_STATS, parse_pool
 from pipeline.classify.evaluation import LEVELS
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.classify.votes import VOTES
@@ -40,10 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--head", choices=(*HEAD_NAMES, "all"), default="mlp",
                         help=f"classifier head ({heads_help()}); all compares them")
     parser.add_argument("--level", choices=LEVELS, default="tile",
-                        help="tile: train on tiles and vote per image; image: train on mean tile embeddings")
+                        help="tile: train on tiles and vote per image; image: train on pooled tile embeddings "
+                        "(--pool); abmil always takes each image's tiles as a bag")
     parser.add_argument("--vote", choices=VOTES, default="mean", help="how tile probabilities become one per image")
+    parser.add_argument("--pool", default="mean", metavar="STATS",
+                        help=f"--level image: per-image statistics of the tiles, comma-separated from "
+                        f"{', '.join(POOL_STATS)} (e.g. mean,max)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds over images")
     parser.add_argument("--seed", type=int, default=0, help="seed of folds and heads")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeat the whole cross-validation with seeds seed, seed+1, ... and report the mean and "
+                        "sd of weighted F1")
     parser.add_argument("--no-class-weight", action="store_true", help="turn off balanced class weights")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default: runs/<data folder>_<cache name>_<head>, or the next free _2 ...)")
@@ -60,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also draw vote maps of these images: comma-separated ids (train/img_0003, "
                         "test/img_0001), training file names (img_0003.png) or stems, or 'all' training images")
     parser.add_argument("--no-pictures", action="store_true", help="skip the plots, vote maps and report.html")
+    parser.add_argument("--predict", type=Path, default=None, metavar="RUN_FOLDER",
+                        help="no training: predict the test images of --features with the model saved in this run "
+                        "folder; writes submission.csv and test_predictions.csv to --out (default: "
+                        "RUN_FOLDER_predict_<data folder>)")
     add_quality_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -70,9 +82,9 @@ def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
     """Turn parsed flags into :class:`ClassificationSettings`."""
     return ClassificationSettings(
         features=args.features, data_dir=args.data, labels=args.labels, head=args.head, level=args.level,
-        vote=args.vote, folds=args.folds, seed=args.seed, class_weight=not args.no_class_weight, out=args.out,
-        overwrite=args.overwrite, keep_outliers=args.keep_outliers, drop_flagged=args.drop_flagged,
-        dedupe=args.dedupe,
+        vote=args.vote, pool=parse_pool(args.pool), folds=args.folds, seed=args.seed, repeats=args.repeats,
+        class_weight=not args.no_class_weight, out=args.out, overwrite=args.overwrite,
+        keep_outliers=args.keep_outliers, drop_flagged=args.drop_flagged, dedupe=args.dedupe,
         quality=quality_from_args(args), pictures=not args.no_pictures,
         vote_maps=tuple(value.strip() for value in (args.vote_maps or "").split(",") if value.strip()),
     )
@@ -87,6 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_process()
     configure_logging(args.verbose, args.quiet)
     try:
+        if args.predict is not None:
+            from pipeline.report.predict import format_prediction_summary, predict_and_write
+
+            predictions, folder, rows = predict_and_write(args.predict, args.features, args.data, args.out,
+                                                          args.overwrite)
+            print(format_prediction_summary(predictions, folder, rows))
+            return EXIT_OK
         from pipeline.report.run import classify_and_write
         from pipeline.report.summary import format_summary
 

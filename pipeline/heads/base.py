@@ -55,15 +55,8 @@ class Head(ClassifierMixin, BaseEstimator):
     _int_ranges: dict[str, str] = {"seed": "[0, inf)"}
     _float_ranges: dict[str, str] = {}
 
-    def _prepare_fit(
-        self, X: Any, y: Any, sample_weight: Any, dtype: Any = np.float64
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Check the data; set ``classes_`` and ``n_features_in_``.
-
-        Returns:
-            X (n, d) of ``dtype``; class indices (n,) int64 into ``classes_``; row weights (n,) float64 that combine
-            the class weights with ``sample_weight``, or None when neither is in use.
-        """
+    def _check_params(self) -> None:
+        """Raise :class:`ConfigError` on a bad ``class_weight`` or a number outside its interval."""
         if self.class_weight not in ("balanced", None):
             raise ConfigError(
                 f"The 'class_weight' parameter of {type(self).__name__} must be 'balanced' or None. "
@@ -73,30 +66,55 @@ class Head(ClassifierMixin, BaseEstimator):
             check_number(self, name, getattr(self, name), interval, integer=True)
         for name, interval in self._float_ranges.items():
             check_number(self, name, getattr(self, name), interval)
+
+    def _prepare_fit(
+        self, X: Any, y: Any, sample_weight: Any, dtype: Any = np.float64
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Check the data; set ``classes_`` and ``n_features_in_``.
+
+        Returns:
+            X (n, d) of ``dtype``; class indices (n,) int64 into ``classes_``; row weights (n,) float64 that combine
+            the class weights with ``sample_weight``, or None when neither is in use.
+        """
+        self._check_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         X = check_array(X, dtype=dtype)
+        y_idx, weights = self._prepare_targets(y, len(X), sample_weight)
+        self.n_features_in_ = X.shape[1]
+        return X, y_idx, weights
+
+    def _prepare_targets(
+        self, y: Any, n_rows: int, sample_weight: Any, rows: str = "X"
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Check y and ``sample_weight`` (one entry per row of ``rows``); set ``classes_``.
+
+        Returns:
+            Class indices (n_rows,) int64 into ``classes_``, and row weights (n_rows,) float64 that combine the class
+            weights with ``sample_weight``, or None when neither is in use.
+        """
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         y = column_or_1d(y, warn=True)
-        if len(y) != len(X):
-            raise ValueError(f"y must have shape ({len(X)},) to match X; got {y.shape}.")
+        if len(y) != n_rows:
+            raise ValueError(f"y must have shape ({n_rows},) to match {rows}; got {y.shape}.")
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {self.classes_.tolist()}."
             )
-        self.n_features_in_ = X.shape[1]
         if sample_weight is not None:
             sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64)
-            if sample_weight.shape != (len(X),) or (sample_weight < 0).any():
-                raise ValueError(f"sample_weight must be non-negative, shape ({len(X)},); got {sample_weight.shape}.")
+            if sample_weight.shape != (n_rows,) or (sample_weight < 0).any():
+                raise ValueError(f"sample_weight must be non-negative, shape ({n_rows},); got {sample_weight.shape}.")
             if not sample_weight.any():
                 raise ValueError("Sample weights must contain at least one non-zero number.")
         weights = sample_weight
         if self.class_weight == "balanced":
             per_class = balanced_class_weights(y_idx, len(self.classes_), sample_weight)[y_idx]
             weights = per_class if sample_weight is None else per_class * sample_weight
-        return X, y_idx.astype(np.int64), weights
+        return y_idx.astype(np.int64), weights
 
     def _check_X(self, X: Any, dtype: Any = np.float64) -> np.ndarray:
         check_is_fitted(self, "classes_")

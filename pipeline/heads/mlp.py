@@ -71,7 +71,7 @@ def build_network(
 
 
 @contextlib.contextmanager
-def _torch_threads(n_jobs: int | None) -> Iterator[None]:
+def torch_threads(n_jobs: int | None) -> Iterator[None]:
     """Use ``n_jobs`` torch threads inside the block and restore the process-wide setting after it."""
     if n_jobs is None or n_jobs < 1:
         yield
@@ -84,7 +84,8 @@ def _torch_threads(n_jobs: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _weighted_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def weighted_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Class- and sample-weighted cross-entropy: ``sum(weight * ce) / sum(weight)``."""
     losses = nn.functional.cross_entropy(logits, target, reduction="none")
     return (losses * weight).sum() / weight.sum().clamp_min(1e-12)
 
@@ -178,7 +179,7 @@ class MLPHead(Head):
         inputs = torch.from_numpy((X - self.mean_) / self.std_)
         target = torch.from_numpy(y_idx)
         weight = torch.from_numpy(np.ones(len(X)) if weights is None else weights).float()
-        with torch.random.fork_rng(devices=[]), _torch_threads(self.n_jobs):
+        with torch.random.fork_rng(devices=[]), torch_threads(self.n_jobs):
             # The CPU generator drives init and dropout; fork_rng puts the caller's state back afterwards.
             torch.default_generator.manual_seed(self.seed)
             self.network_ = build_network(
@@ -214,7 +215,7 @@ class MLPHead(Head):
             order = train_idx[torch.randperm(len(train_idx), generator=shuffle)]
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                loss = _weighted_loss(network(inputs[batch]), target[batch], weight[batch])
+                loss = weighted_loss(network(inputs[batch]), target[batch], weight[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -223,7 +224,7 @@ class MLPHead(Head):
                 continue
             network.eval()
             with torch.no_grad():
-                val_loss = _weighted_loss(network(inputs[val_idx]), target[val_idx], weight[val_idx]).item()
+                val_loss = weighted_loss(network(inputs[val_idx]), target[val_idx], weight[val_idx]).item()
             if val_loss < best_loss - _MIN_IMPROVEMENT:
                 best_loss, self.best_epoch_, stale = val_loss, epoch, 0
                 best_state = {key: value.clone() for key, value in network.state_dict().items()}
@@ -239,7 +240,7 @@ class MLPHead(Head):
         """Return class probabilities, shape (n, n_classes), float64, columns in ``classes_`` order."""
         X = (self._check_X(X, dtype=np.float32) - self.mean_) / self.std_
         logits = []
-        with torch.no_grad(), _torch_threads(self.n_jobs):
+        with torch.no_grad(), torch_threads(self.n_jobs):
             for start in range(0, len(X), _PREDICT_CHUNK):
                 logits.append(self.network_(torch.from_numpy(X[start : start + _PREDICT_CHUNK])).numpy())
         # float64 softmax so that rows sum to 1 to double precision

@@ -26,6 +26,8 @@ class HeadEntry:
         class_name: The :class:`Head` subclass.
         summary: One line for ``--help``.
         threads: Whether the head takes ``n_jobs`` (torch or OpenMP threads).
+        bags: Whether the head takes whole images as bags of tiles (``fit(X, y, bag_index, groups)``), whatever
+            ``--level`` says; the others take one row per tile or per image.
     """
 
     name: str
@@ -33,6 +35,7 @@ class HeadEntry:
     class_name: str
     summary: str
     threads: bool = True
+    bags: bool = False
 
 
 HEADS = (
@@ -40,6 +43,8 @@ HEADS = (
               "inputs", threads=False),
     HeadEntry("lgbm", "pipeline.heads.lgbm", "LGBMHead", "LightGBM gradient-boosted trees"),
     HeadEntry("mlp", "pipeline.heads.mlp", "MLPHead", "one-hidden-layer torch MLP, early stopping on held-out images"),
+    HeadEntry("abmil", "pipeline.heads.abmil", "ABMILHead", "gated attention multiple-instance learning: each "
+              "image's tiles as one bag, whatever --level says", bags=True),
 )
 HEAD_NAMES = tuple(entry.name for entry in HEADS)
 
@@ -68,11 +73,11 @@ def heads_help() -> str:
 
 
 def make_head(name: str, *, class_weight: str | None = "balanced", seed: int = 0, n_jobs: int | None = None) -> Head:
-    """Return an unfitted head by name (``n_jobs`` applies to heads that use threads).
+    """Return an unfitted head by name (``n_jobs``, unless None, applies to heads that use threads).
 
     Raises:
         ConfigError: Unknown name.
     """
     entry = head_entry(name)
-    extra = {"n_jobs": n_jobs} if entry.threads else {}
+    extra = {"n_jobs": n_jobs} if entry.threads and n_jobs is not None else {}  # None: the head's own default
     return head_class(name)(class_weight=class_weight, seed=seed, **extra)

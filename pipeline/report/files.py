@@ -1,16 +1,17 @@
 """The files of a run folder.
 
 Per head: ``metrics.json``, ``oof_predictions.csv`` (``sample_index,label,pred,fold,proba_<class>...``),
-``submission.csv`` (``sample_index,label`` for every test image, sorted), ``model/`` (the fitted classifier) and, at
-the top, ``config.json``. With several heads the best one (cross-validated weighted F1) fills the top level and
-each head also gets ``heads/<name>/``. Pictures and ``report.html`` come from :mod:`pipeline.report.pictures`.
+``submission.csv`` (``sample_index,label`` for every test image, sorted), ``test_predictions.csv``
+(``sample_index,pred,proba_<class>...``), ``model/`` (the fitted classifier) and, at the top, ``config.json``.
+With several heads the best one (cross-validated weighted F1) fills the top level and each head also gets
+``heads/<name>/``. Pictures and ``report.html`` come from :mod:`pipeline.report.pictures`. ``classify.py --predict``
+writes the same two test files from a saved model (:mod:`pipeline.report.predict`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,14 +46,45 @@ def write_oof(path: Path, result: ClassificationResult, run: HeadResult) -> None
 
 def submission_rows(result: ClassificationResult, run: HeadResult) -> list[tuple[str, str]]:
     """``(sample_index, label)`` for every test image, sorted; images without features get the majority class."""
-    rows = {}
-    if result.test is not None and run.test_proba is not None:
-        for sample, proba in zip(result.test.sample_index, run.test_proba, strict=True):
-            rows[sample] = result.classes[int(proba.argmax())]
-    majority = Counter(result.labels.tolist()).most_common(1)[0][0]
-    for sample in result.filled_test:
-        rows.setdefault(sample, result.classes[majority])
-    return sorted(rows.items())
+    samples = result.test.sample_index if result.test is not None and run.test_proba is not None else []
+    return test_rows(samples, run.test_proba, result.classes, result.filled_test, result.fill_class)[0]
+
+
+def test_rows(
+    samples: list[str], proba: np.ndarray | None, classes: list[str], filled: list[str], fill_class: str | None
+) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """The rows of ``submission.csv`` and ``test_predictions.csv``, both sorted by ``sample_index``.
+
+    Args:
+        samples: Test images with features; proba: (len(samples), C) their probabilities.
+        classes: Class names, column order. filled: Test images without features, given ``fill_class``.
+
+    Returns:
+        ``(sample_index, label)`` rows, and ``[sample_index, pred, proba...]`` rows (images with features only).
+    """
+    rows, probabilities = {}, []
+    for sample, p in zip(samples, proba if proba is not None else [], strict=True):
+        rows[sample] = classes[int(p.argmax())]
+        probabilities.append([sample, rows[sample], *[f"{v:.6f}" for v in p]])
+    for sample in filled:
+        if fill_class is not None:
+            rows.setdefault(sample, fill_class)
+    return sorted(rows.items()), sorted(probabilities)
+
+
+def write_test_files(folder: Path, rows: list[tuple[str, str]], probabilities: list[list[str]],
+                     classes: list[str]) -> None:
+    """Write ``submission.csv`` and ``test_predictions.csv`` (when there are rows)."""
+    if not rows:
+        return
+    with (folder / "submission.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_index", "label"])
+        writer.writerows(rows)
+    with (folder / "test_predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_index", "pred", *[f"proba_{c}" for c in classes]])
+        writer.writerows(probabilities)
 
 
 def write_head(folder: Path, result: ClassificationResult, run: HeadResult, settings: ClassificationSettings) -> None:
@@ -61,12 +93,9 @@ def write_head(folder: Path, result: ClassificationResult, run: HeadResult, sett
     _json(folder / "metrics.json", {**run.metrics, "head": run.name, "seconds": round(run.seconds, 3),
                                     "settings": settings_dict(settings)})
     write_oof(folder / "oof_predictions.csv", result, run)
-    rows = submission_rows(result, run)
-    if rows:
-        with (folder / "submission.csv").open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["sample_index", "label"])
-            writer.writerows(rows)
+    samples = result.test.sample_index if result.test is not None and run.test_proba is not None else []
+    write_test_files(folder, *test_rows(samples, run.test_proba, result.classes, result.filled_test,
+                                        result.fill_class), result.classes)
     run.classifier.save(folder / "model")
 
 
@@ -112,5 +141,7 @@ def left_out(result: ClassificationResult) -> dict[str, list[str]]:
 
 
 def _headline(run: HeadResult) -> dict:
-    keys = ("weighted_f1", "macro_f1", "accuracy", "weighted_f1_folds_mean", "weighted_f1_folds_std")
-    return {**{key: run.metrics[key] for key in keys}, "seconds": round(run.seconds, 3)}
+    keys = ("weighted_f1", "weighted_f1_ci95", "macro_f1", "macro_f1_ci95", "accuracy", "weighted_f1_folds_mean",
+            "weighted_f1_folds_std", "weighted_f1_repeats_mean", "weighted_f1_repeats_std")
+    return {**{key: run.metrics[key] for key in keys if key in run.metrics}, "level": run.classifier.scheme.level,
+            "seconds": round(run.seconds, 3)}

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from pipeline.classify.results import ClassificationResult
+from pipeline.classify.confidence import ci_text
+from pipeline.classify.results import ClassificationResult, HeadResult
 from pipeline.classify.settings import ClassificationSettings
 
 REPORT_FILE = "report.html"
@@ -78,8 +79,8 @@ def render_report(
         f"<p>Best head <b>{esc(best.name)}</b>: weighted F1 <b>{best.metrics['weighted_f1']:.3f}</b> on the pooled "
         f"out-of-fold predictions of {result.train.n_images} training images ({len(result.classes)} classes, "
         f"{settings.folds}-fold cross-validation over images).</p>",
-        f'<p class="muted">Cache {esc(result.cache_dir.name)} · level {esc(settings.level)} · vote '
-        f"{esc(settings.vote)} · seed {settings.seed} · class weights {'on' if settings.class_weight else 'off'}"
+        f'<p class="muted">Cache {esc(result.cache_dir.name)} · {esc(best.classifier.scheme.describe())} · seed '
+        f"{settings.seed} · class weights {'on' if settings.class_weight else 'off'}"
         f" · {result.test.n_images if result.test is not None else 0} test images</p>",
         *[f'<p class="warning">{esc(line)}</p>' for line in result.hygiene_warnings],
         "<h2>Metrics</h2>",
@@ -93,8 +94,7 @@ def render_report(
             continue
         parts.append(f"<h2>{esc(heading)}</h2>")
         if section == "vote maps":
-            parts.append('<p class="muted">Each tile is coloured by the class its vote went to and is more opaque '
-                         "the more confident it is; the title gives the true and the predicted class.</p>")
+            parts.append(f'<p class="muted">{esc(_vote_maps_note(best))}</p>')
             parts.append('<div class="gallery">' + "".join(_figure(p) for p in shown) + "</div>")
         else:
             parts.extend(_figure(p) for p in shown)
@@ -103,6 +103,19 @@ def render_report(
         parts.append(f"<h2>Files</h2><p>{' · '.join(links)}</p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _vote_maps_note(best: HeadResult) -> str:
+    """How to read the vote maps of the best head (attention maps for a bag head such as abmil)."""
+    if best.oof_tile_attention is None:
+        return ("Each tile is coloured by the class its vote went to and is more opaque the more confident it is; "
+                "the title gives the true and the predicted class.")
+    return (f"Attention maps ({best.name}): the head weighs every tile of an image and classifies the weighted "
+            "mixture, so an image's prediction comes mostly from its most opaque tiles. Each tile is coloured by "
+            "its own class (the head's classifier applied to that tile alone) and its opacity shows its attention "
+            "weight, relative to the image's highest; a faint tile barely counted, whatever its colour. The title "
+            "gives the true and the predicted class and the largest weight. The weights sum to 1 over an image, "
+            "so with n tiles 1/n is an even spread; one tile far above that is what decided the image.")
 
 
 def _figure(picture: Picture) -> str:
@@ -114,16 +127,27 @@ def _figure(picture: Picture) -> str:
 
 def _heads_table(result: ClassificationResult) -> str:
     best = result.best.name
-    rows = ["<table><tr><th>head</th><th>weighted F1</th><th>folds (mean ± sd)</th><th>macro F1</th>"
-            "<th>accuracy</th><th>time</th></tr>"]
+    repeats = any(run.metrics.get("repeats", 1) > 1 for run in result.heads)
+    rows = ["<table><tr><th>head</th><th>weighted F1</th><th>95% CI</th><th>folds (mean ± sd)</th>"
+            + ("<th>repeats (mean ± sd)</th>" if repeats else "")
+            + "<th>macro F1</th><th>95% CI</th><th>accuracy</th><th>time</th></tr>"]
     for run in result.heads:
         m = run.metrics
+        repeated = (f"<td>{m['weighted_f1_repeats_mean']:.3f} ± {m['weighted_f1_repeats_std']:.3f}</td>"
+                    if "weighted_f1_repeats_mean" in m else "<td>-</td>") if repeats else ""
         rows.append(
             f'<tr{" class=best" if run.name == best else ""}><td>{html.escape(run.name)}</td>'
-            f"<td>{m['weighted_f1']:.3f}</td><td>{m['weighted_f1_folds_mean']:.3f} ± {m['weighted_f1_folds_std']:.3f}"
-            f"</td><td>{m['macro_f1']:.3f}</td><td>{m['accuracy']:.3f}</td><td>{run.seconds:.1f} s</td></tr>"
+            f"<td>{m['weighted_f1']:.3f}</td><td>{ci_text(m, 'weighted_f1')}</td>"
+            f"<td>{m['weighted_f1_folds_mean']:.3f} ± {m['weighted_f1_folds_std']:.3f}</td>{repeated}"
+            f"<td>{m['macro_f1']:.3f}</td><td>{ci_text(m, 'macro_f1')}</td><td>{m['accuracy']:.3f}</td>"
+            f"<td>{run.seconds:.1f} s</td></tr>"
         )
-    return "".join(rows) + "</table>"
+    note = ('<p class="muted">95% CI: bootstrap over the training images of the pooled out-of-fold predictions '
+            "(1,000 resamples; duplicate groups resampled whole).")
+    if repeats:
+        note += (f" Repeats: the whole cross-validation run again with {result.heads[0].metrics['repeats']} seeds "
+                 "(new folds, new head seeds); mean ± sd of the pooled weighted F1.")
+    return "".join(rows) + "</table>" + note + "</p>"
 
 
 def _per_class_table(result: ClassificationResult) -> str:

@@ -22,7 +22,8 @@ from pipeline.data.records import ImageRecord, find_records
 from pipeline.errors import ImageReadError, PipelineError
 from pipeline.report import plots
 from pipeline.report.html_page import Picture, write_report
-from pipeline.report.vote_maps import REASONS, Pick, VoteMap, render_vote_map, resolve_requests, select_images
+from pipeline.report.picks import REASONS, Pick, resolve_requests, select_images
+from pipeline.report.vote_maps import VoteMap, render_vote_map
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ def write_vote_maps(folder: Path, result: ClassificationResult, run: HeadResult,
         predicted = result.classes[int(vote_map.image_proba.argmax())]
         truth = result.classes[vote_map.label] if vote_map.label is not None else "unknown"
         caption = f"{REASONS[pick.reason]}; true {truth}, predicted {predicted} ({vote_map.image_proba.max():.2f})"
+        if vote_map.attention is not None:
+            caption += f"; largest attention {vote_map.attention.max():.2f}"
         pictures.append(Picture(path, vote_map.image_id, caption, "vote maps"))
     return pictures
 
@@ -144,9 +147,11 @@ def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult,
     rows = features.image_index == pick.index
     if pick.split == "train":
         tile_proba, image_proba, label = run.oof_tile_proba[rows], run.oof_proba[pick.index], result.labels[pick.index]
+        attention = run.oof_tile_attention[rows] if run.oof_tile_attention is not None else None
         note = f"{REASONS[pick.reason]} · out-of-fold, fold {int(run.folds[pick.index])}"
     else:
         tile_proba, image_proba, label = run.test_tile_proba[rows], run.test_proba[pick.index], None
+        attention = run.test_tile_attention[rows] if run.test_tile_attention is not None else None
         note = f"{REASONS[pick.reason]} · final model trained on every training image"
     if not np.isfinite(image_proba).all():
         logger.warning("No vote map for %s: it was never validated, so it has no out-of-fold votes.", image_id)
@@ -174,4 +179,4 @@ def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult,
         except ImageReadError as exc:
             logger.warning("Vote map of %s drawn without its mask outline: %s", image_id, exc)
     return VoteMap(image_id, decoded.pixels, inside, features.coords[rows], tile_proba, image_proba,
-                   int(label) if label is not None else None, note)
+                   int(label) if label is not None else None, note, attention)

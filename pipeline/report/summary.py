@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.classify.confidence import ci_text
 from pipeline.classify.results import ClassificationResult
 from pipeline.report.files import left_out, submission_rows
 
 
 def format_summary(result: ClassificationResult, run_dir: Path) -> str:
-    """The printed result: metrics table, confusion matrix of the best head, the run folder."""
-    lines = [f"{'head':<8} {'weighted F1':>12} {'folds (mean ± sd)':>18} {'macro F1':>9} {'accuracy':>9} {'time':>7}"]
+    """The printed result: metrics table, confusion matrix of the best head, the run folder.
+
+    The table gives bootstrap 95% intervals and, with ``--repeats``, the repeats' mean and sd.
+    """
+    lines = [f"{'head':<8} {'weighted F1':>12} {'95% CI':>14} {'folds (mean ± sd)':>18} {'macro F1':>9} "
+             f"{'95% CI':>14} {'accuracy':>9} {'time':>7}"]
     for run in result.heads:
         m = run.metrics
-        lines.append(f"{run.name:<8} {m['weighted_f1']:>12.3f} {m['weighted_f1_folds_mean']:>11.3f} ± "
-                     f"{m['weighted_f1_folds_std']:.3f} {m['macro_f1']:>9.3f} {m['accuracy']:>9.3f} "
-                     f"{run.seconds:>6.1f}s")
+        lines.append(f"{run.name:<8} {m['weighted_f1']:>12.3f} {ci_text(m, 'weighted_f1'):>14} "
+                     f"{m['weighted_f1_folds_mean']:>11.3f} ± {m['weighted_f1_folds_std']:.3f} {m['macro_f1']:>9.3f} "
+                     f"{ci_text(m, 'macro_f1'):>14} {m['accuracy']:>9.3f} {run.seconds:>6.1f}s")
+    lines += repeat_lines(result)
     best = result.best
     width = max(len(c) for c in result.classes) + 2
     lines += ["", f"confusion matrix ({best.name}; rows: true, columns: predicted)",
@@ -35,3 +41,18 @@ def format_summary(result: ClassificationResult, run_dir: Path) -> str:
         lines.append(f"warning: {len(result.filled_test)} test image(s) had no features (skipped by extraction) and "
                      f"were given the majority class: {', '.join(result.filled_test[:10])}")
     return "\n".join(lines)
+
+
+def repeat_lines(result: ClassificationResult) -> list[str]:
+    """With ``--repeats R``: one line per head with the mean ± sd of weighted and macro F1 over the R repeats."""
+    if not any(run.metrics.get("repeats", 1) > 1 for run in result.heads):
+        return []
+    m = result.heads[0].metrics
+    lines = ["", f"repeated cross-validation ({m['repeats']} seeds: {', '.join(map(str, m['repeat_seeds']))}; "
+                 "pooled out-of-fold scores, mean ± sd)"]
+    for run in result.heads:
+        m = run.metrics
+        lines.append(f"{run.name:<8} weighted F1 {m['weighted_f1_repeats_mean']:.3f} ± "
+                     f"{m['weighted_f1_repeats_std']:.3f}   macro F1 {m['macro_f1_repeats_mean']:.3f} ± "
+                     f"{m['macro_f1_repeats_std']:.3f}")
+    return lines

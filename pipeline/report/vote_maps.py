@@ -4,7 +4,10 @@ A tile paints a square of side ``min(tile size, stride)`` centred on the tile (s
 over each other) in its top class's colour, over the image, with an opacity that grows with its confidence (the
 top-class probability, from ``1 / C`` = unsure to 1 = sure). An image of one or two tiles (a tint would cover all of
 it) keeps its pixels: its tiles are outlined in their classes' colours and the class probabilities are drawn as bars.
-The images shown are picked by :func:`select_images`.
+The images shown are picked by :mod:`pipeline.report.picks`.
+
+A bag head (abmil) gives every tile an attention weight: its vote maps are attention maps, where a tile's colour is its
+own class and its opacity its weight relative to the image's largest (:func:`attention_colors`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,6 @@ from pipeline.report.plots import class_colors, new_figure
 FEW_TILES = 2  # with this many tiles or fewer, a tint would cover (nearly) the whole image and show nothing
 MAX_DISPLAY_SIDE = 1600  # images are downscaled to this longest side before drawing (the figure is ~900 px wide)
 MIN_ALPHA, MAX_ALPHA = 0.2, 0.7  # opacity of an unsure and of a certain tile; the tissue stays visible
-REASONS = {
-    "wrong": "most confidently wrong",
-    "unsure": "least confident",
-    "correct": "confidently correct",
-    "requested": "requested with --vote-maps",
-}
 
 
 def tile_colors(tile_proba: np.ndarray, colors: np.ndarray) -> np.ndarray:
@@ -43,6 +40,23 @@ def tile_colors(tile_proba: np.ndarray, colors: np.ndarray) -> np.ndarray:
     tile_proba = np.asarray(tile_proba, dtype=np.float64)
     alpha = confidence_alpha(tile_proba.max(axis=1), tile_proba.shape[1])
     return np.column_stack([np.asarray(colors)[tile_proba.argmax(axis=1)], alpha])
+
+
+def attention_colors(tile_proba: np.ndarray, attention: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """RGBA of each tile of one image: its own top class's colour, opacity by attention relative to the image's largest.
+
+    Args:
+        tile_proba: (n_tiles, C) each tile's own class probabilities. attention: (n_tiles,) weights of the image.
+        colors: (C, 3) float RGB of each class.
+
+    Returns:
+        (n_tiles, 4) float RGBA: opacity :data:`MIN_ALPHA` x 0.25 for no attention up to :data:`MAX_ALPHA` for the
+        image's most attended tile, so tiles that did not count fade into the tissue.
+    """
+    attention = np.asarray(attention, dtype=np.float64)
+    relative = attention / max(float(attention.max()), 1e-12)
+    alpha = MIN_ALPHA * 0.25 + (MAX_ALPHA - MIN_ALPHA * 0.25) * relative
+    return np.column_stack([np.asarray(colors)[np.asarray(tile_proba).argmax(axis=1)], alpha])
 
 
 def confidence_alpha(confidence: np.ndarray, n_classes: int) -> np.ndarray:
@@ -107,6 +121,7 @@ class VoteMap:
         image_proba: (C,) the image's voted probabilities.
         label: True class index, or None for a test image.
         note: Why the image is shown and where its prediction comes from, e.g. ``"least confident · fold 2"``.
+        attention: (n_tiles,) attention weights of a bag head (then ``tile_proba`` is each tile's own class), or None.
     """
 
     image_id: str
@@ -117,6 +132,7 @@ class VoteMap:
     image_proba: np.ndarray
     label: int | None
     note: str
+    attention: np.ndarray | None = None
 
 
 def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_size: int) -> Figure:
@@ -134,7 +150,9 @@ def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_
         painted = pixels
     else:
         cells = tile_cells(vote_map.coords, tile_size, cell_size, scale, pixels.shape[:2])
-        painted = paint_tiles(pixels, cells, tile_colors(vote_map.tile_proba, colors))
+        rgba = (tile_colors(vote_map.tile_proba, colors) if vote_map.attention is None
+                else attention_colors(vote_map.tile_proba, vote_map.attention, colors))
+        painted = paint_tiles(pixels, cells, rgba)
 
     figure = _layout(vote_map, classes, width, height)
     ax, key_ax = figure.axes
@@ -144,7 +162,8 @@ def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_
              for x0, y0, x1, y1 in cells]
     if few:
         outline = np.asarray(colors)[vote_map.tile_proba.argmax(axis=1)]
-        ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=outline, linewidths=3))
+        widths = 3 if vote_map.attention is None else 1 + 4 * vote_map.attention / vote_map.attention.max()
+        ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=outline, linewidths=widths))
     else:
         ax.add_collection(PolyCollection(edges, facecolors="none", edgecolors=(1, 1, 1, 0.6), linewidths=0.5))
     if vote_map.inside is not None and vote_map.inside.any() and not vote_map.inside.all():
@@ -155,8 +174,10 @@ def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_
     ax.set_axis_off()
     if few:
         _draw_probabilities(key_ax, vote_map, colors, classes)
-    else:
+    elif vote_map.attention is None:
         _draw_key(key_ax, colors, classes)
+    else:
+        _draw_attention_key(key_ax, colors, classes)
     return figure
 
 
@@ -193,6 +214,10 @@ def _title(vote_map: VoteMap, classes: list[str]) -> str:
     counts = ", ".join(f"{votes[c]} {classes[c]}" for c in np.argsort(-votes, kind="stable") if votes[c])
     n = len(vote_map.tile_proba)
     third = f"{n} tile{'' if n == 1 else 's'} voted: {counts}"
+    if vote_map.attention is not None:
+        top = int(np.argmax(vote_map.attention))
+        third = (f"attention: largest {vote_map.attention[top]:.2f} (even spread: {1 / n:.2f}) on a "
+                 f"{classes[int(vote_map.tile_proba[top].argmax())]} tile; tiles on their own: {counts}")
     return "\n".join(textwrap.fill(line, 100) for line in (first, vote_map.note, third))
 
 
@@ -215,6 +240,21 @@ def _draw_key(ax: object, colors: np.ndarray, classes: list[str]) -> None:
                   "black line: outline of the mask", fontsize=8)
 
 
+def _draw_attention_key(ax: object, colors: np.ndarray, classes: list[str]) -> None:
+    """One row per class: its colour from no attention to the image's most attended tile, blended over white."""
+    n = len(classes)
+    relative = np.linspace(0.0, 1.0, 64)
+    alpha = (MIN_ALPHA * 0.25 + (MAX_ALPHA - MIN_ALPHA * 0.25) * relative)[None, :, None]
+    key = (1.0 - alpha) + np.asarray(colors)[:, None, :] * alpha  # (C, 64, 3) over white
+    ax.imshow(key, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xticks([0, len(relative) - 1], ["no attention", "the image's largest"], fontsize=8)
+    for label, align in zip(ax.get_xticklabels(), ("left", "right"), strict=True):
+        label.set_horizontalalignment(align)  # the ends of the scale stay inside the figure
+    ax.set_xlabel("tile colour: the tile's own class; opacity: its attention weight (how much it counted)\n"
+                  "black line: outline of the mask", fontsize=8)
+
+
 def _draw_probabilities(ax: object, vote_map: VoteMap, colors: np.ndarray, classes: list[str]) -> None:
     """One row per class: the image's probability as a bar, each tile's as a marker."""
     rows = np.arange(len(classes))
@@ -227,71 +267,7 @@ def _draw_probabilities(ax: object, vote_map: VoteMap, colors: np.ndarray, class
     ax.set_xlim(0, 1)
     ax.tick_params(axis="x", labelsize=8)
     tiles = "each tile's (markers)" if len(vote_map.tile_proba) > 1 else "the tile's (marker)"
+    outline = ("the colour of the class its vote went to" if vote_map.attention is None
+               else "the tile's own class, thicker with more attention")
     ax.set_xlabel(f"class probabilities: the image's (bars) and {tiles}\n"
-                  "tile outline: the colour of the class its vote went to; black line: outline of the mask",
-                  fontsize=8)
-
-
-@dataclass(frozen=True)
-class Pick:
-    """An image to draw: its split, its row in that split's feature set, and why it is drawn (a key of REASONS)."""
-
-    split: str
-    index: int
-    reason: str
-
-
-def select_images(labels: np.ndarray, proba: np.ndarray, n_wrong: int = 3, n_unsure: int = 2,
-                  n_correct: int = 2) -> list[Pick]:
-    """Validation images worth looking at: the most confidently wrong, the least confident, the surest correct ones.
-
-    Args:
-        labels: (n_images,) int true classes.
-        proba: (n_images, C) out-of-fold probabilities; rows with NaN (never validated) are not picked.
-        n_wrong: How many wrong images, highest predicted probability first.
-        n_unsure: How many of the remaining images with the lowest top probability.
-        n_correct: How many correct images per class, highest probability first.
-
-    Returns:
-        Train picks, each image once, in that order (ties go to the lower index).
-    """
-    valid = np.isfinite(proba).all(axis=1)
-    confidence = np.where(valid, np.nan_to_num(proba).max(axis=1), np.nan)
-    correct = valid & (np.nan_to_num(proba).argmax(axis=1) == labels)
-    chosen: list[Pick] = []
-
-    def take(rows: np.ndarray, key: np.ndarray, count: int, reason: str) -> None:
-        taken = {p.index for p in chosen}
-        rows = [int(i) for i in rows[np.argsort(key[rows], kind="stable")] if int(i) not in taken]
-        chosen.extend(Pick("train", i, reason) for i in rows[:count])
-
-    take(np.nonzero(valid & ~correct)[0], -confidence, n_wrong, "wrong")
-    take(np.nonzero(valid)[0], confidence, n_unsure, "unsure")
-    for c in np.unique(labels):
-        take(np.nonzero(correct & (labels == c))[0], -confidence, n_correct, "correct")
-    return chosen
-
-
-def resolve_requests(requests: list[str], train_ids: list[str], train_samples: list[str],
-                     test_ids: list[str]) -> tuple[list[Pick], list[str]]:
-    """Turn ``--vote-maps`` values into picks.
-
-    A value is ``all`` (every training image), an image id (``train/img_0003``, ``test/img_0001``), a file name
-    (``img_0003.png``) or a stem (``img_0003``); file names and stems refer to training images, since test numbering
-    restarts at 0000.
-
-    Returns:
-        The picks, in request order without repeats, and the values that match no image.
-    """
-    by_name = {name: ("train", i) for i, image_id in enumerate(train_ids)
-               for name in (image_id, train_samples[i], image_id.split("/", 1)[-1])}
-    by_name.update({image_id: ("test", i) for i, image_id in enumerate(test_ids)})
-    picks: dict[tuple[str, int], Pick] = {}
-    unknown = []
-    for value in requests:
-        matches = [("train", i) for i in range(len(train_ids))] if value == "all" else [by_name.get(value)]
-        if matches == [None]:
-            unknown.append(value)
-        for match in filter(None, matches):
-            picks.setdefault(match, Pick(match[0], match[1], "requested"))
-    return list(picks.values()), unknown
+                  f"tile outline: {outline}; black line: outline of the mask", fontsize=8)

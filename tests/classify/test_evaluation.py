@@ -76,3 +76,70 @@ def test_metrics():
 def test_unknown_level():
     with pytest.raises(ConfigError, match="--level must be one of tile, image. Got 'slide' instead."):
         Scheme("slide").validate()
+
+
+class SpyBagHead:
+    """A bag head that remembers what it was given; predicts from each bag's first tile, attends evenly."""
+
+    calls: list = []
+
+    def fit(self, X, y, bag_index=None, groups=None):
+        self.classes_ = np.unique(y)
+        SpyBagHead.calls.append((X.copy(), np.asarray(y).copy(), bag_index.copy(), np.asarray(groups).copy()))
+        return self
+
+    def predict_bags(self, X, bag_index, n_bags):
+        from pipeline.heads.bags import BagPrediction
+
+        counts = np.bincount(bag_index, minlength=n_bags)
+        proba = np.zeros((n_bags, len(self.classes_)))
+        proba[:, 0] = 1.0
+        tile_proba = np.tile([0.0, 1.0], (len(X), 1))
+        return BagPrediction(proba, tile_proba, 1.0 / counts[bag_index])
+
+
+def test_bag_heads_get_each_image_as_a_bag_with_its_label_and_group_and_return_attention():
+    features = _features(n_images=12, tiles=3)
+    labels, groups, folds = np.array([0, 1] * 6), np.arange(12) // 2, np.arange(12) % 3
+    SpyBagHead.calls = []
+    scheme = Scheme("tile").for_head("abmil")
+    assert scheme.level == "bag" and Scheme("image", pool=("mean", "max")).for_head("mlp").level == "image"
+    result = cross_validate(SpyBagHead, features, labels, groups, folds, scheme, 2)
+    for fold, (X, y, bag_index, bag_groups) in enumerate(SpyBagHead.calls):
+        images = np.flatnonzero(folds != fold)
+        assert len(X) == 3 * len(images) and bag_index.tolist() == np.repeat(np.arange(len(images)), 3).tolist()
+        np.testing.assert_array_equal(y, labels[images])
+        np.testing.assert_array_equal(bag_groups, groups[images])
+        np.testing.assert_array_equal(np.round(X[::3, 0]).astype(int), images)  # the bags are the images' tiles
+    np.testing.assert_allclose(result.tile_attention, 1 / 3)
+    np.testing.assert_allclose(result.tile_proba[:, 1], 1.0)
+    assert (result.proba[:, 0] == 1).all()
+
+
+def test_image_level_pools_the_requested_statistics():
+    SpyHead.fitted = []
+    features = _features()
+
+    class Recorder(SpyHead):
+        seen: list = []
+
+        def fit(self, X, y, groups=None):
+            Recorder.seen.append(X.shape)
+            return super().fit(X, y, groups)
+
+    cross_validate(Recorder, features, np.array([0, 1] * 6), np.arange(12), np.arange(12) % 2,
+                   Scheme("image", pool=("mean", "max", "std")).validate(), 2)
+    assert Recorder.seen == [(6, 6), (6, 6)]  # 2 features x 3 statistics, one row per image
+
+
+@pytest.mark.parametrize(
+    ("scheme", "message"),
+    [
+        (Scheme("tile", pool=("mean", "max")), "--pool mean,max needs --level image"),
+        (Scheme("image", pool=("median",)), "--pool must be a comma-separated list of distinct statistics"),
+        (Scheme("tile", vote="loudest"), "--vote must be one of"),
+    ],
+)
+def test_bad_schemes_are_refused(scheme, message):
+    with pytest.raises(ConfigError, match=message):
+        scheme.validate()

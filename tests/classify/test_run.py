@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline import cache
-from pipeline.classify.evaluation import predict_tiles_and_images
+from pipeline.classify.evaluation import predict_subset
 from pipeline.classify.run import run_classification, run_name
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.errors import ConfigError
@@ -24,9 +24,9 @@ def test_results_carry_every_prediction_and_nothing_is_written(tmp_path):
     assert head.oof_proba.shape == (len(LABELS), 3) and head.test_proba.shape == (4, 3)
     assert len(head.test_tile_proba) == len(result.test.embeddings)
     # the test tile probabilities that vote maps draw are the final model's own
-    tiles, images = predict_tiles_and_images(head.classifier.head, result.test, np.arange(4), 3, head.classifier.scheme)
-    np.testing.assert_allclose(head.test_tile_proba, tiles)
-    np.testing.assert_allclose(head.test_proba, images)
+    out = predict_subset(head.classifier.head, result.test, np.arange(4), 3, head.classifier.scheme)
+    np.testing.assert_allclose(head.test_tile_proba, out.tile_proba)
+    np.testing.assert_allclose(head.test_proba, out.image_proba)
     assert result.run_name == f"data_{cache_dir.name}_logreg"
 
 

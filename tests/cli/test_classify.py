@@ -88,3 +88,19 @@ def test_hygiene_thresholds_are_flags():
     quality = quality_from_args(args)
     assert (quality.min_stain_fraction, quality.max_green_ink_fraction, quality.robust_z) == (0.2, 0.01, 4.0)
     assert quality.min_images_for_z == 20 and quality.max_flat_fill_fraction == 0.6
+
+
+def test_pool_and_repeats_flags(tmp_path, capsys):
+    args = build_parser().parse_args([])
+    assert (args.pool, args.repeats, args.predict) == ("mean", 1, None)
+    cache_dir, _ = write_fake_cache(tmp_path / "features", LABELS)
+    assert main(["--features", str(cache_dir), "--pool", "mean,median", "--level", "image", "-q"]) == 2
+    assert capsys.readouterr().err.startswith("error: --pool must be a comma-separated list of distinct statistics")
+    assert main(["--features", str(cache_dir), "--pool", "mean,max", "-q"]) == 2
+    assert "needs --level image" in capsys.readouterr().err
+    assert main(["--features", str(cache_dir), "--head", "logreg", "--level", "image", "--pool", "max,mean",
+                 "--folds", "3", "--repeats", "2", "--no-pictures", "--out", str(tmp_path / "run"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "repeated cross-validation (2 seeds: 0, 1" in out
+    with (tmp_path / "run" / "model" / "classifier.json").open() as handle:
+        assert '"pool": [\n    "max",\n    "mean"\n  ]' in handle.read()

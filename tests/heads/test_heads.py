@@ -123,7 +123,7 @@ def test_load_rejects_tampered_kind_and_missing_files(tmp_path):
     save_head(make_head("logreg").fit(X, y), tmp_path)
     meta = json.loads((tmp_path / "head.json").read_text())
     (tmp_path / "head.json").write_text(json.dumps({**meta, "kind": "pickle"}))
-    with pytest.raises(ModelLoadError, match="kind 'pickle'.*expected a kind in logreg, lgbm, mlp"):
+    with pytest.raises(ModelLoadError, match="kind 'pickle'.*expected a kind in logreg, lgbm, mlp, abmil"):
         load_head(tmp_path)
     (tmp_path / "head.json").write_text(json.dumps({**meta, "kind": "lgbm"}))  # logreg arrays, no text model
     with pytest.raises(ModelLoadError, match="inconsistent lgbm head"):
@@ -156,7 +156,7 @@ def test_same_seed_gives_identical_probabilities(name):
 
 
 @pytest.mark.parametrize("name", ["logreg", "lgbm"])
-def test_groups_are_ignored_outside_the_mlp(name):
+def test_groups_are_ignored_outside_the_torch_heads(name):
     X, y = clusters(8, n=300)
     with_groups = make_head(name, n_jobs=1).fit(X, y, groups=np.arange(len(y)) // 4).predict_proba(X)
     np.testing.assert_array_equal(with_groups, make_head(name, n_jobs=1).fit(X, y).predict_proba(X))
@@ -164,7 +164,7 @@ def test_groups_are_ignored_outside_the_mlp(name):
 
 def test_make_head_rejects_unknown_name_and_passes_settings():
     with pytest.raises(
-        ConfigError, match=re.escape("The 'head' parameter must be one of logreg, lgbm, mlp. Got 'xyz' instead.")
+        ConfigError, match=re.escape("The 'head' parameter must be one of logreg, lgbm, mlp, abmil. Got 'xyz' instead.")
     ):
         make_head("xyz")
     head = make_head("lgbm", class_weight=None, seed=5, n_jobs=1)

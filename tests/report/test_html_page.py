@@ -79,3 +79,22 @@ def test_hygiene_warnings_are_shown_first(tmp_path):
     page = render_report(run_dir, summary, settings, [], "run")
     assert '<p class="warning">hygiene flags 2 of 30 training images (6.7%): ink 2; &lt;kept&gt;</p>' in page
     assert page.index('class="warning"') < page.index("<h2>Metrics</h2>")
+
+
+def test_intervals_repeats_and_how_to_read_attention_maps(tmp_path):
+    notes = {}
+    for head in ("logreg", "abmil"):
+        summary, run_dir, settings = _run(tmp_path / head, pictures=False, head=head, repeats=2)
+        (run_dir / "vote_maps").mkdir()
+        (run_dir / "vote_maps" / "wrong_img_0001.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        pictures = [Picture(Path("vote_maps/wrong_img_0001.png"), "train/img_0001", "wrong", "vote maps")]
+        page = render_report(run_dir, summary, settings, pictures, run_dir.name)
+        m = summary.heads[0].metrics
+        low, high = m["weighted_f1_ci95"]
+        assert f"<td>{m['weighted_f1']:.3f}</td><td>[{low:.3f}, {high:.3f}]</td>" in page
+        assert f"<td>{m['weighted_f1_repeats_mean']:.3f} ± {m['weighted_f1_repeats_std']:.3f}</td>" in page
+        assert "duplicate groups resampled whole" in page and "run again with 2 seeds" in page
+        notes[head] = page
+    assert "Attention maps (abmil)" in notes["abmil"] and "bags of tiles (attention)" in notes["abmil"]
+    assert "Attention maps" not in notes["logreg"] and "coloured by the class its vote went to" in notes["logreg"]
+    assert "tile level, mean vote" in notes["logreg"]

@@ -58,10 +58,20 @@ def test_submission_format_order_and_reload(tmp_path):
 def test_head_all_compares_and_keeps_the_best_on_top(tmp_path):
     cache_dir, _ = write_fake_cache(tmp_path, LABELS)
     summary, run_dir = _run(cache_dir, tmp_path, head="all")
-    assert [run.name for run in summary.heads] == ["logreg", "lgbm", "mlp"]
+    assert [run.name for run in summary.heads] == ["logreg", "lgbm", "mlp", "abmil"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["best_head"] == summary.best.name and set(metrics["heads"]) == {"logreg", "lgbm", "mlp"}
+    assert metrics["best_head"] == summary.best.name and set(metrics["heads"]) == {"logreg", "lgbm", "mlp", "abmil"}
     assert all((run_dir / "heads" / name / "submission.csv").is_file() for name in metrics["heads"])
+    assert all((run_dir / "heads" / name / "test_predictions.csv").is_file() for name in metrics["heads"])
+    # abmil sees each image as a bag of its tiles, the others run at the requested level
+    assert {name: m["level"] for name, m in metrics["heads"].items()} == {
+        "logreg": "tile", "lgbm": "tile", "mlp": "tile", "abmil": "bag"}
+    assert all(len(m["weighted_f1_ci95"]) == 2 for m in metrics["heads"].values())
+    abmil = summary.heads[-1]
+    assert abmil.oof_tile_attention.shape == (len(summary.train.embeddings),)
+    np.testing.assert_allclose(np.bincount(summary.train.image_index, weights=abmil.oof_tile_attention), 1.0,
+                               atol=1e-6)
+    assert summary.heads[0].oof_tile_attention is None
 
 
 def test_image_level_and_votes(tmp_path):

@@ -10,8 +10,6 @@ from pipeline.report.vote_maps import (
     display_scale,
     paint_tiles,
     render_vote_map,
-    resolve_requests,
-    select_images,
     tile_cells,
     tile_colors,
 )
@@ -136,33 +134,32 @@ def test_an_image_of_one_tile_keeps_its_pixels_and_shows_the_probabilities(tmp_p
     assert np.abs(centre.astype(int) - GREY).max() <= 2
 
 
-def test_selection_picks_confidently_wrong_then_unsure_then_sure_correct_per_class():
-    labels = np.array([0, 0, 0, 1, 1, 1, 0, 1])
-    proba = np.array([
-        [0.9, 0.1],  # 0 correct, sure
-        [0.2, 0.8],  # 1 wrong, confident
-        [0.55, 0.45],  # 2 correct, unsure
-        [0.6, 0.4],  # 3 wrong, less confident
-        [0.1, 0.9],  # 4 correct, surest of class 1
-        [0.48, 0.52],  # 5 correct, least confident of all
-        [0.7, 0.3],  # 6 correct
-        [np.nan, np.nan],  # 7 never validated
-    ])
-    picks = select_images(labels, proba, n_wrong=1, n_unsure=2, n_correct=1)
-    assert [(p.index, p.reason) for p in picks] == [(1, "wrong"), (5, "unsure"), (2, "unsure"), (0, "correct"),
-                                                    (4, "correct")]
-    everything = select_images(labels, proba, n_wrong=5, n_unsure=0, n_correct=5)
-    assert [p.index for p in everything if p.reason == "wrong"] == [1, 3]
-    assert 7 not in [p.index for p in everything] and len({p.index for p in everything}) == len(everything)
+def test_attention_maps_colour_tiles_by_their_own_class_and_fade_the_ignored_ones(tmp_path):
+    from pipeline.report.vote_maps import attention_colors
 
+    colors = class_colors(4)
+    proba = np.array([[0.1, 0.7, 0.1, 0.1], [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
+    rgba = attention_colors(proba, np.array([0.8, 0.0, 0.2]), colors)
+    np.testing.assert_allclose(rgba[:, :3], colors[[1, 0, 3]])
+    assert rgba[0, 3] == pytest.approx(MAX_ALPHA) and rgba[1, 3] == pytest.approx(MIN_ALPHA / 4)
+    assert rgba[1, 3] < rgba[2, 3] < rgba[0, 3]
+    vote_map, tile = _hand_made_map()
+    attention = np.array([0.05, 0.05, 0.6, 0.1, 0.1, 0.1])
+    vote_map.attention = attention
+    figure = render_vote_map(vote_map, CLASSES, tile, tile)
+    title = figure.texts[0].get_text().replace("\n", " ")
+    assert "attention: largest 0.60 (even spread: 0.17) on a HER2(+) tile" in title
+    assert "attention weight" in figure.axes[1].get_xlabel()
+    figure.canvas.draw()
+    box = figure.get_tightbbox(figure.canvas.get_renderer())
+    width, height = figure.get_size_inches()
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width + 0.01 and box.y1 <= height + 0.01  # no text cut off
+    points = figure.axes[0].transData.transform(vote_map.coords + tile / 2)
+    path = save_figure(figure, tmp_path / "attention.png")
+    with Image.open(path) as png:
+        rendered = np.asarray(png.convert("RGB")).astype(int)
+    painted = attention_colors(vote_map.tile_proba, attention, colors)
+    expected = np.round(GREY * (1 - painted[:, 3:]) + 255 * painted[:, :3] * painted[:, 3:])
+    for (x, y), colour in zip(points, expected, strict=True):
+        assert np.abs(rendered[int(rendered.shape[0] - y), int(x)] - colour).max() <= 2
 
-def test_requests_by_id_file_name_stem_test_id_and_all():
-    train_ids = ["train/img_0000", "train/img_0001", "train/img_0002"]
-    samples = ["img_0000.png", "img_0001.png", "img_0002.png"]
-    picks, unknown = resolve_requests(["img_0002.png", "train/img_0000", "img_0002", "test/img_0001", "img_9"],
-                                      train_ids, samples, ["test/img_0000", "test/img_0001"])
-    assert [(p.split, p.index, p.reason) for p in picks] == [("train", 2, "requested"), ("train", 0, "requested"),
-                                                              ("test", 1, "requested")]
-    assert unknown == ["img_9"]
-    picks, unknown = resolve_requests(["all"], train_ids, samples, [])
-    assert [p.index for p in picks] == [0, 1, 2] and not unknown
