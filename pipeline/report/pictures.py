@@ -43,7 +43,9 @@ def write_pictures(
             _attempt(f"the pictures of {run.name}", lambda run=run: write_score_pictures(
                 folder / "heads" / run.name, result, run))
     pictures += _attempt("embedding_map.png", lambda: [write_embedding_map(folder, result, best, settings.seed)])
-    pictures += _attempt("the vote maps", lambda: write_vote_maps(folder, result, best, list(settings.vote_maps)))
+    # a fused run's caches cut other tiles: its vote maps show the head on the first cache alone (report.html says so)
+    drawn = best.members[0] if result.fusion is not None else best
+    pictures += _attempt("the vote maps", lambda: write_vote_maps(folder, result, drawn, list(settings.vote_maps)))
     _attempt("report.html", lambda: [write_report(folder, result, settings, pictures, title)])
     logger.info("pictures: %d files and report.html in %.1f s", len(pictures), time.perf_counter() - started)
     return pictures
