@@ -30,24 +30,28 @@ logger = logging.getLogger(__name__)
 CHECKSUMS = ("image_sha256", "pixels_sha256")  # what makes two cached images the same image
 
 
-def check_fusion(mode: str, heads: Sequence[str], scheme: Scheme) -> None:
-    """Refuse an unknown ``--fusion``, and ``concat`` with a tile-level run or a bag head.
+def check_fusion(mode: str, heads: Sequence[str], scheme: Scheme) -> list[str]:
+    """The heads a fused run can run: all of them for late fusion; concat leaves bag heads out of ``--head all``.
 
     Raises:
-        ConfigError: The mode is unknown, or concat meets ``--level tile`` or a head that takes bags of tiles.
+        ConfigError: The mode is unknown, or concat meets ``--level tile`` or is asked for a bag head alone.
     """
     if mode not in FUSION_MODES:
         raise ConfigError(f"--fusion must be one of {', '.join(FUSION_MODES)}. Got '{mode}' instead.")
     if mode != "concat":
-        return
-    bags = [name for name in heads if head_entry(name).bags]
-    if bags:
-        raise ConfigError(f"--fusion concat joins image-level features, but --head {' '.join(bags)} takes each image "
+        return list(heads)
+    kept = [name for name in heads if not head_entry(name).bags]
+    if not kept:
+        raise ConfigError(f"--fusion concat joins image-level features, but --head {' '.join(heads)} takes each image "
                           "as a bag of tiles. Use --fusion late, or --head logreg, lgbm or mlp.")
     if scheme.level != "image":
         raise ConfigError(f"--fusion concat joins image-level features (each cache's tiles pooled per image); --level "
                           f"{scheme.level} trains on tiles, which differ between caches. Add --level image, or use "
                           "--fusion late.")
+    if len(kept) < len(heads):
+        logger.warning("--fusion concat joins image-level features: %s (bags of tiles) left out; --fusion late runs "
+                       "it.", ", ".join(name for name in heads if name not in kept))
+    return kept
 
 
 def check_distinct(cache_dirs: Sequence[Path], settings: Sequence[dict]) -> None:

@@ -196,7 +196,10 @@ def run_classification(settings: ClassificationSettings) -> ClassificationResult
     paths = settings.feature_paths()
     fused = len(paths) > 1
     if fused:
-        fusion.check_fusion(settings.fusion, heads, base_scheme)
+        heads = fusion.check_fusion(settings.fusion, heads, base_scheme)
+    elif settings.fusion != "late":
+        logger.warning("--fusion %s is ignored: it combines several --features caches, and one was given.",
+                       settings.fusion)
     caches = [open_cache(path, settings.data_dir) for path in paths]
     if fused:
         fusion.check_distinct([c.cache_dir for c in caches], [c.settings for c in caches])

@@ -149,13 +149,27 @@ def test_concat_refuses_tiles_and_bags_and_fusion_names_are_checked(tmp_path):
         ({"fusion": "concat"}, "--fusion concat joins image-level features (each cache's tiles pooled per image); "
                                "--level tile trains on tiles"),
         ({"fusion": "concat", "level": "image", "head": "abmil"}, "--head abmil takes each image as a bag of tiles"),
-        ({"fusion": "concat", "level": "image", "head": "all"}, "Use --fusion late, or --head logreg, lgbm or mlp."),
         ({"fusion": "early"}, "--fusion must be one of late, concat. Got 'early' instead."),
     ]
     for kwargs, expected in cases:
         with pytest.raises(ConfigError) as caught:
             run_classification(_settings((first, second), **kwargs))
         assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_concat_leaves_bag_heads_out_of_head_all(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("pipeline.classify.settings.HEAD_NAMES", ("logreg", "abmil"))  # the others add time only
+    first, second = two_caches(tmp_path)
+    result = run_classification(_settings((first, second), fusion="concat", level="image", head="all"))
+    assert [run.name for run in result.heads] == ["logreg"]
+    assert "--fusion concat joins image-level features: abmil (bags of tiles) left out" in caplog.text
+
+
+def test_fusion_with_one_cache_is_a_plain_run_with_a_warning(tmp_path, caplog):
+    first, _ = two_caches(tmp_path)
+    result = run_classification(_settings(first, fusion="concat"))
+    assert result.fusion is None and result.heads[0].members == []
+    assert "--fusion concat is ignored: it combines several --features caches, and one was given." in caplog.text
 
 
 def test_the_same_cache_twice_is_refused(tmp_path):
