@@ -96,9 +96,11 @@ def write_embedding_map(folder: Path, result: ClassificationResult, run: HeadRes
     title = f"Image embeddings (mean of each image's tiles), {method}; {run.name} out-of-fold"
     figure = plots.embedding_map_figure(coords, result.labels, predictions, result.classes, axis_labels, title)
     plots.save_figure(figure, folder / "embedding_map.png")
+    fused = (f" The embeddings are the first cache's ({result.fusion.labels[0]}); the crosses mark the fused "
+             "predictions." if result.fusion is not None else "")
     return Picture(Path("embedding_map.png"), f"Image embeddings ({method})",
                    "One point per training image, coloured by its true class; ringed crosses: wrong out-of-fold "
-                   "predictions.", "embeddings")
+                   "predictions." + fused, "embeddings")
 
 
 def write_vote_maps(folder: Path, result: ClassificationResult, run: HeadResult, requests: list[str]) -> list[Picture]:

@@ -168,3 +168,4 @@ def test_a_fused_run_draws_the_first_caches_vote_maps_and_says_so(tmp_path, tiny
     assert f"These maps show logreg on the first cache alone ({caches[0].name})" in page
     assert all(f"vote_maps/{path.name}" in page for path in maps)
     assert "<h3>Caches alone and fused</h3>" in page and f"<td>{caches[1].name}</td>" in page
+    assert f"The embeddings are the first cache&#x27;s ({caches[0].name})" in page
