@@ -137,8 +137,12 @@ def write_fake_cache(
     separation: float = 4.0,
     seed: int = 0,
     name: str = "fake_t224_s224_c0.50_n0_fp32",
+    model_checksum: str = "abc",
 ) -> tuple[Path, Path]:
     """Write a cache of random embeddings, one Gaussian cluster per class, and its label file.
+
+    Caches written with other ``seed``, ``dim`` and ``model_checksum`` (and another ``name``) hold the same images
+    (same ids and checksums) embedded by "another encoder": what ``classify.py --features A B`` fuses.
 
     Returns:
         (cache folder, labels CSV). Train image i has label ``labels[i]``; test images get a random class.
@@ -153,7 +157,7 @@ def write_fake_cache(
     cache_dir = root / name
     settings = {
         "schema_version": store.SCHEMA_VERSION, "model": "fake", "model_source": "fake", "model_revision": "",
-        "model_checksum": "abc", "preprocessing": {"input_size": 224}, "precision": "fp32",
+        "model_checksum": model_checksum, "preprocessing": {"input_size": 224}, "precision": "fp32",
         "tile_size": TilingSettings().tile_size, "stride": 224, "min_coverage": 0.5, "max_tiles": 0, "seed": 0,
         "feature_dim": dim, "data_dir": str(root / "data"),
     }

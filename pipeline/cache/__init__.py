@@ -3,7 +3,7 @@
 ``pipeline.cache.store`` is the only module that touches h5py; the file schema is :mod:`pipeline.cache.schema`.
 """
 
-from pipeline.cache.featureset import FeatureSet, load_split, mean_embedding
+from pipeline.cache.featureset import FeatureSet, concat_image_features, load_split, mean_embedding
 from pipeline.cache.folder import (
     SETTINGS_FILE,
     SKIPPED_FILE,
@@ -39,6 +39,7 @@ __all__ = [
     "FeatureSet",
     "cache_name",
     "check_complete",
+    "concat_image_features",
     "data_key",
     "feature_path",
     "file_status",

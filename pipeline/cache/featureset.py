@@ -90,6 +90,33 @@ class FeatureSet:
         )
 
 
+def concat_image_features(sets: Sequence[FeatureSet], stats: Sequence[str] = ("mean",)) -> FeatureSet:
+    """One row per image: the pooled tile statistics of every set, side by side (``--fusion concat``).
+
+    The result is a feature set with one "tile" per image, so an image-level head with the mean pool sees exactly
+    these rows (the mean of one row is the row).
+
+    Args:
+        sets: Feature sets of the same images in the same order (other encoders or tile sizes); the caller checks.
+        stats: Statistics pooled from each set's tiles (:func:`pipeline.cache.pooling.pool_tiles`).
+
+    Returns:
+        A feature set whose embeddings are (n_images, sum_k D_k * len(stats)) float32, in the order of ``sets``;
+        image ids and sample names of the first set; no per-image attributes (the rows belong to no single cache).
+    """
+    first = sets[0]
+    n_images = first.n_images
+    rows = np.concatenate([features.image_embeddings(stats) for features in sets], axis=1)
+    return FeatureSet(
+        embeddings=rows.astype(np.float32, copy=False),
+        image_index=np.arange(n_images, dtype=np.int64),
+        coverage=np.ones(n_images, dtype=np.float32),
+        coords=np.zeros((n_images, 2), dtype=np.int32),
+        image_ids=list(first.image_ids),
+        sample_index=list(first.sample_index),
+    )
+
+
 def load_split(cache_dir: Path, split: str) -> FeatureSet:
     """Load every cached image of one split into a :class:`FeatureSet`.
 

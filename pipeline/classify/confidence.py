@@ -118,11 +118,14 @@ def ci_text(metrics: dict, metric: str) -> str:
     return f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else "-"
 
 
-def repeated_predictions(
+def repeated_probabilities(
     make: Callable[[int], object], features: FeatureSet, labels: np.ndarray, names: np.ndarray, groups: np.ndarray,
     n_folds: int, scheme: Scheme, trainable: np.ndarray, seeds: list[int],
 ) -> list[np.ndarray]:
-    """Out-of-fold predictions of one whole grouped cross-validation per seed (new folds and new head seeds).
+    """Out-of-fold probabilities of one whole grouped cross-validation per seed (new folds and new head seeds).
+
+    The folds of a seed depend only on the labels, groups and seed, so every cache of a fused run gets the same
+    folds in each repeat, and the fused repeat is the mean of the members' probabilities.
 
     Args:
         make: seed -> a fresh unfitted head with that seed.
@@ -131,14 +134,14 @@ def repeated_predictions(
         seeds: Seed of each repeat.
 
     Returns:
-        (n_images,) predicted class indices per seed.
+        (n_images, C) out-of-fold image probabilities per seed (NaN rows: never validated).
     """
     n_classes = int(labels.max()) + 1
     out = []
     for seed in seeds:
         folds = make_folds(names, groups, n_folds, seed)
         cv = cross_validate(lambda seed=seed: make(seed), features, labels, groups, folds, scheme, n_classes, trainable)
-        out.append(np.nan_to_num(cv.proba).argmax(1))
+        out.append(cv.proba)
     return out
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from pipeline.classify.confidence import confidence_intervals, repeat_scores
 
 
 def compute_metrics(labels: np.ndarray, predictions: np.ndarray, classes: list[str], fold_scores: list[float]) -> dict:
@@ -38,3 +42,37 @@ def compute_metrics(labels: np.ndarray, predictions: np.ndarray, classes: list[s
         "confusion_matrix": confusion_matrix(labels, predictions, labels=indices).tolist(),
         "classes": list(classes),
     }
+
+
+def fold_weighted_f1(labels: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> list[float]:
+    """Weighted F1 of each validation fold, as :func:`pipeline.classify.evaluation.cross_validate` computes it.
+
+    Args:
+        labels: (n,) true class indices. proba: (n, C) out-of-fold probabilities. folds: (n,) fold (-1: none).
+    """
+    scores = []
+    for fold in np.unique(folds[folds >= 0]):
+        validation = folds == fold
+        scores.append(float(f1_score(labels[validation], proba[validation].argmax(1), average="weighted")))
+    return scores
+
+
+def score_predictions(
+    labels: np.ndarray, proba: np.ndarray, fold_scores: list[float], classes: list[str], groups: np.ndarray,
+    seed: int, repeat_proba: Sequence[np.ndarray] = (), seeds: Sequence[int] = (),
+) -> dict:
+    """Every metric of a head's out-of-fold probabilities: :func:`compute_metrics`, bootstrap intervals, repeats.
+
+    Args:
+        labels: (n,) true class indices. proba: (n, C) out-of-fold probabilities. fold_scores: Weighted F1 per fold.
+        classes: Class names. groups: (n,) duplicate-group ids (resampled whole). seed: Seed of the bootstrap.
+        repeat_proba: (n, C) out-of-fold probabilities of the other repeats (``--repeats``), if any.
+        seeds: Seed of every repeat, the first being this run's.
+    """
+    predictions = proba.argmax(1)
+    metrics = compute_metrics(labels, predictions, classes, fold_scores)
+    metrics.update(confidence_intervals(labels, predictions, groups, seed))
+    if len(repeat_proba):
+        others = [np.nan_to_num(p).argmax(1) for p in repeat_proba]
+        metrics.update(repeat_scores(labels, [predictions, *others], list(seeds)))
+    return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,10 @@ from pipeline.hygiene.settings import QualitySettings
 class ClassificationSettings:
     """Everything that defines a classification run."""
 
-    features: Path = Path("features")  # a cache folder, a cache name under features/, or a root holding caches
+    # a cache folder, a cache name under features/, or a root holding caches; several: caches of the same images
+    # (other encoders or tile sizes) to fuse
+    features: Path | Sequence[Path] = Path("features")
+    fusion: str = "late"  # several caches: late (average each cache's image probabilities) or concat (image level)
     data_dir: Path | None = None  # whose cache to read under a root; None: data/'s if there is one, else the only one
     labels: Path | None = None  # default: train_labels.csv of the data folder recorded by extraction
     head: str = "mlp"  # logreg, lgbm, mlp or all
@@ -34,6 +38,12 @@ class ClassificationSettings:
     quality: QualitySettings = field(default_factory=QualitySettings)  # hygiene thresholds
     pictures: bool = True  # plots, vote maps and report.html in the run folder
     vote_maps: tuple[str, ...] = ()  # extra images to draw vote maps of: ids, file names, stems, or 'all'
+
+    def feature_paths(self) -> list[Path]:
+        """The ``--features`` values, one per cache (a single path gives one)."""
+        if isinstance(self.features, (str, Path)):
+            return [Path(self.features)]
+        return [Path(value) for value in self.features]
 
     def check_repeats(self) -> None:
         """Raise :class:`ConfigError` unless ``repeats`` is an int >= 1."""

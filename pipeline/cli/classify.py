@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cache.pooling import POOL_STATS, parse_pool
+from pipeline.classify.classifier import FUSION_MODES
 from pipeline.classify.evaluation import LEVELS
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.classify.votes import VOTES
@@ -32,8 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
         "weighted F1 and write predictions for the test images.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--features", type=Path, default=Path("features"),
-                        help="a cache folder written by extract.py, a cache's name, or the root holding them")
+    parser.add_argument("--features", type=Path, nargs="+", default=[Path("features")], metavar="CACHE",
+                        help="a cache folder written by extract.py, a cache's name, or the root holding them; "
+                        "several caches of the same images (other encoders or tile sizes) are fused (--fusion) "
+                        "(default: features)")
+    parser.add_argument("--fusion", choices=FUSION_MODES, default="late",
+                        help="with several --features: late fits the head on each cache in the same folds and "
+                        "averages the image probabilities; concat fits one head on the caches' pooled image "
+                        "features side by side (needs --level image)")
     parser.add_argument("--data", type=Path, default=None,
                         help="the data folder whose cache to use under a root (default: data/'s, else the only one)")
     parser.add_argument("--labels", type=Path, default=None,
@@ -54,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sd of weighted F1")
     parser.add_argument("--no-class-weight", action="store_true", help="turn off balanced class weights")
     parser.add_argument("--out", type=Path, default=None,
-                        help="run folder (default: runs/<data folder>_<cache name>_<head>, or the next free _2 ...)")
+                        help="run folder (default: runs/<data folder>_<cache name>_<head>, or the next free _2 ...; "
+                        "fused: runs/<data folder>_fused-<mode>_<head>_<what differs between the caches>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--keep-outliers", action="store_true",
                         help="also train on images flagged non_tissue or ink (by default they are left out while "
@@ -70,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pictures", action="store_true", help="skip the plots, vote maps and report.html")
     parser.add_argument("--predict", type=Path, default=None, metavar="RUN_FOLDER",
                         help="no training: predict the test images of --features with the model saved in this run "
-                        "folder; writes submission.csv and test_predictions.csv to --out (default: "
-                        "RUN_FOLDER_predict_<data folder>)")
+                        "folder (a fused run: one cache per cache it fused, in the same order); writes submission.csv "
+                        "and test_predictions.csv to --out (default: RUN_FOLDER_predict_<data folder>)")
     add_quality_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -80,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
     """Turn parsed flags into :class:`ClassificationSettings`."""
+    features = args.features[0] if len(args.features) == 1 else tuple(args.features)
     return ClassificationSettings(
-        features=args.features, data_dir=args.data, labels=args.labels, head=args.head, level=args.level,
+        features=features, fusion=args.fusion, data_dir=args.data, labels=args.labels, head=args.head, level=args.level,
         vote=args.vote, pool=parse_pool(args.pool), folds=args.folds, seed=args.seed, repeats=args.repeats,
         class_weight=not args.no_class_weight, out=args.out, overwrite=args.overwrite,
         keep_outliers=args.keep_outliers, drop_flagged=args.drop_flagged, dedupe=args.dedupe,

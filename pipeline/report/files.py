@@ -4,8 +4,10 @@ Per head: ``metrics.json``, ``oof_predictions.csv`` (``sample_index,label,pred,f
 ``submission.csv`` (``sample_index,label`` for every test image, sorted), ``test_predictions.csv``
 (``sample_index,pred,proba_<class>...``), ``model/`` (the fitted classifier) and, at the top, ``config.json``.
 With several heads the best one (cross-validated weighted F1) fills the top level and each head also gets
-``heads/<name>/``. Pictures and ``report.html`` come from :mod:`pipeline.report.pictures`. ``classify.py --predict``
-writes the same two test files from a saved model (:mod:`pipeline.report.predict`).
+``heads/<name>/``. A fused run (``--features A B``) scores the fused predictions everywhere; its ``metrics.json``
+adds ``fusion`` (mode, caches, each cache alone on the same folds) and ``config.json`` lists every cache.
+Pictures and ``report.html`` come from :mod:`pipeline.report.pictures`. ``classify.py --predict`` writes the same
+two test files from a saved model (:mod:`pipeline.report.predict`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ def _json(path: Path, payload: object) -> None:
 
 
 def settings_dict(settings: ClassificationSettings) -> dict:
-    """JSON-ready settings."""
-    return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(settings).items()}
+    """JSON-ready settings (several ``--features`` become a list of strings)."""
+    out = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(settings).items()}
+    if isinstance(out["features"], (list, tuple)):
+        out["features"] = [str(value) for value in out["features"]]
+    return out
 
 
 def write_oof(path: Path, result: ClassificationResult, run: HeadResult) -> None:
@@ -90,8 +95,10 @@ def write_test_files(folder: Path, rows: list[tuple[str, str]], probabilities: l
 def write_head(folder: Path, result: ClassificationResult, run: HeadResult, settings: ClassificationSettings) -> None:
     """The files of one head."""
     folder.mkdir(parents=True, exist_ok=True)
-    _json(folder / "metrics.json", {**run.metrics, "head": run.name, "seconds": round(run.seconds, 3),
-                                    "settings": settings_dict(settings)})
+    metrics = {**run.metrics, "head": run.name, "seconds": round(run.seconds, 3), "settings": settings_dict(settings)}
+    if result.fusion is not None:
+        metrics["fusion"] = fusion_block(result, run)
+    _json(folder / "metrics.json", metrics)
     write_oof(folder / "oof_predictions.csv", result, run)
     samples = result.test.sample_index if result.test is not None and run.test_proba is not None else []
     write_test_files(folder, *test_rows(samples, run.test_proba, result.classes, result.filled_test,
@@ -112,10 +119,10 @@ def write_run(folder: Path, result: ClassificationResult, settings: Classificati
         metrics["best_head"] = best.name
         metrics["heads"] = {run.name: _headline(run) for run in result.heads}
         _json(folder / "metrics.json", metrics)
-    _json(folder / "config.json", {
+    config = {
         "settings": settings_dict(settings),
         "cache_dir": str(result.cache_dir),
-        "cache_settings": best.classifier.cache_identity,
+        "cache_settings": result.cache_settings if result.fusion is not None else best.classifier.cache_identity,
         "classes": result.classes,
         "n_train_images": result.train.n_images,
         "n_test_images": result.test.n_images if result.test is not None else 0,
@@ -123,7 +130,13 @@ def write_run(folder: Path, result: ClassificationResult, settings: Classificati
         "left_out_of_training": left_out(result),
         "hygiene_warnings": result.hygiene_warnings,
         "versions": versions(),
-    })
+    }
+    if result.fusion is not None:  # cache_dir and cache_settings above are the first cache's
+        config["fusion"] = {"mode": result.fusion.mode, "caches": [
+            {"label": label, "cache_dir": str(cache_dir), "cache_settings": cache_settings}
+            for label, cache_dir, cache_settings in zip(result.fusion.labels, result.fusion.cache_dirs,
+                                                        result.fusion.cache_settings, strict=True)]}
+    _json(folder / "config.json", config)
     if settings.pictures:
         from pipeline.report.pictures import write_pictures  # matplotlib is imported only when pictures are drawn
 
@@ -138,6 +151,13 @@ def left_out(result: ClassificationResult) -> dict[str, list[str]]:
         result.train.sample_index[i]: result.quality.reasons(i) or ["duplicate (--dedupe)"]
         for i in np.nonzero(~result.trainable)[0]
     }
+
+
+def fusion_block(result: ClassificationResult, run: HeadResult) -> dict:
+    """``metrics.json``'s ``fusion``: the mode, the caches and the head on each cache alone (same folds)."""
+    fusion = result.fusion
+    return {"mode": fusion.mode, "caches": [str(folder) for folder in fusion.cache_dirs],
+            "members": {label: _headline(member) for label, member in zip(fusion.labels, run.members, strict=True)}}
 
 
 def _headline(run: HeadResult) -> dict:

@@ -79,12 +79,13 @@ def render_report(
         f"<p>Best head <b>{esc(best.name)}</b>: weighted F1 <b>{best.metrics['weighted_f1']:.3f}</b> on the pooled "
         f"out-of-fold predictions of {result.train.n_images} training images ({len(result.classes)} classes, "
         f"{settings.folds}-fold cross-validation over images).</p>",
-        f'<p class="muted">Cache {esc(result.cache_dir.name)} · {esc(best.classifier.scheme.describe())} · seed '
+        f'<p class="muted">{esc(_caches_text(result))} · {esc(best.classifier.scheme.describe())} · seed '
         f"{settings.seed} · class weights {'on' if settings.class_weight else 'off'}"
         f" · {result.test.n_images if result.test is not None else 0} test images</p>",
         *[f'<p class="warning">{esc(line)}</p>' for line in result.hygiene_warnings],
         "<h2>Metrics</h2>",
         _heads_table(result),
+        _fusion_table(result),
         _per_class_table(result),
     ]
     present = [p for p in pictures if (folder / p.path).is_file()]
@@ -94,7 +95,7 @@ def render_report(
             continue
         parts.append(f"<h2>{esc(heading)}</h2>")
         if section == "vote maps":
-            parts.append(f'<p class="muted">{esc(_vote_maps_note(best))}</p>')
+            parts.append(f'<p class="muted">{esc(_vote_maps_note(result))}</p>')
             parts.append('<div class="gallery">' + "".join(_figure(p) for p in shown) + "</div>")
         else:
             parts.extend(_figure(p) for p in shown)
@@ -105,8 +106,27 @@ def render_report(
     return "\n".join(parts) + "\n"
 
 
-def _vote_maps_note(best: HeadResult) -> str:
-    """How to read the vote maps of the best head (attention maps for a bag head such as abmil)."""
+def _caches_text(result: ClassificationResult) -> str:
+    """``Cache NAME``, or for a fused run ``late fusion of caches A + B``."""
+    if result.fusion is None:
+        return f"Cache {result.cache_dir.name}"
+    return f"{result.fusion.mode} fusion of caches {' + '.join(result.fusion.labels)}"
+
+
+def _vote_maps_note(result: ClassificationResult) -> str:
+    """How to read the vote maps (of the first cache's head alone in a fused run, whose caches' tiles differ)."""
+    best = result.best
+    note = ""
+    if result.fusion is not None:
+        best = best.members[0]
+        note = (f"These maps show {best.name} on the first cache alone ({result.fusion.labels[0]}): the caches of a "
+                "fused run cut other tiles, so the fused prediction has no tiles of its own; the title's prediction "
+                "is that cache's. ")
+    return note + _how_to_read(best)
+
+
+def _how_to_read(best: HeadResult) -> str:
+    """How to read the vote maps of one head (attention maps for a bag head such as abmil)."""
     if best.oof_tile_attention is None:
         return ("Each tile is coloured by the class its vote went to and is more opaque the more confident it is; "
                 "the title gives the true and the predicted class.")
@@ -148,6 +168,27 @@ def _heads_table(result: ClassificationResult) -> str:
         note += (f" Repeats: the whole cross-validation run again with {result.heads[0].metrics['repeats']} seeds "
                  "(new folds, new head seeds); mean ± sd of the pooled weighted F1.")
     return "".join(rows) + "</table>" + note + "</p>"
+
+
+def _fusion_table(result: ClassificationResult) -> str:
+    """A fused run: per head, the head on each cache alone and fused, scored on the same folds."""
+    fusion = result.fusion
+    if fusion is None:
+        return ""
+    rows = ["<table><tr><th>head</th><th>cache</th><th>weighted F1</th><th>95% CI</th><th>macro F1</th>"
+            "<th>95% CI</th><th>accuracy</th></tr>"]
+    for run in result.heads:
+        for label, member in [*zip(fusion.labels, run.members, strict=True), (f"fused ({fusion.mode})", run)]:
+            m = member.metrics
+            rows.append(f'<tr{" class=best" if member is run else ""}><td>{html.escape(run.name)}</td>'
+                        f"<td>{html.escape(label)}</td><td>{m['weighted_f1']:.3f}</td>"
+                        f"<td>{ci_text(m, 'weighted_f1')}</td><td>{m['macro_f1']:.3f}</td>"
+                        f"<td>{ci_text(m, 'macro_f1')}</td><td>{m['accuracy']:.3f}</td></tr>")
+    how = ("the mean of the caches' image probabilities" if fusion.mode == "late"
+           else "one head on each image's pooled features of every cache side by side")
+    return ("<h3>Caches alone and fused</h3>" + "".join(rows) + "</table>"
+            f'<p class="muted">Fusion ({fusion.mode}): {how}. Every row uses the same folds; the table above and the '
+            "files score the fused predictions.</p>")
 
 
 def _per_class_table(result: ClassificationResult) -> str:

@@ -43,7 +43,9 @@ def write_pictures(
             _attempt(f"the pictures of {run.name}", lambda run=run: write_score_pictures(
                 folder / "heads" / run.name, result, run))
     pictures += _attempt("embedding_map.png", lambda: [write_embedding_map(folder, result, best, settings.seed)])
-    pictures += _attempt("the vote maps", lambda: write_vote_maps(folder, result, best, list(settings.vote_maps)))
+    # a fused run's caches cut other tiles: its vote maps show the head on the first cache alone (report.html says so)
+    drawn = best.members[0] if result.fusion is not None else best
+    pictures += _attempt("the vote maps", lambda: write_vote_maps(folder, result, drawn, list(settings.vote_maps)))
     _attempt("report.html", lambda: [write_report(folder, result, settings, pictures, title)])
     logger.info("pictures: %d files and report.html in %.1f s", len(pictures), time.perf_counter() - started)
     return pictures
@@ -94,9 +96,11 @@ def write_embedding_map(folder: Path, result: ClassificationResult, run: HeadRes
     title = f"Image embeddings (mean of each image's tiles), {method}; {run.name} out-of-fold"
     figure = plots.embedding_map_figure(coords, result.labels, predictions, result.classes, axis_labels, title)
     plots.save_figure(figure, folder / "embedding_map.png")
+    fused = (f" The embeddings are the first cache's ({result.fusion.labels[0]}); the crosses mark the fused "
+             "predictions." if result.fusion is not None else "")
     return Picture(Path("embedding_map.png"), f"Image embeddings ({method})",
                    "One point per training image, coloured by its true class; ringed crosses: wrong out-of-fold "
-                   "predictions.", "embeddings")
+                   "predictions." + fused, "embeddings")
 
 
 def write_vote_maps(folder: Path, result: ClassificationResult, run: HeadResult, requests: list[str]) -> list[Picture]:

@@ -8,8 +8,10 @@ cache, versions). Like run folders, it is written under a temporary name and ren
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.classify.classifier import FusedClassifier
 from pipeline.classify.predict import NewPredictions, predict_cache
 from pipeline.provenance import versions
 from pipeline.report.files import test_rows, write_test_files
@@ -43,14 +45,18 @@ def write_predictions(folder: Path, predictions: NewPredictions) -> list[tuple[s
         "filled_with_majority_class": predictions.filled,
         "versions": versions(),
     }
+    if isinstance(classifier, FusedClassifier):
+        payload["fusion"] = classifier.mode
+        payload["caches"] = [str(cache_dir) for cache_dir in predictions.cache_dirs]
     (folder / PREDICTION_FILE).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return rows
 
 
 def predict_and_write(
-    run_folder: Path, features: Path, data_dir: Path | None = None, out: Path | None = None, overwrite: bool = False
+    run_folder: Path, features: Path | Sequence[Path], data_dir: Path | None = None, out: Path | None = None,
+    overwrite: bool = False,
 ) -> tuple[NewPredictions, Path, list[tuple[str, str]]]:
-    """Predict a cache's test images with a saved run's model and write them.
+    """Predict a cache's test images with a saved run's model and write them (a fused model: one cache per member).
 
     Returns:
         The predictions, the folder written and the submission rows.
@@ -70,7 +76,8 @@ def format_prediction_summary(predictions: NewPredictions, folder: Path, rows: l
     """The lines ``classify.py --predict`` prints: counts per class and where the files are."""
     counts = {name: sum(label == name for _, label in rows) for name in predictions.classifier.classes}
     shown = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
-    lines = [f"{len(rows)} test images of {predictions.cache_dir} predicted by {predictions.classifier.head_name} "
+    caches = " + ".join(map(str, predictions.cache_dirs or [predictions.cache_dir]))
+    lines = [f"{len(rows)} test images of {caches} predicted by {predictions.classifier.head_name} "
              f"({predictions.model_dir}): {shown or 'none'}",
              f"files: {folder / 'submission.csv'}, {folder / 'test_predictions.csv'}"]
     if predictions.filled:

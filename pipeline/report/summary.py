@@ -22,6 +22,7 @@ def format_summary(result: ClassificationResult, run_dir: Path) -> str:
                      f"{m['weighted_f1_folds_mean']:>11.3f} ± {m['weighted_f1_folds_std']:.3f} {m['macro_f1']:>9.3f} "
                      f"{ci_text(m, 'macro_f1'):>14} {m['accuracy']:>9.3f} {run.seconds:>6.1f}s")
     lines += repeat_lines(result)
+    lines += fusion_lines(result)
     best = result.best
     width = max(len(c) for c in result.classes) + 2
     lines += ["", f"confusion matrix ({best.name}; rows: true, columns: predicted)",
@@ -55,4 +56,22 @@ def repeat_lines(result: ClassificationResult) -> list[str]:
         lines.append(f"{run.name:<8} weighted F1 {m['weighted_f1_repeats_mean']:.3f} ± "
                      f"{m['weighted_f1_repeats_std']:.3f}   macro F1 {m['macro_f1_repeats_mean']:.3f} ± "
                      f"{m['macro_f1_repeats_std']:.3f}")
+    return lines
+
+
+def fusion_lines(result: ClassificationResult) -> list[str]:
+    """A fused run: per head, the head on each cache alone and fused, on the same folds (the table above is fused)."""
+    fusion = result.fusion
+    if fusion is None:
+        return []
+    width = max(len(label) for label in (*fusion.labels, f"fused ({fusion.mode})"))
+    lines = ["", f"{fusion.mode} fusion of {len(fusion.cache_dirs)} caches (the scores above): each cache alone "
+                 "and fused, same folds",
+             f"{'head':<8} {'cache':<{width}} {'weighted F1':>12} {'95% CI':>14} {'macro F1':>9} {'accuracy':>9}"]
+    for run in result.heads:
+        rows = [*zip(fusion.labels, run.members, strict=True), (f"fused ({fusion.mode})", run)]
+        for label, member in rows:
+            m = member.metrics
+            lines.append(f"{run.name:<8} {label:<{width}} {m['weighted_f1']:>12.3f} {ci_text(m, 'weighted_f1'):>14} "
+                         f"{m['macro_f1']:>9.3f} {m['accuracy']:>9.3f}")
     return lines

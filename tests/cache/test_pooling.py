@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.cache import FeatureSet, parse_pool, pool_tiles
+from pipeline.cache import FeatureSet, concat_image_features, parse_pool, pool_tiles
 from pipeline.errors import ConfigError
 
 
@@ -39,3 +39,17 @@ def test_parse_pool_and_errors():
         pool_tiles(np.zeros((2, 3)), np.array([0, 2]), 3)
     with pytest.raises(ValueError, match="image_index"):
         pool_tiles(np.zeros((2, 3)), np.array([0, 5]), 3)
+
+
+def test_concatenated_image_features_put_each_caches_statistics_side_by_side():
+    rng = np.random.default_rng(1)
+    first = _feature_set(rng.normal(size=(7, 4)).astype(np.float32), np.array([0, 0, 1, 2, 2, 2, 1]), 3)
+    second = _feature_set(rng.normal(size=(3, 6)).astype(np.float32), np.array([0, 1, 2]), 3)  # other tiles, other D
+    joined = concat_image_features([first, second], ("mean", "max"))
+    assert joined.embeddings.shape == (3, 4 * 2 + 6 * 2) and joined.embeddings.dtype == np.float32
+    np.testing.assert_array_equal(joined.embeddings[:, :8], first.image_embeddings(("mean", "max")))
+    np.testing.assert_array_equal(joined.embeddings[:, 8:], second.image_embeddings(("mean", "max")))
+    # one row per image, so the mean pool of an image-level head sees exactly these rows
+    np.testing.assert_array_equal(joined.image_index, [0, 1, 2])
+    np.testing.assert_array_equal(joined.image_embeddings(), joined.embeddings)
+    assert joined.image_ids == first.image_ids and joined.image_attrs == []

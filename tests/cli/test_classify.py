@@ -104,3 +104,21 @@ def test_pool_and_repeats_flags(tmp_path, capsys):
     assert "repeated cross-validation (2 seeds: 0, 1" in out
     with (tmp_path / "run" / "model" / "classifier.json").open() as handle:
         assert '"pool": [\n    "max",\n    "mean"\n  ]' in handle.read()
+
+
+def test_several_features_are_fused(tmp_path, capsys):
+    first, _ = write_fake_cache(tmp_path, LABELS, name="encA_t224_fp32")
+    second, _ = write_fake_cache(tmp_path, LABELS, seed=1, model_checksum="def", name="encB_t224_fp32")
+    from pipeline.cli.classify import settings_from_args
+
+    args = build_parser().parse_args(["--features", str(first), str(second), "--fusion", "concat"])
+    settings = settings_from_args(args)
+    assert settings.features == (first, second) and settings.fusion == "concat"
+    assert settings_from_args(build_parser().parse_args(["--features", str(first)])).features == first
+    assert settings_from_args(build_parser().parse_args([])).fusion == "late"
+    assert main(["--features", str(first), str(second), "--head", "logreg", "--folds", "3", "--no-pictures",
+                 "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert "late fusion of 2 caches" in capsys.readouterr().out
+    assert main(["--features", str(first), str(second), "--fusion", "concat", "--head", "logreg", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --fusion concat joins image-level features") and err.count("\n") == 1

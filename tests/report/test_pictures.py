@@ -152,3 +152,20 @@ def test_end_to_end_on_glas15_fills_vote_maps(glas15, tmp_path, tiny_vit_dir, ca
         assert 400 <= width <= 9 * plots.DPI and 300 <= height <= 9 * plots.DPI, path.name
     page = (run / "report.html").read_text()
     assert all(f"vote_maps/{path.name}" in page for path in maps)
+
+
+def test_a_fused_run_draws_the_first_caches_vote_maps_and_says_so(tmp_path, tiny_vit_dir, tiny_model):
+    data = _distinct_data(tmp_path / "data")
+    caches = []
+    for tile_size in (32, 64):  # 64 px tiles: one fallback tile per image, the 32 px cache has four
+        settings = ExtractionSettings(data_dir=data, model=str(tiny_vit_dir), out_dir=tmp_path / "features",
+                                      tiling=TilingSettings(tile_size=tile_size), workers=0, progress=False)
+        caches.append(run_extraction(settings, tiny_model).cache_dir)
+    summary, run_dir = _run(tuple(caches), tmp_path, vote_maps=("test/img_0001",))
+    maps = sorted((run_dir / "vote_maps").glob("*.png"))
+    assert maps and (run_dir / "vote_maps" / "requested_test_img_0001.png") in maps
+    page = (run_dir / "report.html").read_text()
+    assert f"These maps show logreg on the first cache alone ({caches[0].name})" in page
+    assert all(f"vote_maps/{path.name}" in page for path in maps)
+    assert "<h3>Caches alone and fused</h3>" in page and f"<td>{caches[1].name}</td>" in page
+    assert f"The embeddings are the first cache&#x27;s ({caches[0].name})" in page

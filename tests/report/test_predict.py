@@ -85,3 +85,55 @@ def test_a_cache_that_does_not_fit_the_model_is_refused_in_one_line(tmp_path, ca
     no_test, _ = write_fake_cache(tmp_path / "no_test", LABELS, n_test=0)
     _one_line_error(capsys, ["--predict", str(run), "--features", str(no_test)], "holds no test image")
     assert not (tmp_path / "run_predict_data").exists()
+
+
+def _two_caches(root):
+    first, _ = write_fake_cache(root, LABELS, n_test=6, separation=0.7, name="encA_t224_fp32")
+    second, _ = write_fake_cache(root, LABELS, n_test=6, separation=0.7, seed=1, dim=24, model_checksum="def",
+                                 name="encB_t224_fp32")
+    return first, second
+
+
+@pytest.mark.parametrize("flags", [["--head", "mlp"], ["--head", "abmil"],
+                                   ["--head", "lgbm", "--fusion", "concat", "--level", "image", "--pool", "mean,max"]])
+def test_a_fused_run_is_reproduced_byte_for_byte_from_the_same_caches(tmp_path, capsys, flags):
+    first, second = _two_caches(tmp_path / "features")
+    cache.write_json(first / cache.SKIPPED_FILE, {"test/img_0099": {"sample_index": "img_0099.png",
+                                                                      "reason": "unreadable"}})
+    run = tmp_path / "run"
+    assert main(["--features", str(first), str(second), "--folds", "3", "--out", str(run), "--no-pictures", "-q",
+                 *flags]) == 0
+    capsys.readouterr()
+    assert (run / "model" / "fusion.json").is_file() and (run / "model" / "members" / "0" / "classifier.json").is_file()
+    assert main(["--predict", str(run), "--features", str(first), str(second), "--out", str(tmp_path / "new"),
+                 "-q"]) == 0
+    assert f"7 test images of {first} + {second} predicted" in capsys.readouterr().out
+    for name in ("submission.csv", "test_predictions.csv"):
+        assert (tmp_path / "new" / name).read_bytes() == (run / name).read_bytes(), name
+    record = json.loads((tmp_path / "new" / "prediction.json").read_text())
+    assert record["caches"] == [str(first), str(second)] and record["fusion"] in ("late", "concat")
+
+
+def test_a_fused_model_refuses_caches_in_another_order_number_or_settings(tmp_path, capsys):
+    first, second = _two_caches(tmp_path / "features")
+    run = tmp_path / "run"
+    assert main(["--features", str(first), str(second), "--head", "logreg", "--folds", "3", "--out", str(run),
+                 "--no-pictures", "-q"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["--predict", str(run), "--features", str(second), str(first)],
+                    f"'{second}' (--features 1 of 2) was made with other settings than the model's cache 1")
+    _one_line_error(capsys, ["--predict", str(run), "--features", str(first)],
+                    "was trained on 2 cache(s); got 1 --features")
+    other, _ = write_fake_cache(tmp_path / "other", LABELS, n_test=6, dim=24, model_checksum="ghi", name="encC")
+    _one_line_error(capsys, ["--predict", str(run), "--features", str(first), str(other)], "(model_checksum)")
+    # the same test images in both caches, or a one-line error naming the first that is missing
+    (second / "test" / "img_0004.h5").unlink()
+    _one_line_error(capsys, ["--predict", str(run), "--features", str(first), str(second)],
+                    f"test/img_0004 is in '{first}' but missing from '{second}'")
+    # a single-cache model is given one cache only
+    single = tmp_path / "single"
+    assert main(["--features", str(first), "--head", "logreg", "--folds", "3", "--out", str(single),
+                 "--no-pictures", "-q"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["--predict", str(single), "--features", str(first), str(second)],
+                    "was trained on 1 cache(s); got 2 --features")

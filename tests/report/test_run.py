@@ -229,3 +229,38 @@ def test_too_many_flagged_images_are_kept_unless_drop_flagged(tmp_path):
     assert config["hygiene_warnings"][0].endswith("--drop-flagged leaves them out of training")
     result, _ = _run(cache_dir, tmp_path, keep_outliers=True)
     assert result.trainable.all() and result.hygiene_warnings == []
+
+
+def test_a_fused_run_folder_scores_the_fusion_and_shows_each_cache_alone(tmp_path):
+    from pipeline.report.summary import format_summary
+
+    first, _ = write_fake_cache(tmp_path, LABELS, n_test=5, separation=0.7, name="encA_t224_fp32")
+    second, _ = write_fake_cache(tmp_path, LABELS, n_test=5, separation=0.7, seed=1, dim=24, model_checksum="def",
+                                 name="encB_t224_fp32")
+    summary, run_dir = _run((first, second), tmp_path, head="all", pictures=False)
+    assert run_dir == tmp_path / "runs" / "data_fused-late_all_encA+encB"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = summary.best
+    assert metrics["head"] == best.name and metrics["weighted_f1"] == best.metrics["weighted_f1"]
+    fusion = metrics["fusion"]
+    assert fusion["mode"] == "late" and fusion["caches"] == [str(first), str(second)]
+    assert list(fusion["members"]) == ["encA_t224_fp32", "encB_t224_fp32"]
+    for member, run in zip(fusion["members"].values(), best.members, strict=True):
+        assert member["weighted_f1"] == run.metrics["weighted_f1"] and len(member["weighted_f1_ci95"]) == 2
+    for name in ("logreg", "lgbm", "mlp", "abmil"):  # every head's folder has its own members
+        head = json.loads((run_dir / "heads" / name / "metrics.json").read_text())
+        assert head["head"] == name and list(head["fusion"]["members"]) == list(fusion["members"])
+        assert (run_dir / "heads" / name / "model" / "fusion.json").is_file()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["settings"]["features"] == [str(first), str(second)] and config["settings"]["fusion"] == "late"
+    caches = config["fusion"]["caches"]
+    assert [c["cache_dir"] for c in caches] == [str(first), str(second)]
+    assert [c["cache_settings"]["model_checksum"] for c in caches] == ["abc", "def"]
+    assert config["cache_dir"] == str(first)
+    with (run_dir / "oof_predictions.csv").open() as handle:
+        oof = list(csv.DictReader(handle))
+    assert float(oof[0]["proba_HER2(+)"]) == pytest.approx(best.oof_proba[0, 0], abs=1e-6)  # the fused one
+    text = format_summary(summary, run_dir)
+    assert "late fusion of 2 caches (the scores above): each cache alone and fused, same folds" in text
+    lines = [line for line in text.splitlines() if line.startswith("abmil ")]
+    assert [line.split()[1] for line in lines[1:]] == ["encA_t224_fp32", "encB_t224_fp32", "fused"]
