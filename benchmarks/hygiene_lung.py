@@ -25,13 +25,15 @@ import numpy as np
 
 from benchmarks import SHARED_DATA
 from pipeline import cache
-from pipeline.classify.evaluation import Scheme, compute_metrics, cross_validate
+from pipeline.classify.evaluation import Scheme, cross_validate
 from pipeline.classify.folds import make_folds
+from pipeline.classify.metrics import compute_metrics
 from pipeline.data.images import read_image, read_mask
 from pipeline.data.labels import read_labels
 from pipeline.data.records import find_records
 from pipeline.embed.loading import load_model
-from pipeline.extract.run import ExtractionSettings, run_extraction
+from pipeline.extract.run import run_extraction
+from pipeline.extract.settings import ExtractionSettings
 from pipeline.heads.registry import make_head
 from pipeline.hygiene.assessment import assess_feature_sets
 from pipeline.hygiene.checks import image_quality
