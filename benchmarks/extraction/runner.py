@@ -45,6 +45,7 @@ from benchmarks.extraction.jobs import (
 )
 from benchmarks.extraction.report import format_report
 from pipeline import cache
+from pipeline.cli.console import HelpFormatter
 from pipeline.data.records import find_records
 from pipeline.embed.runtime import (
     COMPILE_MODES,
@@ -206,7 +207,7 @@ def _names(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """Flags of ``python -m benchmarks.bench_extraction``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_extraction", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                                     formatter_class=HelpFormatter)  # fmt: skip
     add = parser.add_argument
     add("--data", type=Path, default=DEFAULT_DATA, help="data folder (challenge layout); the first images are used")
     add("--models", type=_names, default=[VIT, "efficientnet-lite0"], help="comma-separated; vit-b16 = random ViT-B")

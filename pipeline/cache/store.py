@@ -23,6 +23,7 @@ from pipeline.cache.atomic import TEMP_MARKER, temp_path_for, write_file_atomic 
 from pipeline.cache.schema import SCHEMA_VERSION, missing_attributes
 from pipeline.errors import CacheError
 
+_STRING = h5py.string_dtype()
 FILE_FORMAT = ("v108", "v108")  # HDF5 1.8 format: checksummed metadata, readable by every HDF5 since 1.8
 # A corrupt HDF5 file makes h5py raise any of these (seen by flipping bytes and truncating files).
 _CORRUPT_FILE_ERRORS = (OSError, RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError)
@@ -93,10 +94,27 @@ def encode_image_features(features: np.ndarray, coords: np.ndarray, coverage: np
         handle.create_dataset("features", data=features, **checksum)
         handle.create_dataset("coords", data=coords, **checksum)
         handle.create_dataset("coverage", data=coverage, **checksum)
-        for key, value in attrs.items():
-            handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
-        handle.attrs["schema_version"] = SCHEMA_VERSION
+        _write_attributes(handle, {**attrs, "schema_version": SCHEMA_VERSION})
     return buffer.getvalue()
+
+
+def _write_attributes(handle: h5py.File, attrs: dict) -> None:
+    """Write scalar attributes to a new file as ``handle.attrs[key] = value`` would, at half its cost.
+
+    The same HDF5 types as h5py's high-level API (UTF-8 variable-length strings, 64-bit numbers, h5py's boolean
+    enum), without its checks for an existing attribute of that name: about 1 ms less per file, which on a 2-core CPU
+    is 1-2% of the end-to-end extraction rate of one-tile images.
+    """
+    space = h5py.h5s.create(h5py.h5s.SCALAR)
+    for key, value in attrs.items():
+        if isinstance(value, (dict, list, tuple)):
+            value = json.dumps(value)
+        array = np.array(value, dtype=_STRING) if isinstance(value, str) else np.asarray(value)
+        attribute = h5py.h5a.create(handle.id, key.encode(), h5py.h5t.py_create(array.dtype, logical=True), space)
+        try:
+            attribute.write(array, mtype=h5py.h5t.py_create(array.dtype))
+        finally:
+            attribute.close()
 
 
 def write_image_features(

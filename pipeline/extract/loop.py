@@ -93,6 +93,8 @@ class EmbeddingLoop:
                 self._store(slices, features)
         finally:
             self.summary.timings["waiting_for_model"] = embedder.model_seconds
+            if embedder.compile_seconds:  # within waiting_for_model: the first batch's forward pass compiles
+                self.summary.timings["compiling"] = embedder.compile_seconds
             self._progress.close()
 
     def _loader(self) -> DataLoader:

@@ -10,7 +10,7 @@ from torch import nn
 from benchmarks.extraction import jobs as bench_jobs
 from benchmarks.extraction import runner as bench
 from benchmarks.extraction import throughput
-from benchmarks.extraction.report import ceiling_tiles_per_s
+from benchmarks.extraction.report import ceiling_tiles_per_s, model_only_rate, sustained_rate
 from pipeline.embed.embedder import Embedder
 from pipeline.embed.loading import wrap_timm
 from pipeline.embed.model import LoadedModel
@@ -56,6 +56,15 @@ def test_ceiling_uses_the_matching_matmul_rate():
     assert ceiling_tiles_per_s(machine, 35.0, "fp32") == pytest.approx(2.0)
     assert ceiling_tiles_per_s(machine, 35.0, "bf16-weights") == pytest.approx(2400 / 35)
     assert ceiling_tiles_per_s({**machine, "device": "cuda:0"}, 35.0, "fp16") is None
+
+
+def test_ratio_compares_the_sustained_rate_with_the_mean_model_only_rate():
+    row = {"model_only_tiles_per_s": 30.0, "model_only_after_tiles_per_s": 34.0, "end_to_end_tiles_per_s": 20.0,
+           "end_to_end_seconds": 30.0, "end_to_end_tiles": 600, "timings": {"compiling": 6.0}}  # fmt: skip
+    assert model_only_rate(row) == pytest.approx(32.0)
+    assert sustained_rate(row) == pytest.approx(25.0)  # 600 tiles in 30 s less the 6 s compile
+    only_before = {"model_only_tiles_per_s": 30.0, "end_to_end_tiles_per_s": 20.0}
+    assert model_only_rate(only_before) == 30.0 and sustained_rate(only_before) == 20.0
 
 
 def _tile_folder(root, n_train: int, n_test: int = 0):
@@ -122,6 +131,7 @@ def test_speed_job_measures_model_only_and_end_to_end(tile_images, tiny_vit_dir,
     result = bench_jobs.run_job(job)
     assert result["tiles"] == 4 and result["end_to_end_tiles"] == 4 and result["images"] == 4
     assert result["model_only_tiles_per_s"] > 0 and result["end_to_end_tiles_per_s"] > 0
+    assert result["model_only_after_tiles_per_s"] > 0  # timed again after the end-to-end run
     assert result["peak_rss_mib"] > 0 and result["gflop_per_tile"] > 0 and not result["compiled"]
     assert np.load(tmp_path / "job" / "embeddings.npy").shape == (4, 32)
 

@@ -86,3 +86,23 @@ def test_update_attributes_of_a_broken_file_leaves_it(tmp_path):
     with pytest.raises(store.FileProblem, match="not a readable feature file"):
         store.update_attributes(path, {"q_new": 1.0})
     assert path.read_bytes() == data
+
+
+def test_attributes_are_stored_as_h5pys_own_api_stores_them(tmp_path):
+    """The fast attribute writer must give files that any h5py user reads exactly as if written with ``attrs[k] = v``."""
+    attrs = {"name": "phikon", "unicode": "Lumière β", "count": 3, "big": 2**40, "ratio": 0.25, "flag": False,
+             "yes": np.bool_(True), "npint": np.int32(7), "npfloat": np.float32(0.5), "config": {"a": [1, 2]},
+             "hashes": ["ab", "cd"], "empty": ""}
+    path = tmp_path / "fast.h5"
+    store.write_image_features(path, np.zeros((1, 2)), np.zeros((1, 2)), np.ones(1), attrs)
+    reference = tmp_path / "reference.h5"
+    with h5py.File(reference, "w") as handle:
+        for key, value in {**attrs, "schema_version": store.SCHEMA_VERSION}.items():
+            handle.attrs[key] = store.json.dumps(value) if isinstance(value, (dict, list)) else value
+    with h5py.File(path, "r") as fast, h5py.File(reference, "r") as slow:
+        assert sorted(fast.attrs) == sorted(slow.attrs)
+        for key in slow.attrs:
+            got, want = fast.attrs[key], slow.attrs[key]
+            assert type(got) is type(want) and got == want, key
+            assert fast.attrs.get_id(key).get_type().equal(slow.attrs.get_id(key).get_type()), key
+            assert fast.attrs.get_id(key).shape == slow.attrs.get_id(key).shape == (), key

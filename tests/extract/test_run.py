@@ -284,3 +284,22 @@ def test_without_the_checks_nothing_is_re_scored(make_data, tmp_path, tiny_model
     assert first.quality.unscored.all()
     again = run_extraction(_settings(root, tmp_path), tiny_model)  # checks on: re-scored, not re-embedded
     assert (again.n_embedded, again.n_rescored) == (0, 2) and not again.quality.unscored.any()
+
+
+def test_the_one_time_compile_is_timed_apart(make_data, tmp_path, tiny_model, monkeypatch):
+    # compiling for real takes a minute on 2 cores: a first call that reports compiling stands in for it
+    from pipeline.embed.embedder import Embedder
+
+    real_run = Embedder._run
+
+    def compiling_run(self, batch):
+        if not self.compiled:
+            self.compiled, self.compile_seconds = True, 2.5
+        return real_run(self, batch)
+
+    root = make_data(n_train=2, n_test=0)
+    plain = run_extraction(_settings(root, tmp_path, out_dir=tmp_path / "plain"), tiny_model)
+    assert "compiling" not in plain.timings
+    monkeypatch.setattr(Embedder, "_run", compiling_run)
+    summary = run_extraction(_settings(root, tmp_path), tiny_model)
+    assert summary.timings["compiling"] == 2.5
