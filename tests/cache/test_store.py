@@ -89,7 +89,7 @@ def test_update_attributes_of_a_broken_file_leaves_it(tmp_path):
 
 
 def test_attributes_are_stored_as_h5pys_own_api_stores_them(tmp_path):
-    """The fast attribute writer must give files that any h5py user reads exactly as if written with ``attrs[k] = v``."""
+    """Files from the fast attribute writer read exactly as if written with ``attrs[k] = v``."""
     attrs = {"name": "phikon", "unicode": "Lumière β", "count": 3, "big": 2**40, "ratio": 0.25, "flag": False,
              "yes": np.bool_(True), "npint": np.int32(7), "npfloat": np.float32(0.5), "config": {"a": [1, 2]},
              "hashes": ["ab", "cd"], "empty": ""}
