@@ -103,6 +103,7 @@ def test_a_fused_model_saves_and_loads(tmp_path):
             loaded.predict_proba(tests[:1])
 
 
+@pytest.mark.slow  # abmil on two caches
 def test_a_bag_head_fuses_late(tmp_path):
     first, second = two_caches(tmp_path, tiles_per_image=3)
     fused = run_classification(_settings((first, second), head="abmil")).heads[0]

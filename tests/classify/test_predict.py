@@ -10,6 +10,7 @@ from tests.conftest import write_fake_cache
 LABELS = ["a"] * 8 + ["b"] * 8 + ["c"] * 6
 
 
+@pytest.mark.slow  # every head fitted and reloaded
 def test_a_saved_model_gives_the_runs_test_probabilities(tmp_path):
     cache_dir, _ = write_fake_cache(tmp_path, LABELS, n_test=5)
     result, run_dir = classify_and_write(ClassificationSettings(

@@ -170,6 +170,7 @@ def _run(argv, **kwargs):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
 
 
+@pytest.mark.slow  # extract.py processes killed and restarted
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, tiny_vit_dir):
     rng = np.random.default_rng(1)
     inside = np.ones((160, 160), dtype=bool)

@@ -27,6 +27,11 @@ def clusters(seed: int, n: int = 400, dim: int = 32, priors=(0.4, 0.35, 0.25), s
     return (means[y] + rng.normal(size=(n, dim))).astype(np.float32), y
 
 
+# abmil fits a 3-member ensemble of attention networks: several seconds per fit, so its learning tests run in the
+# full suite only (the quick lane keeps its contract tests below and tests/heads/test_abmil.py)
+LEARNING_HEADS = [pytest.param(name, marks=pytest.mark.slow) if name == "abmil" else name for name in HEAD_NAMES]
+
+
 def separable(seed: int, n: int = 400, n_classes: int = 3, dim: int = 32):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, size=n)
@@ -35,7 +40,7 @@ def separable(seed: int, n: int = 400, n_classes: int = 3, dim: int = 32):
     return (means[y] + rng.normal(size=(n, dim))).astype(np.float32), y
 
 
-@pytest.mark.parametrize("name", HEAD_NAMES)
+@pytest.mark.parametrize("name", LEARNING_HEADS)
 def test_separable_clusters_reach_high_weighted_f1(name):
     X, y = separable(0, n=600)
     head = make_head(name, n_jobs=1).fit(X[:400], y[:400])
@@ -51,7 +56,7 @@ def minority_data(seed: int, n: int):
     return (means[y] + rng.normal(size=(n, 8))).astype(np.float32), y
 
 
-@pytest.mark.parametrize("name", HEAD_NAMES)
+@pytest.mark.parametrize("name", LEARNING_HEADS)
 def test_balanced_class_weight_raises_minority_recall(name):
     X, y = minority_data(1, n=1500)
     recalls = {}
@@ -66,7 +71,7 @@ def test_balanced_class_weights_follow_sklearn():
     np.testing.assert_allclose(balanced_class_weights(y_idx, 2), [4 / 6, 4 / 2])
 
 
-@pytest.mark.parametrize("name", HEAD_NAMES)
+@pytest.mark.parametrize("name", LEARNING_HEADS)
 def test_sample_weight_multiplies_class_weight(name):
     X, y = clusters(2, n=300)
     weights = balanced_class_weights(y, 3)[y]
@@ -80,7 +85,7 @@ def test_sample_weight_multiplies_class_weight(name):
         make_head(name, n_jobs=1).fit(X, y, sample_weight=np.ones(3))
 
 
-@pytest.mark.parametrize("name", HEAD_NAMES)
+@pytest.mark.parametrize("name", LEARNING_HEADS)
 @pytest.mark.parametrize("labels", [(0, 1), ("b", "c", "a"), (3, 10, 7)])
 def test_predict_proba_columns_follow_classes(name, labels):
     X, y_idx = separable(3, n=300, n_classes=len(labels))

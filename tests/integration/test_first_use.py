@@ -99,6 +99,9 @@ _INTERRUPT = """
 import os, signal, sys
 from pipeline.extract import writer
 
+# a shell starts background jobs with SIGINT ignored, and Python keeps that: give this process a terminal's Ctrl-C
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 submit, written = writer.FeatureWriter.submit, []
 
 def submit_then_ctrl_c(self, *args, **kwargs):
@@ -113,6 +116,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # two extract.py processes
 def test_ctrl_c_during_extraction_is_one_line_and_exit_130_then_the_rerun_resumes(make_data, tmp_path, tiny_vit_dir):
     data = make_data(n_train=6, n_test=0)
     script = tmp_path / "interrupt.py"
@@ -147,6 +151,7 @@ def test_ctrl_c_during_classification_is_one_line_and_exit_130(tmp_path, monkeyp
     assert err.splitlines()[-1] == "interrupted; run the same command to resume" and "Traceback" not in err
 
 
+@pytest.mark.slow  # an extract.py process
 def test_progress_in_a_log_file_is_a_line_now_and_then_not_bar_redraws(make_data, tmp_path, tiny_vit_dir):
     data = make_data(n_train=6, n_test=0)
     argv = ["--data", str(data), "--model", str(tiny_vit_dir), "--out", str(tmp_path / "f"), "--tile-size",

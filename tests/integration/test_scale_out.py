@@ -97,6 +97,7 @@ def _run(argv, **env):
     return done
 
 
+@pytest.mark.slow  # a torchrun job of two ranks
 def test_torchrun_two_ranks_equal_one_process(scene, tmp_path):
     flags, reference = scene
     done = _run([*TORCHRUN, str(ENTRY), *flags, "--out", str(tmp_path / "ranks")])

@@ -3,6 +3,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
+import pytest
+
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.report.html_page import Picture, render_report, write_report
 from pipeline.report.run import classify_and_write
@@ -81,6 +83,7 @@ def test_hygiene_warnings_are_shown_first(tmp_path):
     assert page.index('class="warning"') < page.index("<h2>Metrics</h2>")
 
 
+@pytest.mark.slow  # abmil with 2 repeats
 def test_intervals_repeats_and_how_to_read_attention_maps(tmp_path):
     notes = {}
     for head in ("logreg", "abmil"):

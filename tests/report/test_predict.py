@@ -13,6 +13,7 @@ from tests.conftest import write_fake_cache
 LABELS = ["a"] * 8 + ["b"] * 8 + ["c"] * 6
 
 
+@pytest.mark.slow  # four runs and their predictions
 @pytest.mark.parametrize(
     "flags",
     [
@@ -94,6 +95,7 @@ def _two_caches(root):
     return first, second
 
 
+@pytest.mark.slow  # three fused runs and their predictions
 @pytest.mark.parametrize("flags", [["--head", "mlp"], ["--head", "abmil"],
                                    ["--head", "lgbm", "--fusion", "concat", "--level", "image", "--pool", "mean,max"]])
 def test_a_fused_run_is_reproduced_byte_for_byte_from_the_same_caches(tmp_path, capsys, flags):

@@ -55,6 +55,7 @@ def test_submission_format_order_and_reload(tmp_path):
     assert len(oof) == len(LABELS) and set(oof[0]) >= {"sample_index", "label", "pred", "proba_HER2(+)"}
 
 
+@pytest.mark.slow  # every head, abmil included
 def test_head_all_compares_and_keeps_the_best_on_top(tmp_path):
     cache_dir, _ = write_fake_cache(tmp_path, LABELS)
     summary, run_dir = _run(cache_dir, tmp_path, head="all")
@@ -231,6 +232,7 @@ def test_too_many_flagged_images_are_kept_unless_drop_flagged(tmp_path):
     assert result.trainable.all() and result.hygiene_warnings == []
 
 
+@pytest.mark.slow  # every head on two caches
 def test_a_fused_run_folder_scores_the_fusion_and_shows_each_cache_alone(tmp_path):
     from pipeline.report.summary import format_summary
 
