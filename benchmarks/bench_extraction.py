@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Set the OpenMP and Hugging Face environment (before torch loads), then run the benchmark."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see pipeline.cli.console.prepare_process
+    from pipeline.cli.console import prepare_process
+
+    prepare_process()  # OpenMP waits as extract.py sets them: the rates are extract.py's
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here downloads
     from benchmarks.extraction.runner import main as run
 
