@@ -7,6 +7,7 @@ import torch
 from benchmarks.extraction.throughput import centred_cosine
 from pipeline.embed.embedder import Embedder
 from pipeline.embed.preprocessing import TileTransform
+from pipeline.embed.runtime import cpu_has_native_bf16
 from tests.conftest import TINY_SIZE
 
 CPU = torch.device("cpu")
@@ -121,6 +122,20 @@ def test_real_torch_compile_matches_eager(tiny_model):
     if not embedder.compiled:
         pytest.skip("torch.compile is not usable here (the fallback ran, as the warning says)")
     np.testing.assert_allclose(out, _reference(tiny_model, tiles), atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU emulates bf16 (no AMX or AVX512-BF16): the fast bf16 "
+                    "path is run where it is native; its policy is tested with the detection patched (test_runtime.py)")
+def test_native_bf16_compiled_as_extraction_runs_it_stays_close_to_fp32(tiny_model):
+    tiles = _tiles(8)
+    embedder = Embedder(tiny_model, CPU, "bf16", batch_size=4, compile=True)
+    out = embedder(tiles)
+    if not embedder.compiled:
+        pytest.skip("torch.compile is not usable here (the fallback ran, as the warning says)")
+    reference = _reference(tiny_model, tiles)
+    assert out.dtype == np.float32 and out.shape == reference.shape
+    assert centred_cosine(reference, out).min() > 0.99
 
 
 def test_extraction_with_compile_on_runs_fixed_shape_batches(make_data, tmp_path, tiny_model, monkeypatch):
