@@ -12,6 +12,8 @@ import os
 import re
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import CacheError
@@ -61,18 +63,10 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
     """
     path = Path(path)
-    temp = temp_path_for(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with _temporary(path) as temp:
         _write_new(temp, data)
         os.replace(temp, path)
         _fsync_folder(path.parent)
-    except OSError as exc:
-        _remove_quietly(temp)
-        raise _write_error(path, exc) from exc
-    except BaseException:
-        _remove_quietly(temp)
-        raise
 
 
 def create_file_atomic(path: Path, data: bytes) -> bool:
@@ -87,9 +81,7 @@ def create_file_atomic(path: Path, data: bytes) -> bool:
         CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
     """
     path = Path(path)
-    temp = temp_path_for(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with _temporary(path) as temp:
         _write_new(temp, data)
         try:
             os.link(temp, path)
@@ -101,7 +93,20 @@ def create_file_atomic(path: Path, data: bytes) -> bool:
         _remove_quietly(temp)
         if created:
             _fsync_folder(path.parent)
-        return created
+    return created
+
+
+@contextmanager
+def _temporary(path: Path) -> Iterator[Path]:
+    """The temporary name to write ``path`` under (its folder created); removed again when the block fails.
+
+    Raises:
+        CacheError: An ``OSError`` in the block (disk full, permissions), naming ``path``.
+    """
+    temp = temp_path_for(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield temp
     except OSError as exc:
         _remove_quietly(temp)
         raise _write_error(path, exc) from exc

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline.cli.console import (
     EXIT_FAILED,
@@ -200,20 +201,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from pipeline.extract.verify import verify_cache
 
-    try:
-        report = verify_cache(settings_from_args(args))
-    except PipelineError as exc:
-        report_error(exc)
-        return EXIT_USAGE
-    print(report.text())
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return _print_report(verify_cache, args)
 
 
 def _finalize(args: argparse.Namespace) -> int:
     from pipeline.extract.quality_report import finalize_cache
 
+    return _print_report(finalize_cache, args)
+
+
+def _print_report(check: Callable[[ExtractionSettings], Any], args: argparse.Namespace) -> int:
+    """Run ``--verify`` or ``--finalize`` on the cache the flags name; print its report, exit 1 unless it is ok."""
     try:
-        report = finalize_cache(settings_from_args(args))
+        report = check(settings_from_args(args))
     except PipelineError as exc:
         report_error(exc)
         return EXIT_USAGE
