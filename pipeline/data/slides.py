@@ -45,8 +45,6 @@ def is_slide(path: Path | str) -> bool:
 
 def _library(backend: str):
     """(name, opener) of the slide library: OpenSlide first, tiffslide where OpenSlide is not installed."""
-    if backend not in BACKENDS:
-        raise ValueError(f"The 'backend' parameter of Slide must be one of {BACKENDS}. Got {backend!r} instead.")
     if backend in ("auto", "openslide"):
         try:
             import openslide
@@ -113,6 +111,8 @@ class Slide:
             SlideReadError: Missing file, unsupported format, corrupt or truncated file.
             SlideLibraryError: Neither OpenSlide nor tiffslide is installed.
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"The 'backend' parameter of Slide must be one of {BACKENDS}. Got {backend!r} instead.")
         self.path = Path(path)
         if not self.path.is_file():
             raise SlideReadError(f"{self.path}: file not found. Restore it or remove it from the data folder.")
@@ -126,18 +126,18 @@ class Slide:
         self.backend, opener = _library(backend)
         if suffix in TIFF_EXTENSIONS:
             _check_complete(self.path)
-        try:
+        try:  # tiffslide reads the metadata lazily: a corrupt file can fail on the first attribute, not on open
             self._slide = opener(str(self.path))
+            self.level_dimensions = tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
+            self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
+            self.properties = {str(k): str(v) for k, v in dict(self._slide.properties).items() if v is not None}
         except Exception as exc:  # noqa: BLE001 - each library raises its own types (and IndexError, ...) here
             raise SlideReadError(
                 f"{self.path}: {self.backend} cannot open it as a slide ({type(exc).__name__}: {exc}); the file is "
                 "corrupt or not a slide format it reads. Re-export or download it again, or convert it to a pyramidal "
                 "TIFF."
             ) from exc
-        self.level_dimensions = tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
-        self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self.dimensions = self.level_dimensions[0]
-        self.properties = {str(k): str(v) for k, v in dict(self._slide.properties).items() if v is not None}
         self.objective_power = objective_power(self.properties)
         self._mpp_xy, self.mpp_source = self._resolve_mpp(mpp)
 
