@@ -1,10 +1,9 @@
 """Whole-slide images read region by region: pyramid levels, physical scale, tiles and thumbnails. No torch.
 
-OpenSlide (the ``openslide-python`` and ``openslide-bin`` wheels, no system library) reads the slide; where it is
-not installed, ``tiffslide`` (pure Python, TIFF-based formats only) does. Install both with
-``pip install -e ".[slides]"``. Coordinates are level-0 pixels, as in OpenSlide, TRIDENT and CLAM; regions are
-(h, w, 3) uint8 RGB with anything outside the slide's scanned area (OpenSlide's transparent pixels, tiffslide's
-padding) made white, the colour of glass. No call ever reads a whole level 0.
+OpenSlide reads the slide, or tiffslide where OpenSlide is not installed (see ``slide_files``). Coordinates are
+level-0 pixels, as in OpenSlide, TRIDENT and CLAM; regions are (h, w, 3) uint8 RGB with anything outside the
+slide's scanned area (OpenSlide's transparent pixels, tiffslide's padding) made white, the colour of glass.
+No call ever reads a whole level 0.
 """
 
 from __future__ import annotations
@@ -17,17 +16,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.data.slide_files import (
+    BACKENDS,
+    SLIDE_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    check_complete,
+    open_library,
+)
 from pipeline.data.slide_properties import mpp_from_properties, objective_power
-from pipeline.errors import SlideLibraryError, SlideMppError, SlideReadError
+from pipeline.errors import SlideMppError, SlideReadError
 
 logger = logging.getLogger(__name__)
 
-# What OpenSlide reads; the TIFF-based ones are also checked for truncation before opening (tifffile reads the
-# tile offsets, no pixel).
-SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".scn", ".tif", ".tiff", ".vms", ".vmu", ".bif", ".svslide")
-TIFF_EXTENSIONS = (".svs", ".ndpi", ".scn", ".tif", ".tiff", ".bif", ".svslide")
-BACKENDS = ("auto", "openslide", "tiffslide")
-INSTALL_HINT = 'pip install -e ".[slides]"'
 # Pyramids store downsamples like 4.0009 (level sizes are rounded): a level at most this much coarser than the
 # target still counts as the target, and the resize it then needs (under 1%) loses nothing visible.
 LEVEL_TOLERANCE = 0.01
@@ -36,57 +36,6 @@ RESAMPLING = {
     "nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
 }
-
-
-def is_slide(path: Path | str) -> bool:
-    """True when the file name has an extension of ``SLIDE_EXTENSIONS`` (any case)."""
-    return Path(path).suffix.lower() in SLIDE_EXTENSIONS
-
-
-def _library(backend: str):
-    """(name, opener) of the slide library: OpenSlide first, tiffslide where OpenSlide is not installed."""
-    if backend in ("auto", "openslide"):
-        try:
-            import openslide
-        except (ImportError, OSError) as exc:  # OSError: the wheel is there but its shared library is not
-            if backend == "openslide":
-                raise SlideLibraryError(f"OpenSlide cannot be loaded ({exc}). Install it with {INSTALL_HINT}.") from exc
-        else:
-            return "openslide", openslide.OpenSlide
-    try:
-        import tiffslide
-    except ImportError as exc:
-        raise SlideLibraryError(
-            f"Reading whole-slide images needs OpenSlide or tiffslide, and neither is installed. Install them with "
-            f"{INSTALL_HINT}."
-        ) from exc
-    return "tiffslide", tiffslide.TiffSlide
-
-
-def _check_complete(path: Path) -> None:
-    """Raise :class:`SlideReadError` when a TIFF-based slide's tiles point past the end of the file.
-
-    OpenSlide reports a truncated file as "unsupported", and tiffslide may decode a cut tile without complaint.
-    """
-    try:
-        import tifffile
-    except ImportError:  # OpenSlide alone: its own error stands
-        return
-    size = path.stat().st_size
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            end = max(
-                (int(offset) + int(count) for page in tiff.pages
-                 for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True) if count),
-                default=0,
-            )
-    except Exception:  # noqa: BLE001 - not a TIFF tifffile can parse: the slide library's error says more
-        return
-    if end > size:
-        raise SlideReadError(
-            f"{path}: the file is truncated (its tiles go on to byte {end:,} but it has {size:,} bytes). Copy or "
-            "download it again."
-        )
 
 
 class Slide:
@@ -123,9 +72,9 @@ class Slide:
                 f"{', '.join(SLIDE_EXTENSIONS)}). Give PNG/JPEG images as images, or convert the slide to a pyramidal "
                 "TIFF (e.g. vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg)."
             )
-        self.backend, opener = _library(backend)
+        self.backend, opener = open_library(backend)
         if suffix in TIFF_EXTENSIONS:
-            _check_complete(self.path)
+            check_complete(self.path)
         try:  # tiffslide reads the metadata lazily: a corrupt file can fail on the first attribute, not on open
             self._slide = opener(str(self.path))
             self.level_dimensions = tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)

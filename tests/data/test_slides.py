@@ -10,6 +10,7 @@ from PIL import Image
 
 from benchmarks import slide_maker
 from pipeline.data import slides
+from pipeline.data.slide_files import is_slide
 from pipeline.data.slides import Slide
 from pipeline.errors import ImageReadError, SlideLibraryError, SlideMppError, SlideReadError
 from tests.conftest import SHARED_DATA
@@ -179,7 +180,7 @@ def test_unsupported_and_missing_files(tmp_path):
         Slide(image)
     with pytest.raises(SlideReadError, match="gone.svs: file not found"):
         Slide(tmp_path / "gone.svs")
-    assert slides.is_slide("A.SVS") and slides.is_slide("b.mrxs") and not slides.is_slide("img_0000.png")
+    assert is_slide("A.SVS") and is_slide("b.mrxs") and not is_slide("img_0000.png")
     with pytest.raises(ValueError, match="'backend' parameter of Slide must be one of"):
         Slide(image, backend="bioformats")
 
