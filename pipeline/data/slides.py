@@ -1,9 +1,9 @@
 """Whole-slide images read region by region: pyramid levels, physical scale, tiles and thumbnails. No torch.
 
-OpenSlide reads the slide, or tiffslide where OpenSlide is not installed (see ``slide_files``). Coordinates are
+OpenSlide reads the slide, or tiffslide where OpenSlide is not installed (see ``slide_backends``). Coordinates are
 level-0 pixels, as in OpenSlide, TRIDENT and CLAM; regions are (h, w, 3) uint8 RGB with anything outside the
 slide's scanned area (OpenSlide's transparent pixels, tiffslide's padding) made white, the colour of glass.
-No call ever reads a whole level 0.
+Regions are read as asked and thumbnails block by block: nothing holds a whole level 0.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.data.slide_files import (
+from pipeline.data.slide_backends import (
     BACKENDS,
     SLIDE_EXTENSIONS,
     TIFF_EXTENSIONS,
     check_complete,
     open_library,
+    read_openslide,
+    read_tiffslide,
 )
 from pipeline.data.slide_properties import mpp_from_properties, objective_power
 from pipeline.errors import SlideMppError, SlideReadError
@@ -151,31 +153,13 @@ class Slide:
         """
         try:
             if self.backend == "openslide":
-                return _composited(np.asarray(self._slide.read_region((x0, y0), level, (width, height))))
-            return self._read_tiffslide(x0, y0, level, width, height)
+                return read_openslide(self._slide, x0, y0, level, width, height)
+            return read_tiffslide(self._slide, x0, y0, level, width, height)
         except Exception as exc:  # noqa: BLE001 - a damaged tile raises the library's or the codec's own type
             raise SlideReadError(
                 f"{self.path}: reading {width}x{height} px of level {level} at ({x0}, {y0}) failed "
                 f"({type(exc).__name__}: {exc}); the file is damaged. Download or export it again."
             ) from exc
-
-    def _read_tiffslide(self, x0: int, y0: int, level: int, width: int, height: int) -> np.ndarray:
-        """Read with tiffslide, which pads outside the level with black (and warns when nothing is inside): white."""
-        level_width, level_height = self.level_dimensions[level]
-        downsample = self.level_downsamples[level]
-        left, top = int(x0 / downsample), int(y0 / downsample)  # tiffslide's own rounding of the location
-        inside_x = slice(max(0, -left), max(0, min(width, level_width - left)))
-        inside_y = slice(max(0, -top), max(0, min(height, level_height - top)))
-        out = np.full((height, width, 3), 255, np.uint8)
-        if inside_x.start >= inside_x.stop or inside_y.start >= inside_y.stop:
-            return out
-        pixels = np.asarray(self._slide.read_region((x0, y0), level, (width, height), as_array=True))
-        if pixels.ndim == 2 or pixels.shape[2] == 1:
-            pixels = np.repeat(pixels.reshape(height, width, 1), 3, axis=2)
-        elif pixels.shape[2] == 4:
-            pixels = _composited(pixels)
-        out[inside_y, inside_x] = pixels[inside_y, inside_x, :3]
-        return out
 
     def read_tile(self, x0: int, y0: int, size0: int, out_px: int, resample: str = "bilinear") -> np.ndarray:
         """The level-0 square (x0, y0, size0) at ``out_px`` pixels a side: read from the best level, then resized.
@@ -242,12 +226,3 @@ class Slide:
 
     def __repr__(self) -> str:
         return f"Slide({os.fspath(self.path)!r}, {self.dimensions[0]}x{self.dimensions[1]}, backend={self.backend!r})"
-
-
-def _composited(rgba: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8: non-premultiplied RGBA over white; a fully opaque region (the usual case) is only sliced."""
-    alpha = rgba[:, :, 3]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgba[:, :, :3])
-    a = alpha[:, :, None].astype(np.uint32)
-    return ((rgba[:, :, :3] * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from benchmarks import slide_maker
-from pipeline.data import slides
-from pipeline.data.slide_files import is_slide
+from pipeline.data import slide_backends, slides
+from pipeline.data.slide_backends import is_slide
 from pipeline.data.slides import Slide
 from pipeline.errors import ImageReadError, SlideLibraryError, SlideMppError, SlideReadError
 from tests.conftest import SHARED_DATA
@@ -194,3 +194,26 @@ def test_without_openslide_tiffslide_reads_and_without_either_the_message_names_
     monkeypatch.setitem(sys.modules, "tiffslide", None)
     with pytest.raises(SlideLibraryError, match=r'neither is installed\. Install them with pip install -e "\.\[slides'):
         Slide(made["aperio"][0])
+
+
+def test_openslides_public_read_gives_the_same_pixels_as_the_direct_one(made, monkeypatch):
+    path = made["generic"][0]
+    with Slide(path, backend="openslide") as slide:
+        direct = [slide.read_region(4096 - 200, 2048 - 100, 0, 256, 256), slide.read_tile(1024, 512, 1024, 256)]
+        monkeypatch.setattr(slide_backends, "_direct_reader", lambda: None)  # as with another openslide-python
+        public = [slide.read_region(4096 - 200, 2048 - 100, 0, 256, 256), slide.read_tile(1024, 512, 1024, 256)]
+    for ours, theirs in zip(direct, public, strict=True):
+        assert np.array_equal(ours, theirs)
+    assert (direct[0][100:] == 255).all() and (direct[0][:100, :200] != 255).any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failing_region_read_names_the_slide_and_the_region(made, backend, monkeypatch):
+    with Slide(made["aperio"][0], backend=backend) as slide:
+        def broken(*args, **kwargs):
+            raise RuntimeError("Jpeg8Error: corrupt data")
+
+        monkeypatch.setattr(slides, f"read_{backend}", broken)
+        with pytest.raises(SlideReadError, match=r"aperio.svs: reading 256x256 px of level 1 at \(0, 16\) failed "
+                                                 r"\(RuntimeError: Jpeg8Error: corrupt data\); the file is damaged"):
+            slide.read_tile(0, 16, 1024, 256)
