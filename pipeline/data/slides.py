@@ -64,6 +64,8 @@ class Slide:
         """
         if backend not in BACKENDS:
             raise ValueError(f"The 'backend' parameter of Slide must be one of {BACKENDS}. Got {backend!r} instead.")
+        if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+            raise ValueError(f"--mpp must be a positive number of micrometres per pixel. Got {mpp} instead.")
         self.path = Path(path)
         if not self.path.is_file():
             raise SlideReadError(f"{self.path}: file not found. Restore it or remove it from the data folder.")
@@ -95,8 +97,6 @@ class Slide:
     def _resolve_mpp(self, override: float | None) -> tuple[tuple[float, float] | None, str]:
         found = mpp_from_properties(self.properties)
         if override is not None:
-            if not (override > 0 and math.isfinite(override)):
-                raise ValueError(f"--mpp must be a positive number of micrometres per pixel. Got {override} instead.")
             if found and abs(found[0] / override - 1) > LEVEL_TOLERANCE:
                 logger.warning("%s: --mpp %g overrides %g um/px from %s.", self.path, override, found[0], found[2])
             return (override, override), "--mpp"
@@ -165,7 +165,8 @@ class Slide:
         """The level-0 square (x0, y0, size0) at ``out_px`` pixels a side: read from the best level, then resized.
 
         The level is the coarsest one that is not coarser than ``size0 / out_px``; when it holds the square in
-        exactly ``out_px`` pixels (a level at the tiles' resolution) there is no resize.
+        exactly ``out_px`` pixels (a level at the tiles' resolution) there is no resize. Tiles are enlarged only when
+        level 0 itself is coarser than asked (``size0 < out_px``).
 
         Args:
             resample: "bilinear" (default), "bicubic", "lanczos", "box" or "nearest" (Pillow's filters, which
@@ -176,6 +177,8 @@ class Slide:
         """
         if resample not in RESAMPLING:
             raise ValueError(f"The 'resample' parameter must be one of {tuple(RESAMPLING)}. Got {resample!r} instead.")
+        if size0 < 1 or out_px < 1:
+            raise ValueError(f"Tile sizes must be positive pixel counts. Got size0={size0}, out_px={out_px} instead.")
         level = self.best_level_for_downsample(size0 / out_px)
         side = max(1, round(size0 / self.level_downsamples[level]))
         region = self.read_region(x0, y0, level, side, side)

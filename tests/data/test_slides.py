@@ -67,6 +67,12 @@ def test_the_mpp_override_wins_and_says_so(made, caplog):
     assert "--mpp 0.5 overrides 0.25 um/px" in caplog.text
     with pytest.raises(ValueError, match="--mpp must be a positive number"):
         Slide(made["aperio"][0], mpp=0.0)
+    with Slide(made["aperio"][0]) as slide:
+        with pytest.raises(ValueError, match="'resample' parameter must be one of"):
+            slide.read_tile(0, 0, 256, 256, resample="cubic")
+        with pytest.raises(ValueError, match="Tile sizes must be positive pixel counts. Got size0=0"):
+            slide.read_tile(0, 0, 0, 256)
+        assert slide.read_tile(512, 512, 128, 256).shape == (256, 256, 3)  # a 40x slide enlarged for an 80x tile
 
 
 def test_level_choice_is_never_coarser_than_the_target(made):
