@@ -223,3 +223,11 @@ def test_a_failing_region_read_names_the_slide_and_the_region(made, backend, mon
         with pytest.raises(SlideReadError, match=r"aperio.svs: reading 256x256 px of level 1 at \(0, 16\) failed "
                                                  r"\(RuntimeError: Jpeg8Error: corrupt data\); the file is damaged"):
             slide.read_tile(0, 16, 1024, 256)
+
+
+def test_the_slide_libraries_load_only_when_a_slide_is_opened():
+    import subprocess
+
+    code = "import sys, pipeline.data.slides; print(sorted({'openslide', 'tiffslide', 'tifffile'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
