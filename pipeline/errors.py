@@ -23,6 +23,21 @@ class ImageReadError(PipelineError):
     """One image or mask cannot be used; extraction skips that image and goes on."""
 
 
+class SlideReadError(ImageReadError):
+    """One whole-slide image cannot be opened or read (unsupported format, corrupt or truncated file).
+
+    Extraction skips that slide and goes on.
+    """
+
+
+class SlideMppError(ImageReadError):
+    """A slide's micrometres per pixel are neither in its metadata nor given with ``--mpp``; that slide is skipped."""
+
+
+class SlideLibraryError(PipelineError):
+    """No library that reads whole-slide images is installed (OpenSlide or tiffslide)."""
+
+
 class ModelLoadError(PipelineError):
     """The model or its weights cannot be loaded."""
 
