@@ -4,7 +4,9 @@ Each image of the data folder is checked the way a resumed extraction would chec
 current schema, consistent shapes, finite values, the settings of the cache's ``settings.json``, and the checksums of
 the current image and mask files); the report lists what extraction would re-embed and why. Nothing is written.
 The model's weights are not loaded, so a cache made by other weights under the same name is caught by extraction
-itself, which compares every file with the loaded model's checksum.
+itself, which compares every file with the loaded model's checksum; a preprocessing that changed since the cache was
+made is named here when it can be known without the weights (an encoder of the table whose preprocessing the table
+fixes, or a transformers model whose config is cached).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from pipeline import cache
 from pipeline.cache import store
 from pipeline.data.records import file_checksums, find_records, resolve_splits
+from pipeline.embed.loading import predicted_preprocessing
 from pipeline.embed.model import slugify
 from pipeline.embed.options import PRECISIONS
 from pipeline.errors import CacheError
@@ -135,6 +138,7 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
             f"an extraction (shard {claim.get('shard', claim['key'])}, host {claim.get('host', '?')}, pid "
             f"{claim.get('pid', '?')}) is writing this cache now; its report may change"
         )
+    expected = _with_current_preprocessing(expected, settings.model, report)
     skipped = cache.read_skipped(cache_dir)
     rescore = 0
     for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
@@ -157,6 +161,17 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
                 report.orphans[str(path.relative_to(cache_dir))] = _file_state(path)
     report.leftovers = dead_temporaries(cache_dir)
     return report
+
+
+def _with_current_preprocessing(expected: dict, model: str, report: VerificationReport) -> dict:
+    """``expected`` with the preprocessing the model would use now, when it is known and differs (with a note)."""
+    predicted = predicted_preprocessing(model)
+    recorded = expected.get("preprocessing")
+    if predicted is None or recorded is None or predicted.to_dict() == recorded:
+        return expected
+    report.notes.append(f"--model {model} now preprocesses tiles as {predicted.to_dict()}; the cache was made with "
+                        f"{recorded}: extract.py re-embeds its files")
+    return {**expected, "preprocessing": predicted.to_dict()}
 
 
 def _file_state(path: Path) -> str:

@@ -168,3 +168,34 @@ def test_files_of_an_older_hygiene_version_are_up_to_date_and_noted(make_data, t
     assert "checked 3 images: 3 up to date, 0 would be re-embedded" in out
     assert ("note: 1 file(s) hold hygiene scores of an older version: extract.py with the same flags re-scores them "
             "without re-embedding") in out
+
+
+def test_a_preprocessing_changed_since_the_cache_is_named_without_a_model(make_data, tmp_path, tiny_model,
+                                                                          tiny_vit_dir, capsys, monkeypatch):
+    # e.g. efficientnet-lite0's statistics or phikon's filter, fixed after the cache was made
+    from pipeline.embed.preprocessing import Preprocessing
+    from pipeline.extract import verify
+
+    root = make_data(n_train=2, n_test=1)
+    run_extraction(_settings(root, tmp_path / "f", tiny_vit_dir), tiny_model)
+    now = Preprocessing(TINY_SIZE, (0.5,) * 3, (0.5,) * 3, "bicubic")
+    assert now != tiny_model.preprocessing
+    monkeypatch.setattr(verify, "predicted_preprocessing", lambda model: now if model == str(tiny_vit_dir) else None)
+    forbid_model(monkeypatch)
+    assert main(_argv(root, tmp_path / "f", tiny_vit_dir)) == 1
+    out = capsys.readouterr().out
+    assert f"now preprocesses tiles as {now.to_dict()}; the cache was made with" in out
+    assert "checked 3 images: 0 up to date, 3 would be re-embedded" in out
+    assert "re-embed train/img_0000: made with other settings (preprocessing)" in out
+
+
+def test_the_current_preprocessing_of_a_table_encoder_verifies_clean(make_data, tmp_path, tiny_model, tiny_vit_dir,
+                                                                     capsys, monkeypatch):
+    from pipeline.extract import verify
+
+    root = make_data(n_train=2, n_test=1)
+    run_extraction(_settings(root, tmp_path / "f", tiny_vit_dir), tiny_model)
+    monkeypatch.setattr(verify, "predicted_preprocessing", lambda model: tiny_model.preprocessing)
+    forbid_model(monkeypatch)
+    assert main(_argv(root, tmp_path / "f", tiny_vit_dir)) == 0
+    assert "now preprocesses" not in capsys.readouterr().out
