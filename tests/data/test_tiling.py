@@ -150,17 +150,17 @@ def _covered_fraction(inside: np.ndarray, coords: np.ndarray, tile_size: int) ->
     return float((covered & inside).sum() / inside.sum())
 
 
-@pytest.mark.parametrize("stride", [None, 160])
-def test_tiles_cover_a_full_mask_on_every_image_size(stride):
+@pytest.mark.parametrize(("tile", "stride"), [(224, None), (224, 160), (448, None)])  # 448: --mpp 0.25 for 20x
+def test_tiles_cover_a_full_mask_on_every_image_size(tile, stride):
     # Each width from one tile to 1,100 px, paired with a spread of heights; --max-tiles unset.
-    settings = TilingSettings(tile_size=224, stride=stride)
-    for width in range(224, 1101, 3):
-        height = 224 + (width * 37) % 877
+    settings = TilingSettings(tile_size=tile, stride=stride)
+    for width in range(tile, 1101, 3):
+        height = tile + (width * 37) % (1101 - tile)
         inside = np.ones((height, width), dtype=bool)
         plan = plan_tiles(inside, settings)
         assert plan.fallback == ""
-        assert (plan.coords[:, 0] + 224 <= width).all() and (plan.coords[:, 1] + 224 <= height).all()
-        assert _covered_fraction(inside, plan.coords, 224) >= 0.9, (width, height, len(plan.coords))
+        assert (plan.coords[:, 0] + tile <= width).all() and (plan.coords[:, 1] + tile <= height).all()
+        assert _covered_fraction(inside, plan.coords, tile) >= 0.9, (width, height, len(plan.coords))
 
 
 def test_600_by_400_full_mask_is_covered_by_an_edge_aligned_row_and_column():

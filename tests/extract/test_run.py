@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 
 import numpy as np
@@ -42,6 +43,17 @@ def test_every_image_gets_a_file_with_exact_tiles(make_data, tmp_path, tiny_mode
     assert json.loads(attrs["preprocessing"])["input_size"] == TINY_SIZE
     settings = cache.read_settings(summary.cache_dir)
     assert settings["data_dir"] == str(root.resolve()) and settings["feature_dim"] == 32
+
+
+def test_a_fallback_tile_is_logged_with_what_happened_and_what_to_do(make_data, tmp_path, tiny_model, caplog):
+    root = make_data(n_train=1, n_test=0)  # 96x64, the left 48 px inside: a 64-px tile holds at most 75% of mask
+    with caplog.at_level(logging.INFO, logger="pipeline.extract.loop"):
+        summary = run_extraction(_settings(root, tmp_path, tiling=TilingSettings(tile_size=64, min_coverage=0.9)),
+                                 tiny_model)
+    assert summary.fallbacks == {"train/img_0000": "best_coverage"}
+    assert ("train/img_0000: no grid tile has 90% of its pixels inside the mask (the best has 75%), so the one 64-px "
+            "tile holding the most mask was kept instead (75% inside); lower --min-coverage or --tile-size to keep "
+            "more of such images") in caplog.text
 
 
 def test_batches_across_images_do_not_change_features(make_data, tmp_path, tiny_model):
