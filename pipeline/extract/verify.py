@@ -28,6 +28,7 @@ _OLD_LAYOUT = (
     "its grid started at the image's top-left corner and left up to one tile of each right and bottom edge untiled."
 )
 
+
 @dataclass
 class VerificationReport:
     """What ``--verify`` found.
