@@ -29,6 +29,7 @@ class ImageTiles:
         coords: (n, 2) int32 (x, y).
         coverage: (n,) float32.
         image_attrs: Per-image attributes for the cache file (size, checksums, mask fraction, fallback).
+        note: For a fallback tile, what happened and what to change (:attr:`pipeline.data.tiling.TilePlan.note`).
     """
 
     position: int
@@ -36,6 +37,7 @@ class ImageTiles:
     coords: np.ndarray
     coverage: np.ndarray
     image_attrs: dict
+    note: str = ""
 
 
 @dataclass
@@ -104,4 +106,4 @@ class TileDataset(Dataset):
         }
         if self.quality:
             attrs.update(image_quality(image.pixels, mask.inside))
-        return ImageTiles(position, torch.from_numpy(tiles), plan.coords, plan.coverage, attrs)
+        return ImageTiles(position, torch.from_numpy(tiles), plan.coords, plan.coverage, attrs, plan.note)

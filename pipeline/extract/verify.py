@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import cache
 from pipeline.cache import store
 from pipeline.data.records import file_checksums, find_records, resolve_splits
+from pipeline.data.tiling import GRID_LAYOUT
 from pipeline.embed.loading import predicted_preprocessing
 from pipeline.embed.model import slugify
 from pipeline.embed.options import PRECISIONS
@@ -24,6 +25,11 @@ from pipeline.errors import CacheError
 from pipeline.extract.claims import dead_temporaries, live_claims
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.hygiene.checks import QUALITY_VERSION
+
+# What the tile layout before "cover-v1" did, for caches made with it (they have no "grid" attribute).
+_OLD_LAYOUT = (
+    "its grid started at the image's top-left corner and left up to one tile of each right and bottom edge untiled."
+)
 
 
 @dataclass
@@ -107,6 +113,14 @@ def find_cache_dir(settings: ExtractionSettings) -> Path:
             "pass --out CACHE_FOLDER."
         )
     present = ", ".join(str(p.relative_to(out)) for p in cache.find_caches(out)) or "none"
+    older = [root / name.replace(f"_{cache.grid_tag()}_", "_") for root in roots for name in names]
+    older = [folder for folder in older if (folder / cache.SETTINGS_FILE).is_file()]
+    if older:
+        raise CacheError(
+            f"No cache for --model {settings.model} with these tiling settings and the current tile layout "
+            f"('{GRID_LAYOUT}') under '{out}'. {older[0]} was made with the same flags before it: {_OLD_LAYOUT} "
+            f"Run extract.py with these flags to make a new cache, or pass --out {older[0]} to check the old one."
+        )
     raise CacheError(
         f"No cache for --model {settings.model} with these tiling settings under '{out}' (looked for "
         f"{' or '.join(names)}; caches there: {present}). Pass the flags of the extraction, or --out CACHE_FOLDER."
@@ -139,6 +153,11 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
             f"{claim.get('pid', '?')}) is writing this cache now; its report may change"
         )
     expected = _with_current_preprocessing(expected, settings.model, report)
+    layout = expected.get("grid")
+    if layout != GRID_LAYOUT:
+        made = f"with tile layout '{layout}'" if layout else f"before tile layout '{GRID_LAYOUT}' ({_OLD_LAYOUT[:-1]})"
+        report.notes.append(f"this cache was made {made}; extract.py now places tiles by '{GRID_LAYOUT}' and writes "
+                            "such caches under another name, so the two are never mixed")
     skipped = cache.read_skipped(cache_dir)
     rescore = 0
     for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
