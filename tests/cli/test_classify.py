@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,21 @@ def test_several_features_are_fused(tmp_path, capsys):
     assert main(["--features", str(first), str(second), "--fusion", "concat", "--head", "logreg", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --fusion concat joins image-level features") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("out", ["junkout", ".", "features"])
+def test_overwrite_refuses_a_folder_that_is_no_run_folder_before_any_work(tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    write_fake_cache(tmp_path / "features", LABELS)
+    (tmp_path / "junkout").mkdir()
+    (tmp_path / "junkout" / "notes.txt").write_text("hello")
+
+    def never(settings):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr("pipeline.report.run.run_classification", never)
+    assert main(["--head", "logreg", "--out", out, "--overwrite", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out '{out}' ") and err.count("\n") == 1 and "never replaced" in err
+    assert (tmp_path / "junkout" / "notes.txt").read_text() == "hello"
+    assert (tmp_path / "features").is_dir() and not Path("runs").exists()
