@@ -141,3 +141,11 @@ def test_overwrite_refuses_a_folder_that_is_no_run_folder_before_any_work(tmp_pa
     assert err.startswith(f"error: --out '{out}' ") and err.count("\n") == 1 and "never replaced" in err
     assert (tmp_path / "junkout" / "notes.txt").read_text() == "hello"
     assert (tmp_path / "features").is_dir() and not Path("runs").exists()
+
+
+def test_allow_labels_reaches_the_settings():
+    from pipeline.cli.classify import settings_from_args
+
+    args = build_parser().parse_args(["--allow-labels", "lung_acc", "Luminal B"])
+    assert settings_from_args(args).allow_labels == ("lung_acc", "Luminal B")
+    assert settings_from_args(build_parser().parse_args([])).allow_labels == ()
