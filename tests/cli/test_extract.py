@@ -199,3 +199,23 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, tiny_vit_dir):
         np.testing.assert_array_equal(a.coords, b.coords)
         np.testing.assert_array_equal(a.coverage, b.coverage)
         np.testing.assert_allclose(a.features, b.features, atol=1e-5, rtol=0)
+
+
+def test_a_run_that_embeds_nothing_exits_1_with_the_cause(make_data, tmp_path, tiny_vit_dir, capsys, caplog):
+    root = make_data(n_train=3, n_test=0)
+    for mask in (root / "train_data").glob("mask_*"):
+        mask.unlink()
+    argv = ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(tmp_path / "f"), "--tile-size", "32",
+            "--workers", "0", "--no-progress"]
+    caplog.set_level("INFO")
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("error: 0 images embedded: all 3 skipped: 3 no mask found; e.g. ")
+    assert last.endswith("remove the image from the folder. Fix those files, then run the same command again.")
+    assert "more --workers" not in captured.out + captured.err + caplog.text
+    from pipeline.cli.classify import main as classify_main  # what classify.py then says about that cache
+
+    assert classify_main(["--features", str(tmp_path / "f"), "--data", str(root), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "extraction skipped all 3 of them (3 no mask found; e.g. " in err and "--split train" not in err
