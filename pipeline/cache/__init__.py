@@ -17,7 +17,7 @@ from pipeline.cache.folder import (
     stale_reason,
     write_json,
 )
-from pipeline.cache.lookup import find_caches, resolve_cache
+from pipeline.cache.lookup import check_out, extraction_cache_dir, find_caches, resolve_cache
 from pipeline.cache.pooling import POOL_STATS, parse_pool, pool_tiles
 from pipeline.cache.schema import IDENTITY_KEYS, SCHEMA_VERSION, identity, mismatched_keys
 from pipeline.cache.shards import (
@@ -43,6 +43,8 @@ __all__ = [
     "data_key",
     "feature_path",
     "file_status",
+    "check_out",
+    "extraction_cache_dir",
     "find_caches",
     "identity",
     "is_up_to_date",
