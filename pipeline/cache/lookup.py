@@ -138,12 +138,15 @@ def resolve_cache(features: Path, data_dir: Path | None = None) -> Path:
         return features
     if not features.exists() and len(features.parts) == 1:
         named = [cache for cache in find_caches(Path("features")) if cache.name == features.name]
+        if len(named) > 1 and data_dir is not None:  # one per data folder: --data says which
+            of_data = caches_of(Path("features"), data_dir)
+            named = [cache for cache in named if cache in of_data] or named
         if len(named) == 1:
             return named[0]
         if named:
             raise CacheError(
                 f"--features {features}: several caches have that name ({', '.join(map(str, named))}). Pass one "
-                "of those paths."
+                "of those paths, or --data with the data folder whose cache to use."
             )
     if not features.is_dir():
         raise CacheError(
