@@ -266,3 +266,15 @@ def test_a_fused_run_folder_scores_the_fusion_and_shows_each_cache_alone(tmp_pat
     assert "late fusion of 2 caches (the scores above): each cache alone and fused, same folds" in text
     lines = [line for line in text.splitlines() if line.startswith("abmil ")]
     assert [line.split()[1] for line in lines[1:]] == ["encA_t224_fp32", "encB_t224_fp32", "fused"]
+
+
+def test_the_run_folder_has_the_contact_sheet_of_its_flagged_images(tmp_path):
+    cache_dir, _ = write_fake_cache(tmp_path, LABELS)
+    _, clean = _run(cache_dir, tmp_path)
+    assert (clean / "quality.csv").is_file() and not (clean / "quality_flagged.png").exists()  # nothing flagged
+    copy, source = cache_dir / "train" / "img_0001.h5", store.read_attrs(cache_dir / "train" / "img_0000.h5")
+    item = store.read_image_features(copy)
+    store.write_image_features(copy, item.features, item.coords, item.coverage,
+                               {**item.attrs, "image_sha256": source["image_sha256"]})  # an exact duplicate
+    _, run_dir = _run(cache_dir, tmp_path, pictures=False)
+    assert (run_dir / "quality_flagged.png").stat().st_size > 0
