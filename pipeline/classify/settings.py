@@ -10,6 +10,10 @@ from pipeline.errors import ConfigError
 from pipeline.heads.registry import HEAD_NAMES
 from pipeline.hygiene.settings import QualitySettings
 
+# the choices of --fusion and --level, here (not beside the code that uses them) so that --help imports no model code
+FUSION_MODES = ("late", "concat")  # several caches: average each cache's image probabilities, or join features
+LEVELS = ("tile", "image")  # what --level offers; bag heads always get "bag"
+
 
 @dataclass
 class ClassificationSettings:

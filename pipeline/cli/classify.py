@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cache.pooling import POOL_STATS, parse_pool
-from pipeline.classify.classifier import FUSION_MODES
-from pipeline.classify.evaluation import LEVELS
-from pipeline.classify.settings import ClassificationSettings
+from pipeline.classify.settings import FUSION_MODES, LEVELS, ClassificationSettings
 from pipeline.classify.votes import VOTES
 from pipeline.cli.console import (
     EXIT_OK,

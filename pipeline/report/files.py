@@ -30,6 +30,7 @@ from pipeline.hygiene.assessment import QUALITY_SHEET
 from pipeline.hygiene.contact_sheet import write_contact_sheet
 from pipeline.hygiene.quality_file import write_quality_csv
 from pipeline.provenance import versions
+from pipeline.report.headline import submission_block
 
 
 def _json(path: Path, payload: object) -> None:
@@ -102,7 +103,8 @@ def write_test_files(folder: Path, rows: list[tuple[str, str]], probabilities: l
 def write_head(folder: Path, result: ClassificationResult, run: HeadResult, settings: ClassificationSettings) -> None:
     """The files of one head."""
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = {**run.metrics, "head": run.name, "seconds": round(run.seconds, 3), "settings": settings_dict(settings)}
+    metrics = {**run.metrics, "head": run.name, "seconds": round(run.seconds, 3), "settings": settings_dict(settings),
+               "submission": submission_block(result, run)}
     if result.fusion is not None:
         metrics["fusion"] = fusion_block(result, run)
     _json(folder / "metrics.json", metrics)

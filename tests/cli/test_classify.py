@@ -8,6 +8,7 @@ from pipeline.cli.extract import main as extract_main
 from tests.conftest import write_fake_cache
 
 LABELS = ["a"] * 6 + ["b"] * 6
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults():
@@ -149,3 +150,15 @@ def test_allow_labels_reaches_the_settings():
     args = build_parser().parse_args(["--allow-labels", "lung_acc", "Luminal B"])
     assert settings_from_args(args).allow_labels == ("lung_acc", "Luminal B")
     assert settings_from_args(build_parser().parse_args([])).allow_labels == ()
+
+
+def test_help_imports_no_heavy_module():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pipeline.cli.classify import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = ('torch', 'sklearn', 'lightgbm', 'matplotlib', 'h5py', 'scipy')\n"
+            "print(sorted(name for name in sys.modules if name.split('.')[0] in heavy), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "--allow-labels" in done.stdout and done.stderr.strip() == "[]", done.stderr[-500:]

@@ -278,3 +278,23 @@ def test_the_run_folder_has_the_contact_sheet_of_its_flagged_images(tmp_path):
                                {**item.attrs, "image_sha256": source["image_sha256"]})  # an exact duplicate
     _, run_dir = _run(cache_dir, tmp_path, pictures=False)
     assert (run_dir / "quality_flagged.png").stat().st_size > 0
+
+
+def test_a_fused_run_says_the_submission_is_the_fusion_and_compares_it_with_each_member(tmp_path):
+    from tests.classify.test_fusion import two_caches
+
+    first, second = two_caches(tmp_path)
+    result, run_dir = _run((first, second), tmp_path)
+    fused = result.heads[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    block = metrics["submission"]
+    alone = {label: metrics["fusion"]["members"][label]["weighted_f1"] for label in ("encA_t224_s224_fp32",
+                                                                                     "encB_t224_s224_fp32")}
+    assert block["uses"] == "fused" and block["weighted_f1"] == fused.metrics["weighted_f1"] == metrics["weighted_f1"]
+    assert block["members_weighted_f1"] == alone
+    assert block["fused_minus_best_member"] == pytest.approx(fused.metrics["weighted_f1"] - max(alone.values()))
+    a, b = (f"{alone[label]:.3f} ({label})" for label in alone)
+    assert block["text"].startswith(f"Submission: late fusion of 2 caches (head logreg), weighted F1 "
+                                    f"{fused.metrics['weighted_f1']:.3f}; members alone {a} and {b}: the fusion ")
+    page = (run_dir / "report.html").read_text()
+    assert block["text"].split(";")[0] in page and "Best head" not in page
