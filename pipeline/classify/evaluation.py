@@ -22,13 +22,13 @@ from sklearn.metrics import f1_score
 
 from pipeline.cache.featureset import FeatureSet
 from pipeline.cache.pooling import check_stats
+from pipeline.classify.settings import LEVELS
 from pipeline.classify.votes import vote
 from pipeline.errors import ConfigError
 from pipeline.heads.registry import head_entry
 
 logger = logging.getLogger(__name__)
 
-LEVELS = ("tile", "image")  # what --level offers; bag heads always get "bag"
 BAG = "bag"
 HeadFactory = Callable[[], object]
 

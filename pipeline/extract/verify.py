@@ -92,13 +92,16 @@ class VerificationReport:
 def find_cache_dir(settings: ExtractionSettings) -> Path:
     """The cache folder that ``extract.py`` with these flags writes, found without loading the model.
 
-    ``--out`` may also be a cache folder itself. With ``--precision auto`` any precision matches. Caches made before
-    data folders had their own key (directly under ``--out``) are found too.
+    ``--out`` may also be a cache folder itself (taken whatever flags made it: its ``settings.json`` says how), or
+    a data folder's folder under the root (``<root>/<data key>``); never a folder inside a cache. With
+    ``--precision auto`` any precision matches. Caches made before data folders had their own key (directly under
+    ``--out``) are found too.
 
     Raises:
         CacheError: No such cache, or several (one per precision).
     """
     out = Path(settings.out_dir)
+    cache.check_out(out)
     if (out / cache.SETTINGS_FILE).is_file():
         return out
     precisions = [settings.precision] if settings.precision != "auto" else [p for p in PRECISIONS if p != "auto"]

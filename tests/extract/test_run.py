@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +318,15 @@ def test_the_one_time_compile_is_timed_apart(make_data, tmp_path, tiny_model, mo
     monkeypatch.setattr(Embedder, "_run", compiling_run)
     summary = run_extraction(_settings(root, tmp_path), tiny_model)
     assert summary.timings["compiling"] == 2.5
+
+
+def test_a_summary_fails_only_when_nothing_was_embedded_or_up_to_date():
+    from pipeline.extract.summary import ExtractionSummary
+
+    skipped = {"train/img_0": "d/img_0.png: no mask found (expected d/mask_0.png). Add the mask."}
+    assert ExtractionSummary(Path("c"), 2, skipped=dict(skipped)).failure().startswith(
+        "0 images embedded: 1 skipped: 1 no mask found; e.g. d/img_0.png")
+    assert ExtractionSummary(Path("c"), 1, skipped=dict(skipped)).failure().startswith("0 images embedded: all 1")
+    assert ExtractionSummary(Path("c"), 2, n_reused=1, skipped=dict(skipped)).failure() == ""
+    assert ExtractionSummary(Path("c"), 2, n_embedded=1, skipped=dict(skipped)).failure() == ""
+    assert ExtractionSummary(Path("c"), 0).failure() == ""  # a shard with no image is no failure
