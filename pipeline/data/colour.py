@@ -23,19 +23,20 @@ from __future__ import annotations
 import numpy as np
 
 HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin 152, red cells and pigment <= 250
-GREEN_HUE = (285.0, 35.0)  # OD-hue sector of green and teal inks (wraps through 0)
-BLUE_HUE = (30.0, 88.0)  # OD-hue sector of blue inks: short of haematoxylin (96), which no H&E mix goes below
-VIOLET_HUE = (88.0, 135.0)  # OD-hue sector of blue-violet inks, shared with haematoxylin: chroma decides
+GREEN_HUE = (285.0, 42.0)  # OD-hue sector of green and teal inks (wraps through 0), also over tissue (35-40)
+BLUE_HUE = (42.0, 76.0)  # OD-hue sector of blue inks: short of haematoxylin (96), which no H&E mix goes below
+VIOLET_HUE = (76.0, 135.0)  # OD-hue sector of blue-violet inks, shared with haematoxylin: chroma decides
 MIN_GREEN_CHROMA = 0.03  # green ink: at least this OD chroma (JPEG noise near white is ~0.01)
-MIN_BLUE_CHROMA = 0.25  # blue ink: at least this OD chroma (a blue marker on glass ~0.4)
+MIN_BLUE_CHROMA = 0.3  # blue ink: at least this OD chroma (a blue marker on glass ~0.4)
 MIN_VIOLET_CHROMA = 1.9  # blue-violet ink: OD chroma haematoxylin never reaches (615 real images: <= 1.76)
 MIN_BLACK_OD = 0.8  # black ink: mean OD at least this (mean level < ~40) ...
 MAX_BLACK_CHROMA_RATIO = 0.35  # ... OD chroma below this share of mean OD (real dark pixels: 99.9% >= 0.54)
 MAX_STAIN_OD = 2.4  # summed OD above this (mean level < ~40) is too dark for a hue: noise in black pictures
 GLASS_PERCENTILE = 90.0  # glass candidates: at least as bright as this percentile of the image's brightness ...
-GLASS_MAX_STD = 3.0  # ... and flat: grey-level standard deviation (of 255) to the 4 neighbours below this
-MIN_GLASS_SHARE = 0.02  # fewer flat bright pixels than this share of the image: no glass, no correction
-MIN_GLASS_LEVEL = 150.0  # a white estimate darker than this in any channel is tissue, not glass
+GLASS_MAX_STD = 6.0  # ... and flat: RMS grey-level difference (of 255) to the 4 neighbours below this
+MIN_GLASS_SHARE = 0.02  # fewer flat bright pixels than this share of the image: no glass
+MIN_GLASS_LEVEL = 170.0  # a glass estimate darker than this in any channel is tissue, not glass
+MIN_CAST_CHROMA = 0.02  # without glass, brightest pixels of less OD chroma are neutral: nothing to correct
 PEN_COLOURS = ("green", "blue", "black")
 
 _HUE_BASIS = np.array(
@@ -75,25 +76,31 @@ def _flatness(grey: np.ndarray) -> np.ndarray:
 
 
 def glass_white(rgb: np.ndarray) -> np.ndarray:
-    """The colour of the image's glass: (3,) float32 RGB, or (255, 255, 255) when there is too little glass.
+    """The white to balance against: (3,) float32 RGB; (255, 255, 255) means nothing to correct.
 
     Glass = the brightest (:data:`GLASS_PERCENTILE`), flat (:data:`GLASS_MAX_STD`) pixels; their per-channel median
-    is robust to a few bright specks. Tissue everywhere gives too few such pixels (:data:`MIN_GLASS_SHARE`) or a
-    dark estimate (:data:`MIN_GLASS_LEVEL`), and then no correction: the image is judged as it is.
+    is robust to a few bright specks. With enough glass (:data:`MIN_GLASS_SHARE`, every channel at least
+    :data:`MIN_GLASS_LEVEL`) that median is the white. Without (tissue everywhere), the brightest pixels are pale
+    tissue, which is judged as it is, unless their colour is one H&E never has (an OD hue outside
+    :data:`HE_HUE`, e.g. haematoxylin turned green-blue by a cyan cast): then only that colour is taken out (the
+    white keeps the brightest pixels' highest channel at 255, so nothing is brightened overall).
 
     Args:
         rgb: (H, W, 3) uint8, e.g. a thumbnail (a few hundred pixels a side is plenty).
     """
-    values = rgb.astype(np.float32)
+    values = rgb.reshape(-1, 3).astype(np.float32)
     grey = values.mean(axis=-1)
     bright = grey >= np.percentile(grey, GLASS_PERCENTILE)
-    glass = bright & (_flatness(grey) < GLASS_MAX_STD)
-    if glass.sum() < MIN_GLASS_SHARE * grey.size:
+    glass = bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
+    if glass.sum() >= MIN_GLASS_SHARE * grey.size:
+        white = np.median(values[glass], axis=0).astype(np.float32)
+        if white.min() >= MIN_GLASS_LEVEL:
+            return white
+    brightest = np.median(values[bright], axis=0).astype(np.float32)
+    hue, chroma = od_hue_and_chroma(optical_density(np.rint(brightest).astype(np.uint8)))
+    if chroma < MIN_CAST_CHROMA or in_sector(hue, HE_HUE) or brightest.min() <= 0:
         return NEUTRAL_WHITE.copy()
-    white = np.median(values[glass], axis=0).astype(np.float32)
-    if white.min() < MIN_GLASS_LEVEL:
-        return NEUTRAL_WHITE.copy()
-    return white
+    return brightest * (255.0 / brightest.max())
 
 
 def white_balance(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:

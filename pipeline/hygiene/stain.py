@@ -110,21 +110,31 @@ def _saturated_off_hue(small: np.ndarray) -> np.ndarray:
     return saturated & (hue > 45.0) & (hue < 190.0)
 
 
-def strokes(pen: np.ndarray, tissue: np.ndarray) -> np.ndarray:
-    """(h, w) bool: the pixels of ``pen`` ((h, w) bool) that belong to strokes on or beside ``tissue`` ((h, w) bool).
+def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.ndarray]:
+    """The pen pixels that form strokes on or beside ``tissue``, each stroke in the colour of most of its pixels.
 
-    Components are taken after one dilation, so that a thin stroke sampled every k-th pixel stays one stroke.
+    Components are taken over all colours after one dilation, so that a thin stroke sampled every k-th pixel stays
+    one stroke, and a stroke whose ink looks bluer over haematoxylin or blacker over dense tissue keeps one colour.
+
+    Args:
+        pens: Colour -> (h, w) bool pen pixels (:func:`pipeline.data.colour.pen_mask`).
+        tissue: (h, w) bool.
+
+    Returns:
+        Colour -> (h, w) bool stroke pixels, disjoint.
     """
-    if not pen.any():
-        return pen
-    labels, n = label(binary_dilation(pen, _EIGHT), structure=_EIGHT)
-    sizes = np.bincount(labels[pen], minlength=n + 1)
+    any_pen = np.any(list(pens.values()), axis=0)
+    if not any_pen.any():
+        return pens
+    labels, n = label(binary_dilation(any_pen, _EIGHT), structure=_EIGHT)
+    counts = np.stack([np.bincount(labels[pens[colour]], minlength=n + 1) for colour in PEN_COLOURS])  # (3, n + 1)
     near = np.bincount(labels[binary_dilation(tissue, _EIGHT, iterations=NEAR_TISSUE)], minlength=n + 1) > 0
     keep = np.zeros(n + 1, dtype=bool)
     for index, box in enumerate(find_objects(labels), start=1):
         span = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-        keep[index] = sizes[index] >= MIN_STROKE_PIXELS and span >= MIN_STROKE_SPAN and near[index]
-    return pen & keep[labels]
+        keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= MIN_STROKE_SPAN and near[index]
+    colour_of = np.where(keep, counts.argmax(axis=0), -1)[labels]  # (h, w): the stroke's colour, -1 for none
+    return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
 
 
 def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
@@ -154,7 +164,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     pens = pen_mask(small, floor)
     any_pen = np.any(list(pens.values()), axis=0)
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
-    pens = {colour: strokes(pens[colour], beside) for colour in PEN_COLOURS}
+    pens = strokes(pens, beside)
     flat = _local_std(small.astype(np.float32) @ _GREY_WEIGHTS) < FLAT_STD
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
