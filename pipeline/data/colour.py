@@ -37,6 +37,7 @@ GLASS_MAX_STD = 6.0  # ... and flat: RMS grey-level difference (of 255) to the 4
 MIN_GLASS_SHARE = 0.02  # fewer flat bright pixels than this share of the image: no glass
 MIN_GLASS_LEVEL = 170.0  # a glass estimate darker than this in any channel is tissue, not glass
 MIN_CAST_CHROMA = 0.02  # without glass, brightest pixels of less OD chroma are neutral: nothing to correct
+MAX_CAST_CHROMA = 0.15  # a white of more OD chroma is a coloured object (a sky-blue fill: 0.18), not a cast (x1.5: 0.12)
 PEN_COLOURS = ("green", "blue", "black")
 
 _HUE_BASIS = np.array(
@@ -75,6 +76,11 @@ def _flatness(grey: np.ndarray) -> np.ndarray:
     return np.sqrt(sum(squares) / 4.0)
 
 
+def _level(colour: np.ndarray) -> np.ndarray:
+    """(3,) float RGB to (3,) uint8, rounded and clipped."""
+    return np.clip(np.rint(colour), 0, 255).astype(np.uint8)
+
+
 def glass_white(rgb: np.ndarray) -> np.ndarray:
     """The white to balance against: (3,) float32 RGB; (255, 255, 255) means nothing to correct.
 
@@ -94,11 +100,11 @@ def glass_white(rgb: np.ndarray) -> np.ndarray:
     glass = bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
     if glass.sum() >= MIN_GLASS_SHARE * grey.size:
         white = np.median(values[glass], axis=0).astype(np.float32)
-        if white.min() >= MIN_GLASS_LEVEL:
+        if white.min() >= MIN_GLASS_LEVEL and od_hue_and_chroma(optical_density(_level(white)))[1] <= MAX_CAST_CHROMA:
             return white
     brightest = np.median(values[bright], axis=0).astype(np.float32)
-    hue, chroma = od_hue_and_chroma(optical_density(np.rint(brightest).astype(np.uint8)))
-    if chroma < MIN_CAST_CHROMA or in_sector(hue, HE_HUE) or brightest.min() <= 0:
+    hue, chroma = od_hue_and_chroma(optical_density(_level(brightest)))
+    if not MIN_CAST_CHROMA <= chroma <= MAX_CAST_CHROMA or in_sector(hue, HE_HUE) or brightest.min() <= 0:
         return NEUTRAL_WHITE.copy()
     return brightest * (255.0 / brightest.max())
 
