@@ -114,7 +114,10 @@ def evaluate(name: str, pen: str | None, originals: list[dict], changed: list[di
         row["found"] = sum(bool(report.rules[f"{pen}_ink"][i]) for i in planted)
         row["other_colour"] = sum(any(report.rules[f"{c}_ink"][i] for c in INK_COLOURS if c != pen) for i in planted)
         row["mildest"] = min(float(a[f"q_{pen}_ink_fraction"]) for a in changed)
-    worst = {f"q_{c}_ink_fraction": max(float(a[f"q_{c}_ink_fraction"]) for a in changed) for c in INK_COLOURS}
+        row["fractions"] = [float(a[f"q_{pen}_ink_fraction"]) for a in changed]
+    worst = {f"q_{c}_ink_fraction": max(float(a[f"q_{c}_ink_fraction"]) for a in attrs[: len(attrs) if pen is None
+                                                                                       else len(originals)])
+             for c in INK_COLOURS}
     row["worst_clean"] = worst if pen is None else {k: v for k, v in worst.items() if not k.startswith(f"q_{pen}")}
     row["worst_off_hue"] = max(float(a["q_off_hue_fraction"]) for a in changed) if pen is None else None
     return row
@@ -155,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['variant']:<28} {row['images']:>6} {row['false_flags']:>11} {found:>7}   {worst}  {tail}"
                   + (f"  by {row['false_rules']}" if row["false_flags"] else "")
                   + (f"  other colour named {row['other_colour']}" if pen and row["other_colour"] else ""), flush=True)
+    print("\nthresholds: the worst clean image (originals, casts, jitter) against each stroke's own-colour fraction")
+    for colour in INK_COLOURS:
+        key = f"q_{colour}_ink_fraction"
+        worst = max(r["worst_clean"].get(key, 0.0) for r in rows if not r["variant"].startswith("stroke"))
+        strokes = [r for r in rows if r["variant"].startswith(f"stroke {colour} ")]
+        shares = "  ".join(f"{r['variant'][len('stroke ' + colour) + 1:]}: p5 {np.percentile(r['fractions'], 5):.4f}"
+                           for r in strokes)
+        print(f"  {colour:<6} worst clean {worst:.4f}   strokes {shares}")
     print(f"\n(finished in {time.perf_counter() - started:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
