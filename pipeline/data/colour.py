@@ -37,7 +37,7 @@ GLASS_MAX_STD = 6.0  # ... and flat: RMS grey-level difference (of 255) to the 4
 MIN_GLASS_SHARE = 0.02  # fewer flat bright pixels than this share of the image: no glass
 MIN_GLASS_LEVEL = 170.0  # a glass estimate darker than this in any channel is tissue, not glass
 MIN_CAST_CHROMA = 0.02  # without glass, brightest pixels of less OD chroma are neutral: nothing to correct
-MAX_CAST_CHROMA = 0.15  # a white of more OD chroma is a coloured object (a sky-blue fill: 0.18), not a cast (x1.5: 0.12)
+MAX_CAST_CHROMA = 0.15  # more OD chroma is a coloured object (a sky-blue fill 0.18), not a cast (x1.5: 0.12)
 PEN_COLOURS = ("green", "blue", "black")
 
 _HUE_BASIS = np.array(

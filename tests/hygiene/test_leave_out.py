@@ -34,8 +34,8 @@ def test_over_the_share_limit_all_are_kept_and_the_line_names_counts_flags_and_r
     left_out, line = left_out_for_flags(report, labels)
     assert not left_out.any()
     assert line == ("hygiene flags 6 of 100 training images (6.0%): non_tissue 4 (little_stain 3, off_hue 1), ink 2 "
-                    "(green_ink 2); over 5% of the training images or 10% of a class, so all are kept in training (pass "
-                    "--drop-flagged to leave them out)")
+                    "(green_ink 2); over 5% of the training images or 10% of a class, so all are kept in training "
+                    "(pass --drop-flagged to leave them out)")
     left_out, line = left_out_for_flags(report, labels, drop_flagged=True)
     assert left_out.sum() == 6 and line.endswith("of a class, --drop-flagged leaves them out of training")
 
