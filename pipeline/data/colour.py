@@ -7,15 +7,19 @@ detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balanc
 - ``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration scales a pixel's OD vector, a
   brighter or darker exposure adds the same OD to every channel. Its colour part ``OD - mean(OD)`` is a 2-D vector
   (basis ``(1, -1, 0)/sqrt 2``, ``(1, 1, -2)/sqrt 6``) with an *OD hue* (degrees: haematoxylin 96, eosin 152, DAB
-  234, green inks 285-35, blue inks 50-90) and an *OD chroma* (its length: 0 for grey, white and black).
+  234, green inks 285-42, blue inks 42-76 on glass) and an *OD chroma* (its length: 0 for grey, white and black).
 - *White balance* (von Kries): a scanner's colour cast tints the glass and scales each channel of every pixel by the
   same factor, i.e. adds the same OD vector everywhere. The glass is estimated from the brightest, least textured
   pixels (:func:`glass_white`); dividing each channel by it makes the glass neutral white and removes the cast from
-  the tissue's hues. An image without enough glass (tissue everywhere) gets white (255, 255, 255): unchanged.
-- *Pen* (:func:`pen_mask`, on a balanced image): green and teal ink by OD hue; blue ink, whose hue overlaps
-  haematoxylin, by an OD chroma that stain never reaches (a dense blue-violet with the blue channel left bright);
-  black ink by a dark, nearly neutral OD. Strokes are told from scattered pixels by the caller (connected
-  components), which needs more than numpy.
+  the tissue's hues. An image without enough glass (tissue everywhere) is left as it is, unless its brightest
+  pixels have a colour H&E never has: then only that colour is taken out.
+- *Pen* (:func:`pen_mask`, on a balanced image): green and teal ink by OD hue; blue ink by a hue short of
+  haematoxylin's, or, for blue-violet ink that shares its hue, by an OD chroma that stain never reaches; black ink
+  by a dark, nearly neutral OD. Pen over dense tissue adds the stain's OD to its own, so there it can look like
+  stain. Strokes are told from scattered pixels by the caller (connected components, which need more than numpy).
+
+A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`white_balance`) and not
+:func:`pen_mask`.
 """
 
 from __future__ import annotations
