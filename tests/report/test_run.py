@@ -222,8 +222,8 @@ def test_too_many_flagged_images_are_kept_unless_drop_flagged(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert result.trainable.all() and config["left_out_of_training"] == {}
     assert config["hygiene_warnings"] == [
-        "hygiene flags 2 of 30 training images (6.7%; Luminal A: 2 of 8, 25.0%): ink 2; over 5% of the training "
-        "images or 10% of a class, so all are kept in training (pass --drop-flagged to leave them out)"]
+        "hygiene flags 2 of 30 training images (6.7%; Luminal A: 2 of 8, 25.0%): ink 2 (green_ink 2); over 5% of the "
+        "training images or 10% of a class, so all are kept in training (pass --drop-flagged to leave them out)"]
     result, run_dir = _run(cache_dir, tmp_path, drop_flagged=True)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["left_out_of_training"] == {"img_0000.png": ["ink"], "img_0001.png": ["ink"]}
