@@ -25,6 +25,7 @@ A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import grey_opening
 
 HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin 152, red cells and pigment <= 250
 GREEN_HUE = (285.0, 42.0)  # OD-hue sector of green and teal inks (wraps through 0), also over tissue (35-40)
@@ -43,6 +44,12 @@ MIN_GLASS_LEVEL = 170.0  # a glass estimate darker than this in any channel is t
 MIN_CAST_CHROMA = 0.02  # without glass, brightest pixels of less OD chroma are neutral: nothing to correct
 MAX_CAST_CHROMA = 0.15  # more OD chroma is a coloured object (a sky-blue fill 0.18), not a cast (x1.5: 0.12)
 PEN_COLOURS = ("green", "blue", "black")
+CONTRAST_WINDOW = 9  # background of :func:`ink_contrast`: OD opened by this square (thumbnail px), wider than a stroke
+MIN_CONTRAST_OD = 0.2  # ink adds at least this mean OD to its surroundings (a pen at 60% coverage ~0.3) ...
+CONTRAST_GREEN_HUE = (285.0, 50.0)  # ... in the OD hue of green ink (~1 degree) ...
+CONTRAST_BLUE_HUE = (40.0, 90.0)  # ... or of blue ink (~68; a nucleus adds haematoxylin, 96 and above) ...
+MIN_CONTRAST_CHROMA = (0.1, 0.15)  # ... with at least this OD chroma (green, blue; the ink alone ~0.4) ...
+MIN_CONTRAST_BLACK_OD = 0.4  # ... or, for black, at least this mean OD, nearly neutral (MAX_BLACK_CHROMA_RATIO)
 
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
@@ -149,3 +156,27 @@ def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0) -> dict[str, np.ndarray]:
         in_sector(hue, VIOLET_HUE) & (chroma >= MIN_VIOLET_CHROMA)
     )
     return {"green": green & ~black, "blue": blue & ~black, "black": black}
+
+
+def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.ndarray]:
+    """Per-pixel pen colour of what a thin dark structure adds to its surroundings: colour -> (h, w) bool, disjoint.
+
+    Ink on a slide adds its own OD vector to the tissue's (Beer-Lambert), so the OD a stroke adds to its
+    surroundings is the ink's colour whatever it covers, and a colour cast (the same OD everywhere) cancels out. The
+    surroundings are the OD opened (per channel, a square ``window`` px wide: structures narrower than it vanish);
+    the difference is classed green, blue or black as :func:`pen_mask` classes colours (sectors
+    :data:`CONTRAST_GREEN_HUE`, :data:`CONTRAST_BLUE_HUE`). A nucleus adds haematoxylin, whose hue (96) is no ink's
+    here, but a few of its pixels may be: tell strokes by their length (the caller).
+
+    Args:
+        od: (h, w, 3) optical density (:func:`optical_density`), e.g. of a thumbnail; balanced or not.
+        window: Width of the opening (thumbnail px); strokes up to about ``window - 3`` px wide are measured.
+    """
+    background = np.stack([grey_opening(od[..., c], size=(window, window)) for c in range(3)], axis=-1)
+    added = od - background  # (h, w, 3) >= 0
+    hue, chroma = od_hue_and_chroma(added)
+    mean = added.mean(axis=-1)
+    black = (mean >= MIN_CONTRAST_BLACK_OD) & (chroma < MAX_BLACK_CHROMA_RATIO * mean)
+    strong = (mean >= MIN_CONTRAST_OD) & ~black
+    return {"green": strong & in_sector(hue, CONTRAST_GREEN_HUE) & (chroma >= MIN_CONTRAST_CHROMA[0]),
+            "blue": strong & in_sector(hue, CONTRAST_BLUE_HUE) & (chroma >= MIN_CONTRAST_CHROMA[1]), "black": black}

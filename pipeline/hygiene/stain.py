@@ -49,6 +49,7 @@ from pipeline.data.colour import (
     PEN_COLOURS,
     glass_white,
     in_sector,
+    ink_contrast,
     od_hue_and_chroma,
     optical_density,
     pen_mask,
@@ -67,6 +68,7 @@ FLAT_STD = 0.5  # grey-level standard deviation (of 255) of a 3x3 neighbourhood 
 STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
+MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: clean images <= 26
 NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
 
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -110,7 +112,7 @@ def _saturated_off_hue(small: np.ndarray) -> np.ndarray:
     return saturated & (hue > 45.0) & (hue < 190.0)
 
 
-def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.ndarray]:
+def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN_STROKE_SPAN) -> dict[str, np.ndarray]:
     """The pen pixels that form strokes on or beside ``tissue``, each stroke in the colour of most of its pixels.
 
     Components are taken over all colours after one dilation, so that a thin stroke sampled every k-th pixel stays
@@ -119,6 +121,7 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.nda
     Args:
         pens: Colour -> (h, w) bool pen pixels (:func:`pipeline.data.colour.pen_mask`).
         tissue: (h, w) bool.
+        min_span: A stroke spans at least this many pixels (height or width of its box).
 
     Returns:
         Colour -> (h, w) bool stroke pixels, disjoint.
@@ -132,7 +135,7 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.nda
     keep = np.zeros(n + 1, dtype=bool)
     for index, box in enumerate(find_objects(labels), start=1):
         span = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-        keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= MIN_STROKE_SPAN and near[index]
+        keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= min_span and near[index]
     colour_of = np.where(keep, counts.argmax(axis=0), -1)[labels]  # (h, w): the stroke's colour, -1 for none
     return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
 
@@ -165,6 +168,10 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     any_pen = np.any(list(pens.values()), axis=0)
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
     pens = strokes(pens, beside)
+    # thin strokes by the OD they add to their surroundings: found over stained tissue too, whatever the cast
+    contrast = strokes(ink_contrast(od), beside, MIN_CONTRAST_SPAN)
+    taken = np.any(list(pens.values()), axis=0)
+    pens = {colour: pens[colour] | (contrast[colour] & ~taken) for colour in PEN_COLOURS}
     flat = _local_std(small.astype(np.float32) @ _GREY_WEIGHTS) < FLAT_STD
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
