@@ -92,6 +92,42 @@ def _level(colour: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(colour), 0, 255).astype(np.uint8)
 
 
+def _flat_bright(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float32 pixels of (H, W, 3) ``rgb`` and (N,) bool: bright (:data:`GLASS_PERCENTILE`) and flat."""
+    values = rgb.reshape(-1, 3).astype(np.float32)
+    grey = values.mean(axis=-1)
+    bright = grey >= np.percentile(grey, GLASS_PERCENTILE)
+    return values, bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
+
+
+def covered(rgb: np.ndarray) -> bool:
+    """True when (H, W, 3) uint8 ``rgb`` has no flat bright area at all (tissue everywhere, as lc25000 tiles).
+
+    Such an image has nothing to judge a colour against: a cast and a tint of the stain look alike. An image whose
+    flat bright area is coloured (a drawing's sky-blue fill) is not covered: its colours are judged as they are.
+    """
+    return bool(_flat_bright(rgb)[1].sum() < MIN_GLASS_SHARE * rgb.shape[0] * rgb.shape[1])
+
+
+def find_glass(rgb: np.ndarray) -> np.ndarray | None:
+    """The glass's colour, (3,) float32 RGB, or None when the image shows too little glass to tell (see below).
+
+    Glass = the brightest (:data:`GLASS_PERCENTILE`), flat (:data:`GLASS_MAX_STD`) pixels, their per-channel median;
+    it counts with at least :data:`MIN_GLASS_SHARE` of the image, every channel >= :data:`MIN_GLASS_LEVEL` and an
+    OD chroma <= :data:`MAX_CAST_CHROMA`. Without glass a pixel's colour cannot be told from a cast.
+
+    Args:
+        rgb: (H, W, 3) uint8.
+    """
+    values, glass = _flat_bright(rgb)
+    if glass.sum() < MIN_GLASS_SHARE * glass.size:
+        return None
+    white = np.median(values[glass], axis=0).astype(np.float32)
+    if white.min() < MIN_GLASS_LEVEL or od_hue_and_chroma(optical_density(_level(white)))[1] > MAX_CAST_CHROMA:
+        return None
+    return white
+
+
 def glass_white(rgb: np.ndarray) -> np.ndarray:
     """The white to balance against: (3,) float32 RGB; (255, 255, 255) means nothing to correct.
 
@@ -105,14 +141,12 @@ def glass_white(rgb: np.ndarray) -> np.ndarray:
     Args:
         rgb: (H, W, 3) uint8, e.g. a thumbnail (a few hundred pixels a side is plenty).
     """
+    white = find_glass(rgb)
+    if white is not None:
+        return white
     values = rgb.reshape(-1, 3).astype(np.float32)
     grey = values.mean(axis=-1)
     bright = grey >= np.percentile(grey, GLASS_PERCENTILE)
-    glass = bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
-    if glass.sum() >= MIN_GLASS_SHARE * grey.size:
-        white = np.median(values[glass], axis=0).astype(np.float32)
-        if white.min() >= MIN_GLASS_LEVEL and od_hue_and_chroma(optical_density(_level(white)))[1] <= MAX_CAST_CHROMA:
-            return white
     brightest = np.median(values[bright], axis=0).astype(np.float32)
     hue, chroma = od_hue_and_chroma(optical_density(_level(brightest)))
     if not MIN_CAST_CHROMA <= chroma <= MAX_CAST_CHROMA or in_sector(hue, HE_HUE) or brightest.min() <= 0:

@@ -47,6 +47,8 @@ from pipeline.data.colour import (
     HE_HUE,
     MAX_STAIN_OD,
     PEN_COLOURS,
+    covered,
+    find_glass,
     glass_white,
     in_sector,
     ink_contrast,
@@ -149,7 +151,8 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """
     step = thumbnail_step(pixels.shape)
     small = np.ascontiguousarray(pixels[::step, ::step])
-    small = white_balance(small, glass_white(small))
+    glass, blind = find_glass(small), covered(small)
+    small = white_balance(small, glass if glass is not None else glass_white(small))
     mask = inside[::step, ::step]
     if not mask.any():
         mask = np.ones(mask.shape, dtype=bool)
@@ -165,6 +168,8 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
     floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
     pens = pen_mask(small, floor)
+    if blind:  # no glass, no white to judge colour against (a cast looks like ink): ink by contrast alone
+        pens = {colour: np.zeros_like(mask) for colour in PEN_COLOURS}
     any_pen = np.any(list(pens.values()), axis=0)
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
     pens = strokes(pens, beside)
@@ -176,7 +181,8 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
         "stain_chroma": stain_chroma,
-        "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= floor) & mask).sum() / n_inside),
+        "off_hue_fraction": 0.0 if blind else float(
+            (_saturated_off_hue(small) & (chroma >= floor) & mask).sum() / n_inside),
         **{f"{colour}_ink_fraction": float((pens[colour] & mask).sum() / n_inside) for colour in PEN_COLOURS},
         "flat_fill_fraction": float((flat & tissue).sum() / max(n_tissue, 1.0)),
         "white_fraction": 1.0 - n_tissue / n_inside,
