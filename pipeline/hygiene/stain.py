@@ -45,6 +45,7 @@ from scipy.ndimage import binary_dilation, find_objects, label, uniform_filter
 
 from pipeline.data.colour import (
     HE_HUE,
+    MAX_CAST_CHROMA,
     MAX_STAIN_OD,
     PEN_COLOURS,
     covered,
@@ -167,9 +168,9 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     # ink and off-hue colour must be at least INK_RELATIVE_CHROMA as intense as the image's own stain: a faint tint of
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
     floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
+    if blind:  # no glass to judge colour against: a colour counts only beyond what a cast can add
+        floor = max(floor, MAX_CAST_CHROMA)
     pens = pen_mask(small, floor)
-    if blind:  # no glass, no white to judge colour against (a cast looks like ink): ink by contrast alone
-        pens = {colour: np.zeros_like(mask) for colour in PEN_COLOURS}
     any_pen = np.any(list(pens.values()), axis=0)
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
     pens = strokes(pens, beside)
@@ -181,8 +182,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
         "stain_chroma": stain_chroma,
-        "off_hue_fraction": 0.0 if blind else float(
-            (_saturated_off_hue(small) & (chroma >= floor) & mask).sum() / n_inside),
+        "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= floor) & mask).sum() / n_inside),
         **{f"{colour}_ink_fraction": float((pens[colour] & mask).sum() / n_inside) for colour in PEN_COLOURS},
         "flat_fill_fraction": float((flat & tissue).sum() / max(n_tissue, 1.0)),
         "white_fraction": 1.0 - n_tissue / n_inside,
