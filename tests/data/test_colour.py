@@ -65,3 +65,30 @@ def test_pen_mask_leaves_real_nuclei_and_dark_tissue_alone(glas15, lung):
         masks = colour.pen_mask(colour.white_balance(pixels, colour.glass_white(pixels)))
         # single pixels at most (JPEG noise at dark nuclei): hygiene keeps only strokes of them
         assert all(m.mean() < 0.01 for m in masks.values()), {k: m.mean() for k, m in masks.items()}
+
+
+def _lung(lung, k=0):
+    return _image(lung, sorted(p.name for p in (lung / "train_data").iterdir())[k])
+
+
+def test_a_tile_with_tissue_everywhere_is_covered_and_a_slide_with_glass_or_a_drawing_is_not(glas15, lung):
+    assert colour.covered(_lung(lung, 9)[::2, ::2])  # tile 9: tissue everywhere
+    assert not colour.covered(_image(glas15)) and colour.find_glass(_image(glas15)) is not None
+    sky = np.zeros((60, 80, 3), np.uint8) + np.array([140, 200, 250], np.uint8)  # a drawing's flat sky-blue fill
+    assert not colour.covered(sky) and colour.find_glass(sky) is None  # bright and flat, but no glass colour
+
+
+@pytest.mark.parametrize("pen", ["green", "blue", "black"])
+def test_ink_contrast_names_a_stroke_over_stained_tissue_whatever_the_cast(lung, pen):
+    # a lung tile is tissue everywhere: the stroke's own colour is the tissue's plus the ink's (blue over eosin has
+    # haematoxylin's hue); the OD it adds to its surroundings is the ink's, and a cast adds the same OD everywhere
+    pixels = _lung(lung)[::5, ::5]  # the scale of a hygiene thumbnail
+    coverage = stroke_coverage(pixels.shape[:2], 4, np.random.default_rng(1)) > 0.99
+    for tinted in (pixels, cast(pixels, "green", 1.0), cast(pixels, "yellow", 1.5)):
+        inked = pen_stroke(tinted, pen, 4, np.random.default_rng(1))
+        masks = colour.ink_contrast(colour.optical_density(inked))
+        assert masks[pen][coverage].mean() > 0.6, (pen, masks[pen][coverage].mean())
+        others = sum(int(masks[other][coverage].sum()) for other in colour.PEN_COLOURS if other != pen)
+        assert others < 0.2 * coverage.sum()
+        plain = colour.ink_contrast(colour.optical_density(tinted))  # the tissue alone: nuclei add haematoxylin
+        assert all(m.mean() < 0.01 for m in plain.values())

@@ -120,3 +120,13 @@ def test_scattered_pen_coloured_pixels_are_no_stroke(tissue):
     speckled[4::9, 4::9] = (30, 30, 35)
     found = scores(speckled)
     assert found["blue_ink_fraction"] == 0.0 and found["black_ink_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("pen", ["green", "blue", "black"])
+def test_strokes_over_tissue_everywhere_are_found_by_their_contrast(lung, pen):
+    # lung tiles have no glass: a blue stroke over their stain has haematoxylin's hue, found only by the OD it adds
+    pixels = np.asarray(Image.open(sorted((lung / "train_data").iterdir())[0]).convert("RGB"))
+    inside = np.ones(pixels.shape[:2], bool)
+    assert _fired(scores(pixels, inside)) == []
+    inked = colour_variants.pen_stroke(pixels, pen, 6, np.random.default_rng(0))
+    assert _fired(scores(inked, inside)) == [f"{pen}_ink"]
