@@ -49,7 +49,6 @@ from pipeline.data.colour import (
     MAX_STAIN_OD,
     PEN_COLOURS,
     covered,
-    find_glass,
     glass_white,
     in_sector,
     ink_contrast,
@@ -152,8 +151,8 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """
     step = thumbnail_step(pixels.shape)
     small = np.ascontiguousarray(pixels[::step, ::step])
-    glass, blind = find_glass(small), covered(small)
-    small = white_balance(small, glass if glass is not None else glass_white(small))
+    blind = covered(small)
+    small = white_balance(small, glass_white(small))
     mask = inside[::step, ::step]
     if not mask.any():
         mask = np.ones(mask.shape, dtype=bool)
