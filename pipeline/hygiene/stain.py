@@ -48,7 +48,7 @@ from pipeline.data.colour import (
     MAX_CAST_CHROMA,
     MAX_STAIN_OD,
     PEN_COLOURS,
-    covered,
+    find_glass,
     glass_white,
     in_sector,
     ink_contrast,
@@ -71,6 +71,7 @@ STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
 MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: clean images <= 26
+BLIND_INK_CHROMA = 0.25  # without glass, ink by colour has at least this OD chroma: x1.5 casts <= 0.2, green blob 0.34
 NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
 
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -151,7 +152,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """
     step = thumbnail_step(pixels.shape)
     small = np.ascontiguousarray(pixels[::step, ::step])
-    blind = covered(small)
+    blind = find_glass(small) is None
     small = white_balance(small, glass_white(small))
     mask = inside[::step, ::step]
     if not mask.any():
@@ -167,9 +168,11 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     # ink and off-hue colour must be at least INK_RELATIVE_CHROMA as intense as the image's own stain: a faint tint of
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
     floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
-    if blind:  # no glass to judge colour against: a colour counts only beyond what a cast can add
+    if blind:  # no glass to judge colour against: off-hue counts only beyond what a cast can add ...
         floor = max(floor, MAX_CAST_CHROMA)
-    pens = pen_mask(small, floor)
+    pens = pen_mask(small, max(floor, BLIND_INK_CHROMA) if blind else floor)
+    if blind:  # ... and blue ink only by contrast: a cast turns pale haematoxylin as blue as a pen on glass
+        pens["blue"] = np.zeros_like(mask)
     any_pen = np.any(list(pens.values()), axis=0)
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
     pens = strokes(pens, beside)

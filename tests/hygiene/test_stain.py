@@ -130,3 +130,13 @@ def test_strokes_over_tissue_everywhere_are_found_by_their_contrast(lung, pen):
     assert _fired(scores(pixels, inside)) == []
     inked = colour_variants.pen_stroke(pixels, pen, 6, np.random.default_rng(0))
     assert _fired(scores(inked, inside)) == [f"{pen}_ink"]
+
+
+@pytest.mark.parametrize("tint", ["green", "cyan", "yellow"])
+def test_a_strong_cast_of_tiles_without_glass_flags_nothing(lung, tint):
+    # with tissue everywhere there is no white to balance against: colour counts as ink or off-hue only beyond what a
+    # cast adds, blue ink only by its contrast (a cast turns pale haematoxylin as blue as a pen on glass)
+    for path in sorted((lung / "train_data").iterdir())[:8]:
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        inside = np.ones(pixels.shape[:2], bool)
+        assert _fired(scores(colour_variants.cast(pixels, tint, 1.5), inside)) == [], path.name
