@@ -49,7 +49,8 @@ MIN_CONTRAST_OD = 0.2  # ink adds at least this mean OD to its surroundings (a p
 CONTRAST_GREEN_HUE = (285.0, 50.0)  # ... in the OD hue of green ink (~1 degree) ...
 CONTRAST_BLUE_HUE = (40.0, 90.0)  # ... or of blue ink (~68; a nucleus adds haematoxylin, 96 and above) ...
 MIN_CONTRAST_CHROMA = (0.1, 0.15)  # ... with at least this OD chroma (green, blue; the ink alone ~0.4) ...
-MIN_CONTRAST_BLACK_OD = 0.4  # ... or, for black, at least this mean OD, nearly neutral (MAX_BLACK_CHROMA_RATIO)
+MIN_CONTRAST_BLACK_OD = 0.4  # ... or, for black, at least this mean OD ...
+MAX_CONTRAST_BLACK_RATIO = MAX_BLACK_CHROMA_RATIO  # ... and OD chroma below this share of it
 
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
@@ -210,7 +211,7 @@ def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.
     added = od - background  # (h, w, 3) >= 0
     hue, chroma = od_hue_and_chroma(added)
     mean = added.mean(axis=-1)
-    black = (mean >= MIN_CONTRAST_BLACK_OD) & (chroma < MAX_BLACK_CHROMA_RATIO * mean)
+    black = (mean >= MIN_CONTRAST_BLACK_OD) & (chroma < MAX_CONTRAST_BLACK_RATIO * mean)
     strong = (mean >= MIN_CONTRAST_OD) & ~black
     return {"green": strong & in_sector(hue, CONTRAST_GREEN_HUE) & (chroma >= MIN_CONTRAST_CHROMA[0]),
             "blue": strong & in_sector(hue, CONTRAST_BLUE_HUE) & (chroma >= MIN_CONTRAST_CHROMA[1]), "black": black}

@@ -71,7 +71,8 @@ STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
 MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: clean images <= 26
-BLIND_INK_CHROMA = 0.25  # without glass, ink by colour has at least this OD chroma: x1.5 casts <= 0.2, green blob 0.34
+BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
+BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
 NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
 
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -168,9 +169,11 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     # ink and off-hue colour must be at least INK_RELATIVE_CHROMA as intense as the image's own stain: a faint tint of
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
     floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
-    if blind:  # no glass to judge colour against: off-hue counts only beyond what a cast can add ...
-        floor = max(floor, MAX_CAST_CHROMA)
-    pens = pen_mask(small, max(floor, BLIND_INK_CHROMA) if blind else floor)
+    off_hue_floor, ink_floor = floor, floor
+    if blind:  # no glass to judge colour against: colour counts only beyond what a cast can add ...
+        off_hue_floor = max(floor, MAX_CAST_CHROMA)
+        ink_floor = max(floor, min(BLIND_INK_CHROMA, BLIND_INK_RELATIVE * stain_chroma))
+    pens = pen_mask(small, ink_floor)
     if blind:  # ... and blue ink only by contrast: a cast turns pale haematoxylin as blue as a pen on glass
         pens["blue"] = np.zeros_like(mask)
     any_pen = np.any(list(pens.values()), axis=0)
@@ -184,7 +187,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
         "stain_chroma": stain_chroma,
-        "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= floor) & mask).sum() / n_inside),
+        "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= off_hue_floor) & mask).sum() / n_inside),
         **{f"{colour}_ink_fraction": float((pens[colour] & mask).sum() / n_inside) for colour in PEN_COLOURS},
         "flat_fill_fraction": float((flat & tissue).sum() / max(n_tissue, 1.0)),
         "white_fraction": 1.0 - n_tissue / n_inside,
