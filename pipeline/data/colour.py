@@ -2,7 +2,7 @@
 
 One implementation for every reader of colour: the hygiene scores (:mod:`pipeline.hygiene.stain`) and a tissue
 detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balance`, :func:`optical_density`,
-:func:`od_hue_and_chroma` and :func:`pen_mask` on an (H, W, 3) uint8 RGB array. numpy only.
+:func:`od_hue_and_chroma`, :func:`pen_mask` and :func:`ink_contrast` on an (H, W, 3) uint8 RGB array.
 
 - ``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration scales a pixel's OD vector, a
   brighter or darker exposure adds the same OD to every channel. Its colour part ``OD - mean(OD)`` is a 2-D vector
@@ -16,7 +16,10 @@ detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balanc
 - *Pen* (:func:`pen_mask`, on a balanced image): green and teal ink by OD hue; blue ink by a hue short of
   haematoxylin's, or, for blue-violet ink that shares its hue, by an OD chroma that stain never reaches; black ink
   by a dark, nearly neutral OD. Pen over dense tissue adds the stain's OD to its own, so there it can look like
-  stain. Strokes are told from scattered pixels by the caller (connected components, which need more than numpy).
+  stain. Strokes are told from scattered pixels by the caller (connected components).
+- *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings is
+  the ink's own colour over glass and stain alike, and a cast cancels; it names blue over eosin, which has
+  haematoxylin's hue, and ink on images without glass (:func:`find_glass` None), whose colours a cast can mimic.
 
 A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`white_balance`) and not
 :func:`pen_mask`.
@@ -101,21 +104,13 @@ def _flat_bright(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
 
 
-def covered(rgb: np.ndarray) -> bool:
-    """True when (H, W, 3) uint8 ``rgb`` has no flat bright area at all (tissue everywhere, as lc25000 tiles).
-
-    Such an image has nothing to judge a colour against: a cast and a tint of the stain look alike. An image whose
-    flat bright area is coloured (a drawing's sky-blue fill) is not covered: its colours are judged as they are.
-    """
-    return bool(_flat_bright(rgb)[1].sum() < MIN_GLASS_SHARE * rgb.shape[0] * rgb.shape[1])
-
-
 def find_glass(rgb: np.ndarray) -> np.ndarray | None:
     """The glass's colour, (3,) float32 RGB, or None when the image shows too little glass to tell (see below).
 
     Glass = the brightest (:data:`GLASS_PERCENTILE`), flat (:data:`GLASS_MAX_STD`) pixels, their per-channel median;
     it counts with at least :data:`MIN_GLASS_SHARE` of the image, every channel >= :data:`MIN_GLASS_LEVEL` and an
-    OD chroma <= :data:`MAX_CAST_CHROMA`. Without glass a pixel's colour cannot be told from a cast.
+    OD chroma <= :data:`MAX_CAST_CHROMA`. Without glass (tissue everywhere, a coloured drawing) a pixel's colour
+    cannot be told from a cast's: hygiene then asks more colour of ink and finds blue ink by contrast alone.
 
     Args:
         rgb: (H, W, 3) uint8.

@@ -29,7 +29,11 @@ as stored; docs/hygiene.md has what each threshold was read off):
   that colour (:func:`pipeline.data.colour.pen_mask`, green and blue with the same floor: fading or desaturating an
   image pales its ink with its stain, so the ratio holds). A stroke is a connected set (8-neighbours, gaps of one
   thumbnail pixel bridged) of at least 8 pen pixels spanning at least 5, on or beside tissue: the scattered dark
-  or saturated pixels of real nuclei are no stroke.
+  or saturated pixels of real nuclei are no stroke. Added to them: strokes by contrast
+  (:func:`pipeline.data.colour.ink_contrast`, components spanning at least 30), which name blue over stained tissue
+  and are blind to casts. An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
+  judge colour against: there green ink needs 80% of the stain's OD chroma (at most 0.25), off-hue colour 0.15,
+  and blue ink is found by contrast alone.
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
   as drawn fills are even after JPEG; tissue keeps its grain when faded.
 - ``white_fraction``: share of masked pixels that are not tissue (for the report).
