@@ -74,7 +74,7 @@ FLAT_STD = 0.5  # grey-level standard deviation (of 255) of a 3x3 neighbourhood 
 STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
-MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: clean images <= 26
+MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
 BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
 BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
 NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
