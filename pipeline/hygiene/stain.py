@@ -157,8 +157,9 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """
     step = thumbnail_step(pixels.shape)
     small = np.ascontiguousarray(pixels[::step, ::step])
-    blind = find_glass(small) is None
-    small = white_balance(small, glass_white(small))
+    glass = find_glass(small)
+    blind = glass is None
+    small = white_balance(small, glass_white(small) if blind else glass)
     mask = inside[::step, ::step]
     if not mask.any():
         mask = np.ones(mask.shape, dtype=bool)
