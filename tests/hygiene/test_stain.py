@@ -140,3 +140,13 @@ def test_a_strong_cast_of_tiles_without_glass_flags_nothing(lung, tint):
         pixels = np.asarray(Image.open(path).convert("RGB"))
         inside = np.ones(pixels.shape[:2], bool)
         assert _fired(scores(colour_variants.cast(pixels, tint, 1.5), inside)) == [], path.name
+
+
+def test_faded_ink_on_an_image_without_glass_is_still_ink(glas15):
+    # without glass, ink by colour must be 80% as intense as the stain: fading pales ink and stain alike
+    from pipeline.data.colour import find_glass
+
+    pixels, inside = _glas(glas15, 7)
+    faded = variants.fade(variants.green_blob(pixels, inside.astype(np.uint8) * 255), 0.35)
+    assert find_glass(faded[::4, ::4]) is None
+    assert _fired(scores(faded, inside)) == ["green_ink"]
