@@ -18,7 +18,7 @@ class QualitySettings:
     min_stain_fraction: float = 0.10  # clean >= 0.23 (real >= 0.50); greyscale, blank slides, off-hue drawings <= 0.05
     max_off_hue_fraction: float = 0.05  # clean <= 0.0016; drawings with off-hue fills >= 0.37
     max_flat_fill_fraction: float = 0.60  # clean <= 0.40; the pink drawing 0.89, 0.63-0.65 small or varied
-    max_green_ink_fraction: float = 0.005  # clean <= 0.0005; a 35 px green blob on 600x400 >= 0.03
+    max_green_ink_fraction: float = 0.003  # clean <= 0.0005 (stress 0.0016); 8 px green strokes >= 0.0043
     max_blue_ink_fraction: float = 0.003  # clean <= 0.0022 (casts: 0.0026); 8 px blue strokes: docs/hygiene.md
     max_black_ink_fraction: float = 0.004  # clean <= 0.0034 (HED jitter); 8 px black strokes >= 0.0048
     max_outlier_ratio: float = 3.0  # embedding-neighbour distance / its median; clean lc25000 and glas15 <= 2.2
