@@ -164,7 +164,8 @@ def white_balance(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0) -> dict[str, np.ndarray]:
+def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0, *,
+             colour: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Per-pixel pen colour of a white-balanced image: ``{"green", "blue", "black"}`` -> (H, W) bool, disjoint.
 
     Green: OD hue in :data:`GREEN_HUE`, chroma >= :data:`MIN_GREEN_CHROMA`, not too dark for a hue. Blue: hue in
@@ -176,9 +177,9 @@ def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0) -> dict[str, np.ndarray]:
         rgb: (H, W, 3) uint8, white-balanced (:func:`white_balance`).
         min_chroma: Raises the green and blue chroma floors: hygiene asks ink to be at least 40% as intense as the
             image's own stain, so that a faded image's ink still counts and a faint tint does not.
+        colour: ``(optical_density(rgb), *od_hue_and_chroma(od))`` when the caller has them already.
     """
-    od = optical_density(rgb)
-    hue, chroma = od_hue_and_chroma(od)
+    od, hue, chroma = colour if colour is not None else (optical_density(rgb), *od_hue_and_chroma(optical_density(rgb)))
     mean_od = od.mean(axis=-1)
     black = (mean_od >= MIN_BLACK_OD) & (chroma < MAX_BLACK_CHROMA_RATIO * mean_od)
     green = in_sector(hue, GREEN_HUE) & (chroma >= max(MIN_GREEN_CHROMA, min_chroma)) & (mean_od * 3 <= MAX_STAIN_OD)

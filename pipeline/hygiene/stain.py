@@ -178,7 +178,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     if blind:  # no glass to judge colour against: colour counts only beyond what a cast can add ...
         off_hue_floor = max(floor, MAX_CAST_CHROMA)
         ink_floor = max(floor, min(BLIND_INK_CHROMA, BLIND_INK_RELATIVE * stain_chroma))
-    pens = pen_mask(small, ink_floor)
+    pens = pen_mask(small, ink_floor, colour=(od, hue, chroma))
     if blind:  # ... and blue ink only by contrast: a cast turns pale haematoxylin as blue as a pen on glass
         pens["blue"] = np.zeros_like(mask)
     any_pen = np.any(list(pens.values()), axis=0)
