@@ -87,10 +87,12 @@ class TileTransform(torch.nn.Module):
         Returns:
             (B, 3, S, S) float32 with S = ``preprocessing.input_size``.
         """
-        pixels = tiles.permute(0, 3, 1, 2).float()
+        pixels = tiles.permute(0, 3, 1, 2).to(torch.float32, copy=True)  # a copy even of float input (in place below)
         size = self.preprocessing.input_size
         if pixels.shape[-1] != size or pixels.shape[-2] != size:
             mode = self.preprocessing.interpolation
             extra = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
             pixels = F.interpolate(pixels, size=(size, size), mode=mode, **extra).clamp_(0.0, 255.0)
-        return (pixels - self.mean) * self.inv_std
+        # in place, the same operations in the same order: a new (B, 3, S, S) float tensor per step cost the
+        # kernel's zero-filling of its pages (more CPU than the arithmetic on a CPU run)
+        return pixels.sub_(self.mean).mul_(self.inv_std)
