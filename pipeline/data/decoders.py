@@ -130,3 +130,34 @@ def fast_pixels(image: Image.Image, data: bytes) -> np.ndarray | None:
     if pixels.dtype != np.uint8 or pixels.shape != expected:
         return None
     return np.ascontiguousarray(pixels)
+
+
+def _scaled_to_8_bits(image: Image.Image) -> np.ndarray:
+    """(H, W) uint8 from a 16-bit, 32-bit integer or float single-channel image, scaled rather than clipped."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or (image.mode == "I" and values.min() >= 0 and values.max() <= 65535):
+        top = 65535.0  # 16-bit data (Pillow opens 16-bit PNG/TIFF as I;16 or I): scale its full range
+    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
+        top = 1.0
+    else:
+        top = max(float(values.max()), 1.0)  # other 32-bit data has no fixed range: scale by its own maximum
+    return np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+
+
+def pillow_rgb(image: Image.Image) -> np.ndarray:
+    """Convert a loaded image of any PIL mode to (H, W, 3) uint8 RGB; transparent pixels become white.
+
+    Pillow already reduces 16-bit RGB(A) PNGs (48/64 bits) to 8 bits per channel by keeping the high byte, a
+    scaling (65535 -> 255), not a clip.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray = _scaled_to_8_bits(image)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))

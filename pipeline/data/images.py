@@ -7,7 +7,9 @@ Rules (documented in the README):
 - A mask pixel is inside when its value is > 0 (in any channel, for a colour mask). An empty mask, or one with
   several values above 0 (soft, JPEG-compressed or multi-class), is used as such with a warning.
 - EXIF orientation is NOT applied, to image or mask: both are used as stored, so they stay aligned.
-- The pixel count is checked from the header, before any pixel is decoded (decompression-bomb guard).
+- The pixel count is checked from the header, before any pixel is decoded (decompression-bomb guard), against our
+  own limit: Pillow's process-wide one is neither used nor changed.
+- Common PNGs and JPEGs are decoded by faster libraries with Pillow's exact pixels (:mod:`pipeline.data.decoders`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.data.decoders import fast_pixels, open_unchecked
+from pipeline.data.decoders import fast_pixels, open_unchecked, pillow_rgb
 from pipeline.errors import ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -136,37 +138,6 @@ def _open(path: Path, data: bytes, max_pixels: int) -> tuple[Image.Image, np.nda
     return image, fast
 
 
-def _scaled_to_8_bits(image: Image.Image) -> np.ndarray:
-    """(H, W) uint8 from a 16-bit, 32-bit integer or float single-channel image, scaled rather than clipped."""
-    values = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16") or (image.mode == "I" and values.min() >= 0 and values.max() <= 65535):
-        top = 65535.0  # 16-bit data (Pillow opens 16-bit PNG/TIFF as I;16 or I): scale its full range
-    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
-        top = 1.0
-    else:
-        top = max(float(values.max()), 1.0)  # other 32-bit data has no fixed range: scale by its own maximum
-    return np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
-
-
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    """Convert any PIL mode to (H, W, 3) uint8 RGB.
-
-    Pillow already reduces 16-bit RGB(A) PNGs (48/64 bits) to 8 bits per channel by keeping the high byte, a
-    scaling (65535 -> 255), not a clip.
-    """
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        gray = _scaled_to_8_bits(image)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        image.mode in ("P", "L", "RGB") and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
-
-
 def pixels_sha256(pixels: np.ndarray) -> str:
     """SHA-256 of an array's shape and bytes: equal decoded pixels give equal checksums."""
     digest = hashlib.sha256(str(pixels.shape).encode())
@@ -196,7 +167,7 @@ def decode_pixels(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
     if fast is not None:  # grey from the fast path: Pillow's L -> RGB copies the value to the three channels
         return fast if fast.ndim == 3 else np.repeat(fast[:, :, None], 3, axis=2)
     try:
-        return np.ascontiguousarray(_to_rgb(image))
+        return np.ascontiguousarray(pillow_rgb(image))
     except (OSError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot be converted to RGB ({exc}). Re-export it as an RGB PNG.") from exc
 
@@ -228,6 +199,10 @@ def _warn_about_mask(path: Path, values: np.ndarray, inside: np.ndarray, colour:
         logger.warning(
             "%s: mask is empty (no pixel > 0); extraction falls back to the centre tile of the image.", path
         )
+        return
+    # The usual binary mask: every inside pixel holds the largest value, found without gathering the inside pixels
+    # (which cost more than decoding a 1280x1024 mask); any other mask is looked at as before.
+    if np.count_nonzero(values == values.max()) == np.count_nonzero(inside):
         return
     kept = values[inside]
     low, high = kept.min(), kept.max()

@@ -160,7 +160,7 @@ class TileDataset(Dataset):
             "image_sha256": image.file_sha256,
             "pixels_sha256": image.pixels_sha256,
             "mask_sha256": mask.file_sha256,
-            "mask_fraction": float(mask.inside.mean()),
+            "mask_fraction": np.count_nonzero(mask.inside) / mask.inside.size,  # = inside.mean(), 10x cheaper
             "fallback": plan.fallback,
         }
         if self.quality:
