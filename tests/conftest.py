@@ -55,8 +55,8 @@ def make_data(tmp_path: Path):
     """Factory: a challenge-layout folder of synthetic images with known masks.
 
     ``make_data(n_train=6, n_test=2, size=(96, 64), classes=("a", "b"))`` writes images whose left half is inside
-    the mask and labels cycling over ``classes``; returns the folder. With 32 px tiles and min coverage 0.5 a
-    96x64 image has exactly 4 tiles: x = 0 (coverage 1.0) and x = 32 (coverage 0.5) in rows y = 0 and y = 32.
+    the mask and labels cycling over ``classes``; returns the folder. With 32 px tiles a 96x64 image has exactly 4
+    tiles, all of coverage 1.0: x = 0 and x = 16 (the column that ends at the mask's edge) in rows y = 0 and y = 32.
     """
 
     def factory(n_train: int = 6, n_test: int = 2, size: tuple[int, int] = (96, 64), classes=("a", "b"), seed=0):

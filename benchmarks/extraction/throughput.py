@@ -161,7 +161,8 @@ def naive_preprocess(model: LoadedModel) -> Callable[[Path], torch.Tensor]:
 
     transform = transforms.Compose(
         [
-            transforms.Resize(pre.input_size, interpolation=transforms.InterpolationMode(pre.interpolation)),
+            transforms.Resize(pre.resize_size or pre.input_size,
+                              interpolation=transforms.InterpolationMode(pre.interpolation)),
             transforms.CenterCrop(pre.input_size),
             transforms.ToTensor(),
             transforms.Normalize(pre.mean, pre.std),

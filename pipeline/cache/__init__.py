@@ -3,63 +3,62 @@
 ``pipeline.cache.store`` is the only module that touches h5py; the file schema is :mod:`pipeline.cache.schema`.
 """
 
-from pipeline.cache.featureset import FeatureSet, concat_image_features, load_split, mean_embedding
-from pipeline.cache.folder import (
-    SETTINGS_FILE,
-    SKIPPED_FILE,
-    cache_name,
-    data_key,
-    feature_path,
-    file_status,
-    is_up_to_date,
-    list_image_files,
-    read_settings,
-    stale_reason,
-    write_json,
-)
-from pipeline.cache.lookup import find_caches, resolve_cache
-from pipeline.cache.pooling import POOL_STATS, parse_pool, pool_tiles
-from pipeline.cache.schema import IDENTITY_KEYS, SCHEMA_VERSION, identity, mismatched_keys
-from pipeline.cache.shards import (
-    check_complete,
-    read_shard_records,
-    read_skipped,
-    shard_key,
-    unembedded,
-    write_shard_record,
-    write_skipped,
-)
+from __future__ import annotations
 
-__all__ = [
-    "IDENTITY_KEYS",
-    "POOL_STATS",
-    "SCHEMA_VERSION",
-    "SETTINGS_FILE",
-    "SKIPPED_FILE",
-    "FeatureSet",
-    "cache_name",
-    "check_complete",
-    "concat_image_features",
-    "data_key",
-    "feature_path",
-    "file_status",
-    "find_caches",
-    "identity",
-    "is_up_to_date",
-    "list_image_files",
-    "load_split",
-    "mean_embedding",
-    "mismatched_keys",
-    "parse_pool",
-    "pool_tiles",
-    "read_settings",
-    "read_shard_records",
-    "read_skipped",
-    "resolve_cache",
-    "shard_key",
-    "stale_reason",
-    "unembedded",
-    "write_json",
-    "write_shard_record",
-    "write_skipped",
-]
+import importlib
+from typing import Any
+
+# name -> module of this package; each module is imported on first use, so that importing one light module of the
+# package (the flags' choices for --help) does not pay for h5py and scipy
+_API = {
+    "FeatureSet": "featureset",
+    "concat_image_features": "featureset",
+    "load_split": "featureset",
+    "mean_embedding": "featureset",
+    "SETTINGS_FILE": "folder",
+    "SKIPPED_FILE": "folder",
+    "cache_name": "folder",
+    "data_key": "folder",
+    "feature_path": "folder",
+    "file_status": "folder",
+    "grid_tag": "folder",
+    "is_up_to_date": "folder",
+    "list_image_files": "folder",
+    "read_settings": "folder",
+    "stale_reason": "folder",
+    "write_json": "folder",
+    "check_out": "lookup",
+    "extraction_cache_dir": "lookup",
+    "find_caches": "lookup",
+    "resolve_cache": "lookup",
+    "POOL_STATS": "pooling",
+    "parse_pool": "pooling",
+    "pool_tiles": "pooling",
+    "IDENTITY_KEYS": "schema",
+    "SCHEMA_VERSION": "schema",
+    "identity": "schema",
+    "mismatched_keys": "schema",
+    "check_complete": "shards",
+    "read_shard_records": "shards",
+    "read_skipped": "shards",
+    "shard_key": "shards",
+    "unembedded": "shards",
+    "write_shard_record": "shards",
+    "write_skipped": "shards",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(f"pipeline.cache.{_API[name]}"), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule used as an attribute (cache.store) before anyone imported it
+        return importlib.import_module(f"pipeline.cache.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'pipeline.cache' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

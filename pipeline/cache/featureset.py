@@ -12,6 +12,7 @@ from pipeline.cache import store
 from pipeline.cache.folder import SETTINGS_FILE, list_image_files, read_settings
 from pipeline.cache.pooling import pool_tiles
 from pipeline.cache.schema import mismatched_keys
+from pipeline.cache.shards import read_skipped, skip_causes
 from pipeline.errors import CacheError
 
 
@@ -127,6 +128,13 @@ def load_split(cache_dir: Path, split: str) -> FeatureSet:
     settings = read_settings(cache_dir)
     paths = list_image_files(cache_dir, split)
     if not paths:
+        skipped = [value.get("reason", "?") for key, value in read_skipped(cache_dir).items()
+                   if key.startswith(f"{split}/")]
+        if skipped:  # extraction ran on this split and could use none of its images: say why
+            raise CacheError(
+                f"'{cache_dir}' holds no {split} image: extraction skipped all {len(skipped)} of them "
+                f"({skip_causes(skipped)}). Fix those files, then run extract.py again."
+            )
         raise CacheError(
             f"'{cache_dir}' holds no {split} image ({Path(cache_dir) / split}/*.h5). Run extract.py --split {split}."
         )

@@ -1,10 +1,10 @@
 """The cache folder: its name, its settings file, its skipped-images file and which of its files are up to date.
 
-Layout: ``features/<data folder>-<hash>/<model>_t<tile>_s<stride>_c<coverage>_n<max tiles>[_r<seed>]_<precision>/``
-holding ``settings.json`` (the extraction settings), ``skipped.json`` (images extraction could not use, with reasons),
-one HDF5 file per image under ``train/`` and ``test/`` (schema in :mod:`pipeline.cache.schema`), the record of each
-shard that finished under ``shards/`` (:mod:`pipeline.cache.shards`) and the claims of running ones under
-``.claims/``.
+Layout: ``features/<data folder>-<hash>/<model>_t<tile>_s<stride>_c<coverage>_n<max>[_r<seed>]_g<grid>_<precision>/``
+(``g<grid>``: the tile layout, e.g. ``gcover1``) holding ``settings.json`` (the extraction settings),
+``skipped.json`` (images extraction could not use, with reasons), one HDF5 file per image under ``train/`` and
+``test/`` (schema in :mod:`pipeline.cache.schema`), the record of each shard that finished under ``shards/``
+(:mod:`pipeline.cache.shards`) and the claims of running ones under ``.claims/``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.cache import atomic, store
 from pipeline.cache.schema import QUALITY_VERSION_KEY, mismatched_keys
-from pipeline.data.tiling import TilingSettings
+from pipeline.data.tiling import GRID_LAYOUT, TilingSettings
 from pipeline.errors import CacheError
 
 logger = logging.getLogger(__name__)
@@ -37,12 +37,20 @@ def data_key(data_dir: Path) -> str:
     return f"{name}-{digest}"
 
 
+def grid_tag(layout: str = GRID_LAYOUT) -> str:
+    """The tile layout's part of a cache name: ``gcover1`` for ``cover-v1``."""
+    return "g" + re.sub(r"[^A-Za-z0-9]+", "", layout.replace("-v", ""))
+
+
 def cache_name(model_slug: str, tiling: TilingSettings, precision: str) -> str:
-    """Folder name from the model and tiling settings, e.g. ``phikon_t224_s224_c0.50_n0_fp32``."""
+    """Folder name from the model, tiling settings and tile layout, e.g. ``phikon_t224_s224_c0.50_n0_gcover1_fp32``.
+
+    Caches made before the layout had a name lack the ``_g<grid>`` part, so they are never found as a current cache.
+    """
     name = f"{model_slug}_t{tiling.tile_size}_s{tiling.step}_c{tiling.min_coverage:.2f}_n{tiling.max_tiles}"
     if tiling.max_tiles:
         name += f"_r{tiling.seed}"
-    return f"{name}_{precision}"
+    return f"{name}_{grid_tag()}_{precision}"
 
 
 def feature_path(cache_dir: Path, image_id: str) -> Path:

@@ -8,6 +8,7 @@ before data folders had their own key sit directly under the root and are found 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from pipeline.cache.folder import SETTINGS_FILE, data_key
@@ -31,6 +32,74 @@ def find_caches(root: Path) -> list[Path]:
         else:
             found.extend(sorted(p for p in child.iterdir() if p.is_dir() and is_cache(p)))
     return found
+
+
+def enclosing_cache(folder: Path) -> Path | None:
+    """The cache folder that ``folder`` lies inside (not ``folder`` itself), or None."""
+    return next((parent for parent in Path(folder).absolute().parents if is_cache(parent)), None)
+
+
+def check_out(out: Path) -> None:
+    """Refuse an ``extract.py --out`` that lies inside a cache folder (every mode: a cache never holds another).
+
+    Raises:
+        CacheError: ``out`` is inside a cache folder.
+    """
+    inside = enclosing_cache(out)
+    if inside is not None:
+        raise CacheError(
+            f"--out {out} lies inside the cache folder {inside}. Pass --out with the cache root (features by "
+            f"default) or the cache folder {inside} itself."
+        )
+
+
+def extraction_cache_dir(out: Path, data_dir: Path, name: str | None = None) -> Path:
+    """The cache folder that extraction with these flags writes: ``<out>/<data key>/<name>``.
+
+    ``out`` is the cache root; it may also be the data folder's own folder under a root (``<root>/<data key>``), or
+    a cache folder, which is used when it is the cache these flags make (``name``, of ``data_dir``) and refused
+    otherwise: a cache is never nested in another, nor filled with other settings.
+
+    Args:
+        out: ``--out``. data_dir: ``--data``. name: The cache name the flags make (None: not known yet, before the
+            model is loaded; only the checks that need no name are made).
+
+    Raises:
+        CacheError: ``out`` is inside a cache folder, a cache of another data folder or of other flags, or the
+            folder of another data folder's caches; the message names the ``--out`` to pass.
+    """
+    out, key = Path(out), data_key(data_dir)
+    check_out(out)
+    if is_cache(out):
+        root = out.parent.parent if _is_data_folder_dir(out.parent) else out.parent
+        recorded = recorded_data_dir(out)
+        if recorded is not None and recorded != Path(data_dir).resolve():
+            raise CacheError(
+                f"--out {out} is a cache folder of another data folder ({recorded}), not of --data {data_dir}. "
+                f"Pass --out {root} (the root that holds the caches of every data folder)."
+            )
+        if name is not None and out.name != name:
+            raise CacheError(
+                f"--out {out} is a cache folder made with other flags ({out.name}); these flags make {name}. Pass "
+                f"--out {root} (the root that holds caches) to make that cache, or the flags that made {out.name}."
+            )
+        return out
+    if out.name == key:
+        return out / name if name is not None else out
+    if _is_data_folder_dir(out):
+        raise CacheError(
+            f"--out {out} holds the caches of another data folder ({recorded_data_dir(find_caches(out)[0])}), not "
+            f"of --data {data_dir}. Pass --out {out.parent} (the root that holds the caches of every data folder)."
+        )
+    return out / key / name if name is not None else out / key
+
+
+def _is_data_folder_dir(folder: Path) -> bool:
+    """True for a ``<root>/<data key>`` folder: named ``<name>-<8 hex digits>`` and holding caches."""
+    folder = Path(folder)
+    if not folder.is_dir() or is_cache(folder) or not re.search(r"-[0-9a-f]{8}$", folder.name):
+        return False
+    return any(is_cache(child) for child in folder.iterdir() if child.is_dir())
 
 
 def recorded_data_dir(cache_dir: Path) -> Path | None:
@@ -69,12 +138,15 @@ def resolve_cache(features: Path, data_dir: Path | None = None) -> Path:
         return features
     if not features.exists() and len(features.parts) == 1:
         named = [cache for cache in find_caches(Path("features")) if cache.name == features.name]
+        if len(named) > 1 and data_dir is not None:  # one per data folder: --data says which
+            of_data = caches_of(Path("features"), data_dir)
+            named = [cache for cache in named if cache in of_data] or named
         if len(named) == 1:
             return named[0]
         if named:
             raise CacheError(
                 f"--features {features}: several caches have that name ({', '.join(map(str, named))}). Pass one "
-                "of those paths."
+                "of those paths, or --data with the data folder whose cache to use."
             )
     if not features.is_dir():
         raise CacheError(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import sparse
 
 from pipeline.errors import ConfigError
 
@@ -71,6 +70,8 @@ def pool_tiles(
     counts = np.bincount(image_index, minlength=n_images)
     if (counts == 0).any():
         raise ValueError(f"images without tiles: {np.flatnonzero(counts == 0)[:10].tolist()}")
+    from scipy import sparse  # here, not at the top: --help lists POOL_STATS without importing scipy
+
     # Per-image sums as one sparse (n_images, n_tiles) 0/1 matrix product: no Python loop, and about 40x faster than
     # np.add.at. Summing float32 values in float64 is exact or nearly so in
     # any order, so the mean is the same after rounding to float32 whatever the tile order.

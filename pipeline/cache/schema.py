@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from pipeline.data.tiling import GRID_LAYOUT
+
 if TYPE_CHECKING:  # a type only: the cache does not need torch
     from pipeline.data.tiling import TilingSettings
     from pipeline.embed.model import LoadedModel
@@ -39,6 +41,7 @@ RUN_ATTRS = (
     "min_coverage",
     "max_tiles",
     "seed",
+    "grid",
     "feature_dim",
 )
 # What identifies the image and how its tiles were chosen.
@@ -59,6 +62,8 @@ IMAGE_ATTRS = (
 # pipeline.hygiene.checks.QUALITY_VERSION; the cache only compares it.
 QUALITY_VERSION_KEY = "q_version"
 # Attributes that must be equal for two files to belong to the same cache (model weights and tiling settings).
+# ``grid`` is the tile layout (:data:`pipeline.data.tiling.GRID_LAYOUT`); files made before it existed lack it, read
+# as None, and so never match a cache of the current layout.
 IDENTITY_KEYS = (
     "schema_version",
     "model_checksum",
@@ -69,6 +74,7 @@ IDENTITY_KEYS = (
     "min_coverage",
     "max_tiles",
     "seed",
+    "grid",
 )
 
 
@@ -87,6 +93,7 @@ def run_attributes(model: LoadedModel, tiling: TilingSettings, precision: str) -
         "min_coverage": float(tiling.min_coverage),
         "max_tiles": tiling.max_tiles,
         "seed": tiling.seed,
+        "grid": GRID_LAYOUT,
         "feature_dim": model.dim,
     }
 
@@ -106,8 +113,12 @@ def file_attributes(run: dict, image: dict, image_id: str, sample_index: str, n_
 
 
 def missing_attributes(attrs: dict) -> list[str]:
-    """Required attributes a file lacks (``feature_dim`` and ``n_tiles`` are checked only when present)."""
-    optional = ("feature_dim", "n_tiles")
+    """Required attributes a file lacks (``feature_dim``, ``n_tiles`` and ``grid`` are checked only when present).
+
+    A file without ``grid`` predates the attribute: it is readable, and its identity differs from the current
+    layout's (see :data:`IDENTITY_KEYS`).
+    """
+    optional = ("feature_dim", "n_tiles", "grid")
     return [key for key in (*RUN_ATTRS, *IMAGE_ATTRS) if key not in optional and key not in attrs]
 
 

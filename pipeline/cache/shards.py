@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cache.folder import SKIPPED_FILE, list_image_files, write_json
@@ -121,3 +124,22 @@ def check_complete(cache_dir: Path, cache_settings: dict) -> None:
             "images are kept) or run extract.py with the same flags without --shard, then classify again; "
             "extract.py --finalize lists what is missing."
         )
+
+
+def skip_causes(reasons: Sequence[str]) -> str:
+    """Why images were skipped, counted by cause, with the first reason of the commonest cause in full (its fix).
+
+    Reasons read ``<file>: <problem> (<detail>). <fix>``; the result reads e.g. ``20 no mask found, 3 file is empty;
+    e.g. data/train_data/img_0000.png: no mask found (expected ...). ...``.
+    """
+    causes = Counter(_cause(reason) for reason in reasons)
+    if not causes:
+        return "no image skipped"
+    commonest = causes.most_common(1)[0][0]
+    example = next(reason for reason in reasons if _cause(reason) == commonest)
+    return f"{', '.join(f'{n} {cause}' for cause, n in causes.most_common())}; e.g. {example}"
+
+
+def _cause(reason: str) -> str:
+    text = reason.split(": ", 1)[1] if ": " in reason else reason  # drop the file name
+    return re.split(r" \(|\. |: ", text, maxsplit=1)[0].rstrip(".")

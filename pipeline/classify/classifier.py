@@ -19,12 +19,12 @@ import numpy as np
 from pipeline import cache
 from pipeline.cache.featureset import FeatureSet, concat_image_features
 from pipeline.classify.evaluation import BAG, Prediction, Scheme, predict_subset
+from pipeline.classify.settings import FUSION_MODES
 from pipeline.errors import CacheError, ModelLoadError
 from pipeline.heads.persistence import load_head, save_head
 
 CLASSIFIER_FILE = "classifier.json"
 FUSION_FILE = "fusion.json"
-FUSION_MODES = ("late", "concat")
 
 
 @dataclass

@@ -5,6 +5,10 @@ into one prediction per image; at image level each image is one row of pooled ti
 ``--pool``); at bag level (heads such as abmil that take whole images) each image is a bag of its tiles with one
 label, and the head also says how much attention each tile got. Every fitting step (scaler, class weights, early
 stopping) happens inside :func:`fit_head` on the training images only.
+
+Each image weighs the same at every level: at tile level each tile gets the sample weight 1 / (its image's tile
+count), scaled to mean 1 (:func:`tile_weights`), so an image of 1,000 tiles counts as much as one of 10, and the
+heads' balanced class weights, computed with these weights, count images rather than tiles.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ from sklearn.metrics import f1_score
 
 from pipeline.cache.featureset import FeatureSet
 from pipeline.cache.pooling import check_stats
+from pipeline.classify.settings import LEVELS
 from pipeline.classify.votes import vote
 from pipeline.errors import ConfigError
 from pipeline.heads.registry import head_entry
 
 logger = logging.getLogger(__name__)
 
-LEVELS = ("tile", "image")  # what --level offers; bag heads always get "bag"
 BAG = "bag"
 HeadFactory = Callable[[], object]
 
@@ -86,7 +90,25 @@ def fit_head(
         X, y, row_groups = subset.image_embeddings(scheme.pool), image_labels, image_groups
     else:
         X, y, row_groups = subset.embeddings, image_labels[subset.image_index], image_groups[subset.image_index]
+        weights = tile_weights(subset.image_index, subset.n_images)
+        return make().fit(X, y, groups=row_groups, sample_weight=weights)
     return make().fit(X, y, groups=row_groups)
+
+
+def tile_weights(image_index: np.ndarray, n_images: int) -> np.ndarray:
+    """(n_tiles,) float64 sample weight of each tile: 1 / its image's tile count, scaled to mean 1.
+
+    Every image then carries the same total weight in a tile-level fit whatever its tile count, and a head's balanced
+    class weights (computed with the sample weights, :func:`pipeline.heads.base.balanced_class_weights`) are over
+    images. Mean 1 keeps the total weight at the number of tiles, so the heads' regularisation means what it did.
+
+    Args:
+        image_index: (n_tiles,) int, the image of each tile, in ``[0, n_images)``.
+        n_images: Number of images.
+    """
+    counts = np.bincount(image_index, minlength=n_images)
+    weights = 1.0 / counts[image_index]
+    return weights * (len(weights) / weights.sum())
 
 
 @dataclass

@@ -22,12 +22,11 @@ from pipeline.classify.classifier import Classifier
 from pipeline.classify.confidence import repeated_probabilities
 from pipeline.classify.evaluation import Scheme, cross_validate, fit_head, predict_subset
 from pipeline.classify.folds import make_folds
-from pipeline.classify.labels import check_class_sizes, join_labels
+from pipeline.classify.labels import join_labels
 from pipeline.classify.metrics import score_predictions
 from pipeline.classify.results import ClassificationResult, Fusion, HeadResult
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.data.labels import LABELS_FILE, read_labels
-from pipeline.errors import LabelsError
 from pipeline.heads.registry import make_head
 from pipeline.hygiene.assessment import QualityReport, assess_feature_sets
 from pipeline.hygiene.leave_out import left_out_for_flags
@@ -206,11 +205,9 @@ def run_classification(settings: ClassificationSettings) -> ClassificationResult
     first = caches[0]
     labels_path = Path(settings.labels or Path(first.settings.get("data_dir", ".")) / LABELS_FILE)
     train = first.train
-    names = join_labels(train, read_labels(labels_path), labels_path, first.skipped)
+    names = join_labels(train, read_labels(labels_path), labels_path, first.skipped, settings.folds,
+                        settings.allow_labels)
     classes = sorted(set(names))
-    if len(classes) < 2:
-        raise LabelsError(f"{labels_path} has only one class ({classes[0]}); a classifier needs at least two.")
-    check_class_sizes(names, train.sample_index, settings.folds, labels_path)
     labels = np.array([classes.index(name) for name in names], dtype=np.int64)
     for c in caches:
         c.test = cache.load_split(c.cache_dir, "test") if cache.list_image_files(c.cache_dir, "test") else None

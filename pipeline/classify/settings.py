@@ -10,6 +10,10 @@ from pipeline.errors import ConfigError
 from pipeline.heads.registry import HEAD_NAMES
 from pipeline.hygiene.settings import QualitySettings
 
+# the choices of --fusion and --level, here (not beside the code that uses them) so that --help imports no model code
+FUSION_MODES = ("late", "concat")  # several caches: average each cache's image probabilities, or join features
+LEVELS = ("tile", "image")  # what --level offers; bag heads always get "bag"
+
 
 @dataclass
 class ClassificationSettings:
@@ -21,6 +25,7 @@ class ClassificationSettings:
     fusion: str = "late"  # several caches: late (average each cache's image probabilities) or concat (image level)
     data_dir: Path | None = None  # whose cache to read under a root; None: data/'s if there is one, else the only one
     labels: Path | None = None  # default: train_labels.csv of the data folder recorded by extraction
+    allow_labels: tuple[str, ...] = ()  # labels that are meant although they look like typos of a larger class
     head: str = "mlp"  # logreg, lgbm, mlp or all
     level: str = "tile"  # tile: train on tiles and vote; image: train on pooled embeddings (bag heads ignore it)
     vote: str = "mean"  # mean, majority or coverage (tile level)

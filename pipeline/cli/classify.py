@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cache.pooling import POOL_STATS, parse_pool
-from pipeline.classify.classifier import FUSION_MODES
-from pipeline.classify.evaluation import LEVELS
-from pipeline.classify.settings import ClassificationSettings
+from pipeline.classify.settings import FUSION_MODES, LEVELS, ClassificationSettings
 from pipeline.classify.votes import VOTES
 from pipeline.cli.console import (
     EXIT_OK,
@@ -45,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the data folder whose cache to use under a root (default: data/'s, else the only one)")
     parser.add_argument("--labels", type=Path, default=None,
                         help="sample_index,label CSV (default: train_labels.csv of the data folder the cache records)")
+    parser.add_argument("--allow-labels", nargs="+", default=[], metavar="LABEL",
+                        help="labels that are meant although they are one or two edits (or case, spaces, - or _) "
+                        "from a much larger class; without it such a label is refused as a likely typo")
     parser.add_argument("--head", choices=(*HEAD_NAMES, "all"), default="mlp",
                         help=f"classifier head ({heads_help()}); all compares them")
     parser.add_argument("--level", choices=LEVELS, default="tile",
@@ -90,7 +91,8 @@ def settings_from_args(args: argparse.Namespace) -> ClassificationSettings:
     """Turn parsed flags into :class:`ClassificationSettings`."""
     features = args.features[0] if len(args.features) == 1 else tuple(args.features)
     return ClassificationSettings(
-        features=features, fusion=args.fusion, data_dir=args.data, labels=args.labels, head=args.head, level=args.level,
+        features=features, fusion=args.fusion, data_dir=args.data, labels=args.labels,
+        allow_labels=tuple(args.allow_labels), head=args.head, level=args.level,
         vote=args.vote, pool=parse_pool(args.pool), folds=args.folds, seed=args.seed, repeats=args.repeats,
         class_weight=not args.no_class_weight, out=args.out, overwrite=args.overwrite,
         keep_outliers=args.keep_outliers, drop_flagged=args.drop_flagged, dedupe=args.dedupe,

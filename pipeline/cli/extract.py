@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary.line())
     for image_id, reason in summary.skipped.items():
         print(f"  skipped {image_id}: {reason}")
+    if summary.failure():
+        print(f"error: {summary.failure()}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -13,7 +13,9 @@ _QUALITY_HELP = {
     "max_off_hue_fraction": "non_tissue above this share of masked pixels in hues H&E never has (yellow-green-cyan)",
     "max_flat_fill_fraction": "non_tissue above this share of perfectly flat, drawing-like tissue, if also a robust "
     "outlier of the dataset",
-    "max_green_ink_fraction": "ink above this share of masked pixels in green-ink colours",
+    "max_green_ink_fraction": "ink above this share of masked pixels in green pen strokes (after white balance)",
+    "max_blue_ink_fraction": "ink above this share of masked pixels in blue pen strokes",
+    "max_black_ink_fraction": "ink above this share of masked pixels in black pen strokes",
     "max_outlier_ratio": "non_tissue above this ratio of an image's embedding-neighbour distance to the median one",
     "robust_z": "the stain and flat-fill rules also need this many robust SDs (1.4826 MAD) from the median image",
     "min_images_for_z": "with fewer images than this, the stain and flat-fill thresholds decide alone",

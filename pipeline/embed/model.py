@@ -26,8 +26,9 @@ class LoadedModel:
         preprocessing: The model's own input size, resize filter, mean and std.
         dim: Embedding size D.
         revision: Hugging Face commit hash when known, else "".
-        checksum: SHA-256 over the weights (names, dtypes, shapes and values) and the output rule when it is not
-            plain CLS or pooled: two caches with the same checksum were made by the same weights read the same way.
+        checksum: SHA-256 over the weights (names, dtypes, shapes and values), the output rule when it is not
+            plain CLS or pooled, and the architecture when the weights do not fix it (efficientnet-lite0): two caches
+            with the same checksum were made by the same weights, run and read the same way.
         output: Which output is the embedding: ``cls``, ``cls+mean[P:]`` (CLS with the mean of the patch tokens
             from index P) or ``pooled``; "" when not recorded.
     """
@@ -43,11 +44,17 @@ class LoadedModel:
     output: str = ""
 
 
-def weights_checksum(module: nn.Module, rule: str = "") -> str:
-    """SHA-256 over a module's state dict (names, dtypes, shapes and raw values), and ``rule`` when given."""
+def weights_checksum(module: nn.Module, rule: str = "", architecture: str = "") -> str:
+    """SHA-256 over a module's state dict (names, dtypes, shapes, raw values), ``rule`` and ``architecture``.
+
+    The rule and the architecture enter only when given: the weights alone say neither which output is read nor,
+    for some (efficientnet-lite0), which architecture runs them.
+    """
     digest = hashlib.sha256()
     if rule:
         digest.update(f"output|{rule}".encode())
+    if architecture:
+        digest.update(f"architecture|{architecture}".encode())
     for key, tensor in sorted(module.state_dict().items()):
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}".encode())

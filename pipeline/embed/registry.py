@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 HOPTIMUS = ((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517))
+# The TF Lite EfficientNets' "inception-style" statistics, (x - 127) / 128 on 0-255 pixels (MEAN_RGB, STDDEV_RGB of
+# tensorflow/tpu's efficientnet_lite_builder.py), written for pixels scaled to [0, 1].
+TFLITE = ((127 / 255,) * 3, (128 / 255,) * 3)
 SWIGLU = {"mlp_layer": "timm.layers.SwiGLUPacked", "act_layer": "torch.nn.SiLU"}  # dotted: resolved at load
 OUTPUTS = ("cls", "cls+mean", "pooled")
 MIXED = (0.25, 0.5, 1.0, 2.0)  # multi-magnification training: 40x, 20x, 10x and 5x
@@ -36,6 +39,8 @@ class Encoder:
             tokens, CLS and register tokens excluded) or "pooled" (the model's own pooled features).
         prefix_tokens: CLS and register tokens in front of the patch tokens.
         input_size, interpolation, mean, std: The preprocessing its authors document.
+        resize_size: The side tiles are resized to before the central ``input_size`` is cropped, as the authors'
+            ``Resize(256)`` + ``CenterCrop(224)``; 0: tiles are resized whole to ``input_size``.
         table_preprocessing: The model's own config is known to be wrong (or its card overrides it): use the
             table's preprocessing. Otherwise the model's config wins and the table is the fallback.
         mpp: Micrometres per pixel of the pixels the encoder was trained on (several: mixed magnification;
@@ -55,6 +60,7 @@ class Encoder:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET[0]
     std: tuple[float, float, float] = IMAGENET[1]
+    resize_size: int = 0
     table_preprocessing: bool = False
     mpp: tuple[float, ...] = (0.5,)
     licence: str = ""
@@ -107,20 +113,26 @@ _TABLE = (
             gated=True),
     Encoder("virchow2", "paige-ai/Virchow2", "timm", 2560, SWIGLU, output="cls+mean", prefix_tokens=5, mpp=MIXED,
             licence="CC-BY-NC-ND-4.0?", gated=True),
+    # The card feeds 224-px tiles without resizing; TRIDENT resizes with torchvision's default filter, bilinear.
     Encoder("h-optimus-0", "bioptimus/H-optimus-0", "timm", 1536, _HOPTIMUS_KWARGS, prefix_tokens=5,
-            mean=HOPTIMUS[0], std=HOPTIMUS[1], table_preprocessing=True, licence="Apache-2.0"),
+            interpolation="bilinear", mean=HOPTIMUS[0], std=HOPTIMUS[1], table_preprocessing=True,
+            licence="Apache-2.0"),
     Encoder("h-optimus-1", "bioptimus/H-optimus-1", "timm", 1536, _HOPTIMUS_KWARGS, prefix_tokens=5,
-            mean=HOPTIMUS[0], std=HOPTIMUS[1], table_preprocessing=True, licence="Bioptimus NC?", gated=True),
+            interpolation="bilinear", mean=HOPTIMUS[0], std=HOPTIMUS[1], table_preprocessing=True,
+            licence="Bioptimus NC?", gated=True),
     Encoder("h0-mini", "bioptimus/H0-mini", "timm", 1536, SWIGLU, output="cls+mean", prefix_tokens=5,
             mean=HOPTIMUS[0], std=HOPTIMUS[1], licence="Bioptimus NC?", gated=True),
-    Encoder("prov-gigapath", "prov-gigapath/prov-gigapath", "timm", 1536, licence="Apache-2.0, research only",
-            gated=True),
+    # The authors' README: Resize(256, bicubic), CenterCrop(224), ImageNet statistics.
+    Encoder("prov-gigapath", "prov-gigapath/prov-gigapath", "timm", 1536, resize_size=256, table_preprocessing=True,
+            licence="Apache-2.0, research only", gated=True),
     _kaiko("vits16", "vit_small_patch16_224", 384),
     _kaiko("vits8", "vit_small_patch8_224", 384),
     _kaiko("vitb16", "vit_base_patch16_224", 768),
     _kaiko("vitb8", "vit_base_patch8_224", 768),
     _kaiko("vitl14", "vit_large_patch14_reg4_224", 1024, prefix=5),
-    Encoder("efficientnet-lite0", "", "package", 1280, output="pooled", prefix_tokens=0, mpp=(),
+    # TF weights in timm's tf_efficientnet_lite0 (TF "same" padding), TF Lite statistics, bicubic (TF's eval resize)
+    Encoder("efficientnet-lite0", "", "package", 1280, output="pooled", prefix_tokens=0, mean=TFLITE[0],
+            std=TFLITE[1], table_preprocessing=True, mpp=(),
             licence="Apache-2.0"),  # the package's LICENSE file (its METADATA says UNKNOWN)
 )
 ENCODERS: dict[str, Encoder] = {encoder.name: encoder for encoder in _TABLE}
@@ -186,4 +198,5 @@ def tile_size_for_mpp(encoder: Encoder, data_mpp: float) -> int:
         raise ValueError(f"{encoder.name} was not trained on pathology images at a known scale: --mpp cannot "
                          "size its tiles. Give --tile-size instead.")
     nearest = min(encoder.mpp, key=lambda mpp: abs(math.log(mpp / data_mpp)))
-    return max(1, round(encoder.input_size * nearest / data_mpp))
+    # with a resize-and-crop, the tile is resized to resize_size: that is the side whose pixels are at the mpp
+    return max(1, round((encoder.resize_size or encoder.input_size) * nearest / data_mpp))

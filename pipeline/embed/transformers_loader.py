@@ -26,13 +26,18 @@ HARMLESS_MISSING = ("mask_token",)  # DINOv2's masked-modelling token: never use
 
 @dataclass(frozen=True)
 class Built:
-    """A loaded model before freezing: the wrapped module, its preprocessing, embedding size, rule and prefix."""
+    """A loaded model before freezing: the wrapped module, its preprocessing, embedding size, rule and prefix.
+
+    ``architecture`` names the architecture the weights are put in when the weights alone do not say it (the same
+    tensors fit timm's ``efficientnet_lite0`` and ``tf_efficientnet_lite0``); it is then part of the checksum.
+    """
 
     module: nn.Module
     preprocessing: Preprocessing
     dim: int
     rule: str
     prefix_tokens: int
+    architecture: str = ""
 
 
 def load_transformers_folder(folder: Path, label: str, entry: Encoder | None = None) -> Built:
@@ -81,7 +86,7 @@ def wrap_transformers(model: nn.Module, label: str, entry: Encoder | None, prepr
 
 def table_preprocessing(entry: Encoder) -> Preprocessing:
     """The preprocessing the registry documents for ``entry``."""
-    return Preprocessing(entry.input_size, entry.mean, entry.std, entry.interpolation)
+    return Preprocessing(entry.input_size, entry.mean, entry.std, entry.interpolation, entry.resize_size)
 
 
 def _check_weights_fit(model: nn.Module, info: dict, folder: Path, label: str) -> None:

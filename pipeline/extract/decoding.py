@@ -86,6 +86,7 @@ class ImageTiles:
         coords: (n, 2) int32 (x, y).
         coverage: (n,) float32.
         image_attrs: Per-image attributes for the cache file (size, checksums, mask fraction, fallback).
+        note: For a fallback tile, what happened and what to change (:attr:`pipeline.data.tiling.TilePlan.note`).
         ticket: Where ``tiles`` live (:class:`TileSlots`); hand it back to :meth:`TileSlots.release` once embedded.
     """
 
@@ -94,6 +95,7 @@ class ImageTiles:
     coords: np.ndarray
     coverage: np.ndarray
     image_attrs: dict
+    note: str = ""
     ticket: Ticket | None = None
 
 
@@ -166,7 +168,7 @@ class TileDataset(Dataset):
         if self.quality:
             attrs.update(image_quality(image.pixels, mask.inside))
         if self.slots is None:
-            return ImageTiles(position, torch.from_numpy(tiles), plan.coords, plan.coverage, attrs)
+            return ImageTiles(position, torch.from_numpy(tiles), plan.coords, plan.coverage, attrs, plan.note)
         buffer, ticket = self.slots.buffer(len(tiles), tiles.shape[1:])
         np.copyto(buffer.numpy(), tiles)
-        return ImageTiles(position, buffer, plan.coords, plan.coverage, attrs, ticket)
+        return ImageTiles(position, buffer, plan.coords, plan.coverage, attrs, plan.note, ticket)

@@ -152,8 +152,7 @@ class EmbeddingLoop:
         if fallback:
             record = self.todo[item.position]
             self.summary.fallbacks[record.image_id] = fallback
-            logger.info("%s: no tile reaches min coverage %.2f; kept one %s tile (coverage %.2f)", record.image_id,
-                        self.plan.settings.tiling.min_coverage, fallback, float(item.coverage[0]))
+            logger.info("%s: %s", record.image_id, item.note)
         self._pending[item.position] = _Pending(item, self.plan.model.dim)
         if item.ticket is not None and item.ticket[2] >= 0:
             # this process's mapping of a slot's shared memory lives as long as a tensor on it: keep one, so that

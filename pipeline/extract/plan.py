@@ -77,6 +77,7 @@ def plan_extraction(
     settings.validate()
     shard = resolve_shard(settings.shard, launch)
     records = find_records(settings.data_dir, settings.split)
+    cache.extraction_cache_dir(settings.out_dir, settings.data_dir)  # a wrong --out fails before the model loads
     device = local_device(resolve_device(settings.device), launch)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # pinned buffers and caches go to this rank's GPU, not to cuda:0
@@ -98,5 +99,5 @@ def plan_extraction(
         if settings.workers is None
         else settings.workers,
         run_attrs=run_attributes(model, settings.tiling, precision),
-        cache_dir=Path(settings.out_dir) / cache.data_key(settings.data_dir) / name,
+        cache_dir=cache.extraction_cache_dir(settings.out_dir, settings.data_dir, name),
     )

@@ -77,7 +77,8 @@ def _run(plan: ExtractionPlan) -> ExtractionSummary:
             phase = time.perf_counter()
             _embed(plan, todo, summary, fresh)
             summary.timings["embedding"] = time.perf_counter() - phase
-            log_limit(summary.timings)
+            if summary.n_embedded:  # with every image skipped, waiting for tiles says nothing about --workers
+                log_limit(summary.timings)
         if rescore:
             phase = time.perf_counter()
             _rescore(plan, rescore, summary, fresh)

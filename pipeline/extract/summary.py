@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cache.shards import skip_causes
 from pipeline.hygiene.assessment import QUALITY_FILE, QualityReport
 
 MAX_LISTED = 10  # image ids printed before "..."
@@ -30,6 +31,18 @@ class ExtractionSummary:
     shard: str = ""  # "1/4" when this process embedded one shard
     missing: list[str] = field(default_factory=list)  # images of the cache's data folder no shard has embedded yet
     next_step: str = ""  # what the user still has to do, if anything
+
+    def failure(self) -> str:
+        """Why this run failed, or "" when it did not.
+
+        A run fails when it embedded nothing and found nothing up to date because every image it tried was skipped.
+        """
+        if self.n_embedded or self.n_reused or not self.skipped:
+            return ""
+        every = "all " if len(self.skipped) == self.n_images else ""
+        return (f"0 images embedded: {every}{len(self.skipped)} skipped: "
+                f"{skip_causes(list(self.skipped.values())).rstrip('.')}. "
+                "Fix those files, then run the same command again.")
 
     def line(self) -> str:
         """One summary line: images, tiles, skipped, time, output; then the quality report and what is missing."""

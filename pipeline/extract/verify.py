@@ -4,7 +4,9 @@ Each image of the data folder is checked the way a resumed extraction would chec
 current schema, consistent shapes, finite values, the settings of the cache's ``settings.json``, and the checksums of
 the current image and mask files); the report lists what extraction would re-embed and why. Nothing is written.
 The model's weights are not loaded, so a cache made by other weights under the same name is caught by extraction
-itself, which compares every file with the loaded model's checksum.
+itself, which compares every file with the loaded model's checksum; a preprocessing that changed since the cache was
+made is named here when it can be known without the weights (an encoder of the table whose preprocessing the table
+fixes, or a transformers model whose config is cached).
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from pathlib import Path
 from pipeline import cache
 from pipeline.cache import store
 from pipeline.data.records import file_checksums, find_records, resolve_splits
+from pipeline.data.tiling import GRID_LAYOUT
+from pipeline.embed.loading import predicted_preprocessing
 from pipeline.embed.model import slugify
 from pipeline.embed.options import PRECISIONS
 from pipeline.errors import CacheError
 from pipeline.extract.claims import dead_temporaries, live_claims
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.hygiene.checks import QUALITY_VERSION
+
+# What the tile layout before "cover-v1" did, for caches made with it (they have no "grid" attribute).
+_OLD_LAYOUT = (
+    "its grid started at the image's top-left corner and left up to one tile of each right and bottom edge untiled."
+)
 
 
 @dataclass
@@ -83,13 +92,16 @@ class VerificationReport:
 def find_cache_dir(settings: ExtractionSettings) -> Path:
     """The cache folder that ``extract.py`` with these flags writes, found without loading the model.
 
-    ``--out`` may also be a cache folder itself. With ``--precision auto`` any precision matches. Caches made before
-    data folders had their own key (directly under ``--out``) are found too.
+    ``--out`` may also be a cache folder itself (taken whatever flags made it: its ``settings.json`` says how), or
+    a data folder's folder under the root (``<root>/<data key>``); never a folder inside a cache. With
+    ``--precision auto`` any precision matches. Caches made before data folders had their own key (directly under
+    ``--out``) are found too.
 
     Raises:
         CacheError: No such cache, or several (one per precision).
     """
     out = Path(settings.out_dir)
+    cache.check_out(out)
     if (out / cache.SETTINGS_FILE).is_file():
         return out
     precisions = [settings.precision] if settings.precision != "auto" else [p for p in PRECISIONS if p != "auto"]
@@ -104,6 +116,14 @@ def find_cache_dir(settings: ExtractionSettings) -> Path:
             "pass --out CACHE_FOLDER."
         )
     present = ", ".join(str(p.relative_to(out)) for p in cache.find_caches(out)) or "none"
+    older = [root / name.replace(f"_{cache.grid_tag()}_", "_") for root in roots for name in names]
+    older = [folder for folder in older if (folder / cache.SETTINGS_FILE).is_file()]
+    if older:
+        raise CacheError(
+            f"No cache for --model {settings.model} with these tiling settings and the current tile layout "
+            f"('{GRID_LAYOUT}') under '{out}'. {older[0]} was made with the same flags before it: {_OLD_LAYOUT} "
+            f"Run extract.py with these flags to make a new cache, or pass --out {older[0]} to check the old one."
+        )
     raise CacheError(
         f"No cache for --model {settings.model} with these tiling settings under '{out}' (looked for "
         f"{' or '.join(names)}; caches there: {present}). Pass the flags of the extraction, or --out CACHE_FOLDER."
@@ -135,6 +155,12 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
             f"an extraction (shard {claim.get('shard', claim['key'])}, host {claim.get('host', '?')}, pid "
             f"{claim.get('pid', '?')}) is writing this cache now; its report may change"
         )
+    expected = _with_current_preprocessing(expected, settings.model, report)
+    layout = expected.get("grid")
+    if layout != GRID_LAYOUT:
+        made = f"with tile layout '{layout}'" if layout else f"before tile layout '{GRID_LAYOUT}' ({_OLD_LAYOUT[:-1]})"
+        report.notes.append(f"this cache was made {made}; extract.py now places tiles by '{GRID_LAYOUT}' and writes "
+                            "such caches under another name, so the two are never mixed")
     skipped = cache.read_skipped(cache_dir)
     rescore = 0
     for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
@@ -157,6 +183,17 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
                 report.orphans[str(path.relative_to(cache_dir))] = _file_state(path)
     report.leftovers = dead_temporaries(cache_dir)
     return report
+
+
+def _with_current_preprocessing(expected: dict, model: str, report: VerificationReport) -> dict:
+    """``expected`` with the preprocessing the model would use now, when it is known and differs (with a note)."""
+    predicted = predicted_preprocessing(model)
+    recorded = expected.get("preprocessing")
+    if predicted is None or recorded is None or predicted.to_dict() == recorded:
+        return expected
+    report.notes.append(f"--model {model} now preprocesses tiles as {predicted.to_dict()}; the cache was made with "
+                        f"{recorded}: extract.py re-embeds its files")
+    return {**expected, "preprocessing": predicted.to_dict()}
 
 
 def _file_state(path: Path) -> str:

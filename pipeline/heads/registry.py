@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
-from pipeline.heads.base import Head
+
+if TYPE_CHECKING:  # base imports scikit-learn: the table itself (--help) must not
+    from pipeline.heads.base import Head
 
 
 @dataclass(frozen=True)

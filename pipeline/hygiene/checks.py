@@ -5,7 +5,7 @@
 of the image's 8 flips and 90-degree rotations (16-digit hex strings), so that a flipped, rotated, resized or
 re-encoded copy is found by comparing one hash with eight.
 
-Green ink is left out of the hash: where the thumbnail finds ink, the hash's 32x32 grey thumbnail is the mean of the
+Pen strokes are left out of the hash: where the thumbnail finds ink, the hash's 32x32 grey thumbnail is the mean of the
 other pixels of each cell, and cells that are mostly ink are filled from their neighbours. An inked copy of an image
 then keeps its link (a dark blob on pale tissue moved the plain hash by up to 24 bits; masked, at most 8: see
 docs/hygiene.md); an image without ink gets exactly the plain hash, so hashes of files scored before stay comparable.
@@ -22,12 +22,14 @@ from pipeline.hygiene.stain import stain_scores
 
 # Bump when a score's or the hash's definition changes: extract.py then re-scores older files (no re-embedding) and
 # assessment ignores their scores until it has.
-QUALITY_VERSION = 2
+QUALITY_VERSION = 3  # 3: white balance against the glass; blue and black pen strokes
 SCORES = (
     "q_stain_fraction",
     "q_stain_chroma",
     "q_off_hue_fraction",
     "q_green_ink_fraction",
+    "q_blue_ink_fraction",
+    "q_black_ink_fraction",
     "q_flat_fill_fraction",
     "q_white_fraction",
 )

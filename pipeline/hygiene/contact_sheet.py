@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.hygiene.assessment import FLAGS, QualityReport
+from pipeline.hygiene.rules import INK_COLOURS
 
 THUMB = 150  # thumbnail side in pixels
 GAP = 6  # white space between thumbnails, so neighbours do not read as one picture
@@ -51,7 +52,8 @@ def _caption(report: QualityReport, i: int, flag: str) -> str:
     if flag in ("exact_duplicate", "near_duplicate"):
         detail = f"~{report.nearest[i].split('/')[-1]} d={int(scores['nearest_phash_distance'][i])}"
     elif flag == "ink":
-        detail = f"green ink {scores['q_green_ink_fraction'][i]:.1%}"
+        detail = ", ".join(f"{colour} ink {scores[f'q_{colour}_ink_fraction'][i]:.1%}" for colour in INK_COLOURS
+                           if report.rules[f"{colour}_ink"][i]) or "ink"
     elif flag == "non_tissue":
         detail = f"stain {scores['q_stain_fraction'][i]:.0%} flat {scores['q_flat_fill_fraction'][i]:.0%}"
     else:

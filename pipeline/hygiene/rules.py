@@ -2,7 +2,8 @@
 
 Two kinds of rule:
 
-- *Absolute*, for colours H&E never has however it is stained or scanned (saturated off-hue colour, green ink):
+- *Absolute*, for colours H&E never has however it is stained or scanned (saturated off-hue colour, pen strokes of
+  each colour; judged after white balance, so a scanner's cast is no such colour):
   they hold whatever the rest of the dataset looks like, so a dataset where many slides carry ink has them flagged.
 - *Absolute and relative*, for the scores a staining protocol, scanner or compression moves for a whole dataset
   (how much of the tissue is H&E-coloured, how much is a perfectly flat fill): the image must be past the threshold
@@ -30,7 +31,10 @@ RULES = {  # rule -> the flag it raises
     "flat_fills": "non_tissue",
     "embedding_outlier": "non_tissue",
     "green_ink": "ink",
+    "blue_ink": "ink",
+    "black_ink": "ink",
 }
+INK_COLOURS = ("green", "blue", "black")  # rule f"{colour}_ink", score f"q_{colour}_ink_fraction"
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -54,12 +58,16 @@ def apply_rules(scores: Mapping[str, np.ndarray], settings: QualitySettings) -> 
 
     Args:
         scores: (n,) arrays ``q_stain_fraction``, ``q_off_hue_fraction``, ``q_flat_fill_fraction``,
-            ``q_green_ink_fraction`` (NaN where missing) and ``outlier_ratio``.
+            ``q_green_ink_fraction``, ``q_blue_ink_fraction``, ``q_black_ink_fraction`` (NaN where missing; a
+            missing ink colour counts as none) and ``outlier_ratio``.
         settings: The thresholds.
     """
     stain, flat = scores["q_stain_fraction"], scores["q_flat_fill_fraction"]
     # a Python bool, so that `absolute_only | array` is an array; images without scores do not count
     absolute_only = int(np.isfinite(stain).sum()) < settings.min_images_for_z
+    thresholds = {"green": settings.max_green_ink_fraction, "blue": settings.max_blue_ink_fraction,
+                  "black": settings.max_black_ink_fraction}
+    nothing = np.full(len(stain), np.nan)
     with np.errstate(invalid="ignore"):  # NaN compares False: a missing score fires nothing
         return {
             "little_stain": (stain < settings.min_stain_fraction)
@@ -68,7 +76,8 @@ def apply_rules(scores: Mapping[str, np.ndarray], settings: QualitySettings) -> 
             "flat_fills": (flat > settings.max_flat_fill_fraction)
             & (absolute_only | (robust_z(flat) > settings.robust_z)),
             "embedding_outlier": np.asarray(scores["outlier_ratio"], dtype=np.float64) > settings.max_outlier_ratio,
-            "green_ink": scores["q_green_ink_fraction"] > settings.max_green_ink_fraction,
+            **{f"{colour}_ink": np.asarray(scores.get(f"q_{colour}_ink_fraction", nothing)) > thresholds[colour]
+               for colour in INK_COLOURS},
         }
 
 
@@ -83,4 +92,6 @@ def rule_lines(settings: QualitySettings | None = None) -> dict[str, str]:
         "flat_fills": f"non_tissue: flat_fill_fraction > {s.max_flat_fill_fraction:g} {z.format(side='above')}{few}",
         "embedding_outlier": f"non_tissue: outlier_ratio > {s.max_outlier_ratio:g}",
         "green_ink": f"ink: green_ink_fraction > {s.max_green_ink_fraction:g}",
+        "blue_ink": f"ink: blue_ink_fraction > {s.max_blue_ink_fraction:g}",
+        "black_ink": f"ink: black_ink_fraction > {s.max_black_ink_fraction:g}",
     }

@@ -1,7 +1,10 @@
 """Stain and tissue scores that do not depend on absolute saturation or brightness (optical density, OD).
 
 Every score is taken inside the mask (the whole image when the mask is empty) on a thumbnail whose longest side is
-at most 160 px (every k-th pixel). ``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration
+at most 160 px (every k-th pixel), white-balanced against the image's own glass first
+(:func:`pipeline.data.colour.glass_white`): a scanner's colour cast then moves no score, and an image without glass
+is scored as it is. The colour arithmetic lives in :mod:`pipeline.data.colour`, shared with tissue detection.
+``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration
 scales a pixel's OD vector, so pale, faint or faded staining shrinks it without turning it, and a brighter or darker
 exposure adds the same OD to every channel. Each OD vector is split into its neutral part (the mean over R, G, B:
 grey, brightness) and its colour part ``c = OD - mean(OD)``, a 2-D vector with
@@ -9,7 +12,7 @@ grey, brightness) and its colour part ``c = OD - mean(OD)``, a 2-D vector with
 - an *OD hue*, its angle in degrees (basis ``(1, -1, 0)/sqrt 2``, ``(1, 1, -2)/sqrt 6``): the Ruifrok-Johnston
   haematoxylin vector lies at 96 degrees, eosin at 152, DAB at 234; 99.8% of the coloured pixels of 615 real H&E
   images lie in [55, 255]. Green inks lie at 285-360, teal/cyan at 0-35, yellow at ~268; grey has no hue. Blue inks
-  (50-90) overlap haematoxylin and cannot be told by hue.
+  lie at 50-90, short of haematoxylin, which no H&E mix goes below.
 - an *OD chroma*, its length: 0 for grey, white and black; scaled down, not rotated, by fainter staining.
 
 *Tissue* = masked pixels that absorb some light (summed OD >= 0.05: not all channels >~ 245). Scores (``q_`` names
@@ -22,8 +25,11 @@ as stored; docs/hygiene.md has what each threshold was read off):
 - ``off_hue_fraction``: share of masked pixels saturated (HSV s, v >= 0.15) in HSV hues 45-190 (yellow, green,
   cyan) *and* at least 40% as intense as the image's own stain (OD chroma >= max(0.03, 0.4 x ``stain_chroma``)), so
   that a faint tint of the background is not counted.
-- ``green_ink_fraction``: share of masked pixels in green-ink OD hues ([285, 360] or [0, 35]) with the same floor:
-  fading or desaturating an image pales its ink with its stain, so the ratio holds.
+- ``green_ink_fraction``, ``blue_ink_fraction``, ``black_ink_fraction``: share of masked pixels in pen strokes of
+  that colour (:func:`pipeline.data.colour.pen_mask`, green and blue with the same floor: fading or desaturating an
+  image pales its ink with its stain, so the ratio holds). A stroke is a connected set (8-neighbours, gaps of one
+  thumbnail pixel bridged) of at least 8 pen pixels spanning at least 5, on or beside tissue: the scattered dark
+  or saturated pixels of real nuclei are no stroke.
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
   as drawn fills are even after JPEG; tissue keeps its grain when faded.
 - ``white_fraction``: share of masked pixels that are not tissue (for the report).
@@ -35,27 +41,36 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import binary_dilation, find_objects, label, uniform_filter
+
+from pipeline.data.colour import (
+    HE_HUE,
+    MAX_STAIN_OD,
+    PEN_COLOURS,
+    glass_white,
+    in_sector,
+    od_hue_and_chroma,
+    optical_density,
+    pen_mask,
+    white_balance,
+)
+
+__all__ = ["StainScores", "od_hue_and_chroma", "optical_density", "stain_scores", "thumbnail_step"]
 
 THUMBNAIL_SIDE = 160  # 25,600 pixels at most: plenty for fractions, and about 2 ms per image
-HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin 152, red cells and pigment <= 250
-GREEN_HUE = (285.0, 35.0)  # OD-hue sector of green and teal inks (wraps through 0)
 MIN_STAIN_CHROMA = 0.02  # OD chroma below this has no reliable hue (JPEG noise near white is ~0.01)
-MAX_STAIN_OD = 2.4  # summed OD above this (mean level < ~40) is too dark for a hue: noise in black pictures
 BACKGROUND_OD = 0.05  # summed OD below this (all channels >~ 245) is background
 INK_RELATIVE_CHROMA = 0.4  # ink and off-hue colour: at least this fraction as intense (OD chroma) as the stain ...
 MIN_INK_CHROMA = 0.03  # ... and never below this OD chroma (images with little or no stain, e.g. drawings)
 MIN_TISSUE_SHARE = 0.05  # stain_fraction is taken over the tissue pixels, but over at least this share of the mask
 FLAT_STD = 0.5  # grey-level standard deviation (of 255) of a 3x3 neighbourhood below which it is a flat fill
 STAIN_CHROMA_PERCENTILE = 90.0
+MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
+MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
+NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
 
-_HUE_BASIS = np.array(
-    [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
-    dtype=np.float32,
-)  # (3, 2): OD (R, G, B) -> coordinates in the plane orthogonal to grey; grey (1, 1, 1) maps to (0, 0)
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-# -log10((I + 1) / 256) for every 8-bit level: a table lookup instead of a logarithm per pixel
-_OD_TABLE = (-np.log10((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)
+_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 @dataclass
@@ -64,8 +79,9 @@ class StainScores:
 
     Attributes:
         scores: ``stain_fraction``, ``stain_chroma``, ``off_hue_fraction``, ``green_ink_fraction``,
-            ``flat_fill_fraction``, ``white_fraction`` (without the ``q_`` prefix).
-        ink: (h, w) bool, green-ink pixels of the whole thumbnail (mask or not), for the perceptual hash.
+            ``blue_ink_fraction``, ``black_ink_fraction``, ``flat_fill_fraction``, ``white_fraction`` (without the
+            ``q_`` prefix).
+        ink: (h, w) bool, pen strokes of any colour on the whole thumbnail (mask or not), for the perceptual hash.
         step: The thumbnail takes every ``step``-th pixel of the image.
     """
 
@@ -77,23 +93,6 @@ class StainScores:
 def thumbnail_step(shape: tuple[int, ...]) -> int:
     """Subsampling step so that the longest side of the thumbnail is <= :data:`THUMBNAIL_SIDE`."""
     return max(1, int(np.ceil(max(shape[:2]) / THUMBNAIL_SIDE)))
-
-
-def optical_density(pixels: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB to (..., 3) float32 optical density ``-log10((I + 1) / 256)``: 0 for white, 2.4 for black."""
-    return _OD_TABLE[pixels]
-
-
-def od_hue_and_chroma(od: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OD hue (degrees in [0, 360)) and OD chroma of (..., 3) optical densities; see the module docstring."""
-    plane = od @ _HUE_BASIS  # (..., 2); the neutral part drops out because each column sums to 0
-    hue = np.degrees(np.arctan2(plane[..., 1], plane[..., 0])) % 360.0
-    return hue, np.hypot(plane[..., 0], plane[..., 1])
-
-
-def _in_sector(hue: np.ndarray, sector: tuple[float, float]) -> np.ndarray:
-    low, high = sector
-    return (hue >= low) & (hue <= high) if low <= high else (hue >= low) | (hue <= high)
 
 
 def _local_std(grey: np.ndarray) -> np.ndarray:
@@ -111,6 +110,33 @@ def _saturated_off_hue(small: np.ndarray) -> np.ndarray:
     return saturated & (hue > 45.0) & (hue < 190.0)
 
 
+def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.ndarray]:
+    """The pen pixels that form strokes on or beside ``tissue``, each stroke in the colour of most of its pixels.
+
+    Components are taken over all colours after one dilation, so that a thin stroke sampled every k-th pixel stays
+    one stroke, and a stroke whose ink looks bluer over haematoxylin or blacker over dense tissue keeps one colour.
+
+    Args:
+        pens: Colour -> (h, w) bool pen pixels (:func:`pipeline.data.colour.pen_mask`).
+        tissue: (h, w) bool.
+
+    Returns:
+        Colour -> (h, w) bool stroke pixels, disjoint.
+    """
+    any_pen = np.any(list(pens.values()), axis=0)
+    if not any_pen.any():
+        return pens
+    labels, n = label(binary_dilation(any_pen, _EIGHT), structure=_EIGHT)
+    counts = np.stack([np.bincount(labels[pens[colour]], minlength=n + 1) for colour in PEN_COLOURS])  # (3, n + 1)
+    near = np.bincount(labels[binary_dilation(tissue, _EIGHT, iterations=NEAR_TISSUE)], minlength=n + 1) > 0
+    keep = np.zeros(n + 1, dtype=bool)
+    for index, box in enumerate(find_objects(labels), start=1):
+        span = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+        keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= MIN_STROKE_SPAN and near[index]
+    colour_of = np.where(keep, counts.argmax(axis=0), -1)[labels]  # (h, w): the stroke's colour, -1 for none
+    return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
+
+
 def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """Score one image; see the module docstring.
 
@@ -120,6 +146,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """
     step = thumbnail_step(pixels.shape)
     small = np.ascontiguousarray(pixels[::step, ::step])
+    small = white_balance(small, glass_white(small))
     mask = inside[::step, ::step]
     if not mask.any():
         mask = np.ones(mask.shape, dtype=bool)
@@ -129,20 +156,22 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     n_inside = float(mask.sum())
     tissue = mask & (od_sum >= BACKGROUND_OD)
     n_tissue = float(tissue.sum())
-    hued = od_sum <= MAX_STAIN_OD
-    stained = tissue & hued & _in_sector(hue, HE_HUE) & (chroma >= MIN_STAIN_CHROMA)
+    stained = tissue & (od_sum <= MAX_STAIN_OD) & in_sector(hue, HE_HUE) & (chroma >= MIN_STAIN_CHROMA)
     stain_chroma = float(np.percentile(chroma[stained], STAIN_CHROMA_PERCENTILE)) if stained.any() else 0.0
     # ink and off-hue colour must be at least INK_RELATIVE_CHROMA as intense as the image's own stain: a faint tint of
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
-    vivid = chroma >= max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
-    ink = _in_sector(hue, GREEN_HUE) & vivid & hued
+    floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
+    pens = pen_mask(small, floor)
+    any_pen = np.any(list(pens.values()), axis=0)
+    beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
+    pens = strokes(pens, beside)
     flat = _local_std(small.astype(np.float32) @ _GREY_WEIGHTS) < FLAT_STD
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
         "stain_chroma": stain_chroma,
-        "off_hue_fraction": float((_saturated_off_hue(small) & vivid & mask).sum() / n_inside),
-        "green_ink_fraction": float((ink & mask).sum() / n_inside),
+        "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= floor) & mask).sum() / n_inside),
+        **{f"{colour}_ink_fraction": float((pens[colour] & mask).sum() / n_inside) for colour in PEN_COLOURS},
         "flat_fill_fraction": float((flat & tissue).sum() / max(n_tissue, 1.0)),
         "white_fraction": 1.0 - n_tissue / n_inside,
     }
-    return StainScores(scores, ink, step)
+    return StainScores(scores, np.any(list(pens.values()), axis=0), step)

@@ -4,8 +4,11 @@ Per head: ``metrics.json``, ``oof_predictions.csv`` (``sample_index,label,pred,f
 ``submission.csv`` (``sample_index,label`` for every test image, sorted), ``test_predictions.csv``
 (``sample_index,pred,proba_<class>...``), ``model/`` (the fitted classifier) and, at the top, ``config.json``.
 With several heads the best one (cross-validated weighted F1) fills the top level and each head also gets
-``heads/<name>/``. A fused run (``--features A B``) scores the fused predictions everywhere; its ``metrics.json``
-adds ``fusion`` (mode, caches, each cache alone on the same folds) and ``config.json`` lists every cache.
+``heads/<name>/``. ``quality.csv`` and ``quality_flagged.png`` (when any image is flagged) are this run's
+hygiene assessment, with its thresholds. A fused run (``--features A B``) scores the fused predictions everywhere;
+its ``metrics.json`` adds ``fusion`` (mode, caches, each cache alone on the same folds, and a ``submission`` line
+that says the submission is the fused result and how it compares with each member) and ``config.json`` lists
+every cache.
 Pictures and ``report.html`` come from :mod:`pipeline.report.pictures`. ``classify.py --predict`` writes the same
 two test files from a saved model (:mod:`pipeline.report.predict`).
 """
@@ -21,8 +24,13 @@ import numpy as np
 
 from pipeline.classify.results import ClassificationResult, HeadResult
 from pipeline.classify.settings import ClassificationSettings
+from pipeline.data.records import find_records
+from pipeline.errors import PipelineError
+from pipeline.hygiene.assessment import QUALITY_SHEET
+from pipeline.hygiene.contact_sheet import write_contact_sheet
 from pipeline.hygiene.quality_file import write_quality_csv
 from pipeline.provenance import versions
+from pipeline.report.headline import submission_block
 
 
 def _json(path: Path, payload: object) -> None:
@@ -95,7 +103,8 @@ def write_test_files(folder: Path, rows: list[tuple[str, str]], probabilities: l
 def write_head(folder: Path, result: ClassificationResult, run: HeadResult, settings: ClassificationSettings) -> None:
     """The files of one head."""
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = {**run.metrics, "head": run.name, "seconds": round(run.seconds, 3), "settings": settings_dict(settings)}
+    metrics = {**run.metrics, "head": run.name, "seconds": round(run.seconds, 3), "settings": settings_dict(settings),
+               "submission": submission_block(result, run)}
     if result.fusion is not None:
         metrics["fusion"] = fusion_block(result, run)
     _json(folder / "metrics.json", metrics)
@@ -112,6 +121,7 @@ def write_run(folder: Path, result: ClassificationResult, settings: Classificati
     write_head(folder, result, best, settings)
     if result.quality is not None:
         write_quality_csv(folder / "quality.csv", result.quality)
+        write_contact_sheet(folder / QUALITY_SHEET, result.quality, image_paths(result))
     if len(result.heads) > 1:
         for run in result.heads:
             write_head(folder / "heads" / run.name, result, run, settings)
@@ -141,6 +151,15 @@ def write_run(folder: Path, result: ClassificationResult, settings: Classificati
         from pipeline.report.pictures import write_pictures  # matplotlib is imported only when pictures are drawn
 
         write_pictures(folder, result, settings, title)
+
+
+def image_paths(result: ClassificationResult) -> dict[str, Path]:
+    """Image id -> original image file, for the contact sheet (empty when the data folder is gone: grey squares)."""
+    try:
+        return {record.image_id: record.image_path
+                for record in find_records(Path(result.cache_settings.get("data_dir", "")))}
+    except PipelineError:
+        return {}
 
 
 def left_out(result: ClassificationResult) -> dict[str, list[str]]:

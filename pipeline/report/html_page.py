@@ -14,6 +14,7 @@ from urllib.parse import quote
 from pipeline.classify.confidence import ci_text
 from pipeline.classify.results import ClassificationResult, HeadResult
 from pipeline.classify.settings import ClassificationSettings
+from pipeline.report.headline import submission_text
 
 REPORT_FILE = "report.html"
 SECTIONS = {
@@ -64,6 +65,17 @@ def write_report(
     return path
 
 
+def _headline(result: ClassificationResult, best: HeadResult, settings: ClassificationSettings) -> str:
+    """The page's first line: a fused run says the submission is the fused result and how each member scored."""
+    esc = html.escape
+    scope = (f"on the pooled out-of-fold predictions of {result.train.n_images} training images "
+             f"({len(result.classes)} classes, {settings.folds}-fold cross-validation over images)")
+    if result.fusion is not None:
+        return f"<p><b>{esc(submission_text(result, best))}</b> Scores {scope}.</p>"
+    return (f"<p>Best head <b>{esc(best.name)}</b>: weighted F1 <b>{best.metrics['weighted_f1']:.3f}</b> {scope}; "
+            "the submission uses it.</p>")
+
+
 def render_report(
     folder: Path, result: ClassificationResult, settings: ClassificationSettings, pictures: list[Picture], title: str
 ) -> str:
@@ -76,9 +88,7 @@ def render_report(
         f"<title>{esc(title)}: weighted F1 {best.metrics['weighted_f1']:.3f}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        f"<p>Best head <b>{esc(best.name)}</b>: weighted F1 <b>{best.metrics['weighted_f1']:.3f}</b> on the pooled "
-        f"out-of-fold predictions of {result.train.n_images} training images ({len(result.classes)} classes, "
-        f"{settings.folds}-fold cross-validation over images).</p>",
+        _headline(result, best, settings),
         f'<p class="muted">{esc(_caches_text(result))} · {esc(best.classifier.scheme.describe())} · seed '
         f"{settings.seed} · class weights {'on' if settings.class_weight else 'off'}"
         f" · {result.test.n_images if result.test is not None else 0} test images</p>",

@@ -118,10 +118,11 @@ def per_class_figure(per_class: dict[str, dict], classes: list[str], weighted_f1
     for k, (name, color) in enumerate(zip(names, colors, strict=True)):
         values = [per_class[c][name] for c in classes]
         bars = ax.bar(np.arange(n) + (k - 1) * width, values, width, label=name.replace("f1", "F1"), color=color)
-        if n <= 6:
-            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1,
-                         bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
-    ax.axhline(weighted_f1, color="black", linestyle="--", linewidth=1, label=f"weighted F1 {weighted_f1:.3f}")
+        if n <= 6:  # opaque label boxes above the dashed line: it passes behind the values, never through them
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1, zorder=4,
+                         bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 1.0})
+    ax.axhline(weighted_f1, color="black", linestyle="--", linewidth=1, label=f"weighted F1 {weighted_f1:.3f}",
+               zorder=0.5)  # behind the bars (zorder 1) and the value labels
     _class_ticks(ax, classes, upright=n <= 6, notes=[f"n = {per_class[c]['support']}" for c in classes])
     ax.set_ylim(0, 1.12)
     ax.set_yticks(np.linspace(0, 1, 6))

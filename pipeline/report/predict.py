@@ -15,7 +15,7 @@ from pipeline.classify.classifier import FusedClassifier
 from pipeline.classify.predict import NewPredictions, predict_cache
 from pipeline.provenance import versions
 from pipeline.report.files import test_rows, write_test_files
-from pipeline.report.run_folder import RunFolder, next_free
+from pipeline.report.run_folder import RunFolder, check_out_folder, next_free
 
 PREDICTION_FILE = "prediction.json"
 
@@ -64,6 +64,8 @@ def predict_and_write(
     Raises:
         PipelineError: No model, a cache that does not fit it, or an existing ``out`` without ``overwrite``.
     """
+    if out is not None:
+        check_out_folder(Path(out), overwrite)  # before the model and the cache are read
     predictions = predict_cache(run_folder, features, data_dir)
     final = Path(out) if out is not None else default_out(run_folder, predictions.cache_settings)
     folder = RunFolder(final, overwrite=overwrite, movable=out is None)

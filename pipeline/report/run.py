@@ -7,21 +7,20 @@ from pathlib import Path
 from pipeline.classify.results import ClassificationResult
 from pipeline.classify.run import run_classification
 from pipeline.classify.settings import ClassificationSettings
-from pipeline.errors import ConfigError
 from pipeline.report.files import write_run
-from pipeline.report.run_folder import RunFolder, next_free
+from pipeline.report.run_folder import RunFolder, check_out_folder, next_free
 
 
-def check_out_folder(settings: ClassificationSettings) -> None:
-    """Refuse an existing ``--out`` before any training (the default name always finds a free folder).
+def check_out(settings: ClassificationSettings) -> None:
+    """Refuse an ``--out`` that may not become this run's folder, before any training.
+
+    The default name always finds a free folder; see :func:`pipeline.report.run_folder.check_out_folder`.
 
     Raises:
-        ConfigError: ``--out`` exists and ``--overwrite`` was not given.
+        ConfigError: ``--out`` is a run folder and ``--overwrite`` was not given, or is no run folder at all.
     """
-    if settings.out is not None and Path(settings.out).exists() and not settings.overwrite:
-        raise ConfigError(
-            f"Run folder '{settings.out}' already exists. Pass another --out, or --overwrite to replace it."
-        )
+    if settings.out is not None:
+        check_out_folder(Path(settings.out), settings.overwrite)
 
 
 def write_run_folder(result: ClassificationResult, settings: ClassificationSettings) -> Path:
@@ -39,6 +38,6 @@ def classify_and_write(settings: ClassificationSettings) -> tuple[Classification
     Raises:
         PipelineError: Bad settings, cache or labels, or an existing ``--out`` (before any training).
     """
-    check_out_folder(settings)
+    check_out(settings)
     result = run_classification(settings)
     return result, write_run_folder(result, settings)

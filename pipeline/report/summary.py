@@ -7,6 +7,7 @@ from pathlib import Path
 from pipeline.classify.confidence import ci_text
 from pipeline.classify.results import ClassificationResult
 from pipeline.report.files import left_out, submission_rows
+from pipeline.report.headline import submission_text
 
 
 def format_summary(result: ClassificationResult, run_dir: Path) -> str:
@@ -32,6 +33,8 @@ def format_summary(result: ClassificationResult, run_dir: Path) -> str:
     n_test = len(submission_rows(result, best))
     lines += ["", f"{result.train.n_images} training images, {len(result.classes)} classes; "
               f"{n_test} test predictions; run folder: {run_dir}"]
+    if result.fusion is not None or len(result.heads) > 1:
+        lines.append(submission_text(result, best))
     if result.quality is not None:
         n_test_flagged = sum(bool(result.quality.reasons(i)) for i in range(result.train.n_images,
                                                                              len(result.quality.image_ids)))

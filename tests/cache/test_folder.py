@@ -27,3 +27,22 @@ def test_file_status_tells_re_scoring_from_re_embedding(tmp_path, caplog):
     path.write_bytes(path.read_bytes()[:100])
     assert cache.file_status(path, EXPECTED, "i", "m", 2, warn=False)[0] == "embed" and not caplog.text
     assert cache.file_status(path, EXPECTED, "i", "m", 2)[0] == "embed" and "it will be re-embedded" in caplog.text
+
+
+def test_the_tile_layout_is_in_the_cache_name_and_identity():
+    from pipeline.cache.schema import IDENTITY_KEYS, RUN_ATTRS
+    from pipeline.data.tiling import GRID_LAYOUT, TilingSettings
+
+    assert GRID_LAYOUT == "cover-v1" and "grid" in IDENTITY_KEYS and "grid" in RUN_ATTRS
+    assert cache.cache_name("phikon", TilingSettings(), "fp32") == "phikon_t224_s224_c0.50_n0_gcover1_fp32"
+    assert cache.cache_name("m", TilingSettings(max_tiles=8, seed=3), "bf16") == "m_t224_s224_c0.50_n8_r3_gcover1_bf16"
+
+
+def test_a_file_made_before_the_tile_layout_existed_reads_and_is_re_embedded(tmp_path):
+    path = tmp_path / "img_0000.h5"
+    _write(path, q_version=2)  # no "grid" attribute, as every file made before it
+    assert "grid" not in store.read_image_features(path).attrs
+    current = {**EXPECTED, "grid": "cover-v1"}
+    assert cache.mismatched_keys(store.read_image_features(path).attrs, current) == ["grid"]
+    assert cache.file_status(path, current, "i", "m", 2) == ("embed", "made with other settings (grid)")
+    assert cache.file_status(path, EXPECTED, "i", "m", 2) == ("current", None)  # an old cache stays readable as such

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,16 @@ def test_a_name_shared_by_caches_of_two_data_folders_lists_both(tmp_path, monkey
         _cache(tmp_path / "features" / data_key(tmp_path / data) / "m_fp32", tmp_path / data)
     with pytest.raises(CacheError, match="several caches have that name .*a-.*m_fp32.*b-.*m_fp32.*Pass one of those"):
         resolve_cache("m_fp32")
+
+
+def test_a_cache_name_shared_by_two_data_folders_takes_the_one_of_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for data in ("a", "b"):
+        _cache(tmp_path / "features" / data_key(tmp_path / data) / "m_fp32", tmp_path / data)
+    assert resolve_cache(Path("m_fp32"), tmp_path / "b") == Path("features") / data_key(tmp_path / "b") / "m_fp32"
+    assert resolve_cache(Path("m_fp32"), tmp_path / "a") == Path("features") / data_key(tmp_path / "a") / "m_fp32"
+    with pytest.raises(CacheError, match="several caches have that name"):
+        resolve_cache(Path("m_fp32"), tmp_path / "c")
 
 
 def test_caches_of_other_data_folders_only_are_named_with_their_data(tmp_path):

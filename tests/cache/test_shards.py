@@ -81,3 +81,13 @@ def test_no_check_without_the_data_folder(tmp_path):
     cache.check_complete(cache_dir, cache.read_settings(cache_dir))
     cache.check_complete(cache_dir, {})
     assert not os.path.exists(tmp_path / "gone")
+
+
+def test_skip_causes_counts_each_cause_and_shows_the_commonest_in_full():
+    from pipeline.cache.shards import skip_causes
+
+    reasons = ["d/img_1.png: file is empty (0 bytes). Re-export it.",
+               "d/img_2.png: no mask found (expected d/mask_2.png). Add the mask.",
+               "d/img_3.png: no mask found (expected d/mask_3.png). Add the mask."]
+    assert skip_causes(reasons) == ("2 no mask found, 1 file is empty; e.g. d/img_2.png: no mask found (expected "
+                                    "d/mask_2.png). Add the mask.")

@@ -9,6 +9,7 @@ from pipeline.classify.run import run_classification, run_name
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.errors import ConfigError
 from pipeline.report import run as report_run
+from pipeline.report.run_folder import RUN_MARKER
 from tests.conftest import write_fake_cache
 
 LABELS = ["a"] * 8 + ["b"] * 8 + ["c"] * 6
@@ -37,6 +38,7 @@ def test_run_name_says_which_data_folder_it_came_from(tmp_path):
 def test_an_existing_out_folder_is_refused_before_any_training(tmp_path, monkeypatch):
     cache_dir, _ = write_fake_cache(tmp_path / "features", LABELS)
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / RUN_MARKER).write_text("")
 
     def never(settings):
         raise AssertionError("trained before checking --out")

@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -7,6 +8,7 @@ from pipeline.cli.extract import main as extract_main
 from tests.conftest import write_fake_cache
 
 LABELS = ["a"] * 6 + ["b"] * 6
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults():
@@ -122,3 +124,41 @@ def test_several_features_are_fused(tmp_path, capsys):
     assert main(["--features", str(first), str(second), "--fusion", "concat", "--head", "logreg", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --fusion concat joins image-level features") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("out", ["junkout", ".", "features"])
+def test_overwrite_refuses_a_folder_that_is_no_run_folder_before_any_work(tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    write_fake_cache(tmp_path / "features", LABELS)
+    (tmp_path / "junkout").mkdir()
+    (tmp_path / "junkout" / "notes.txt").write_text("hello")
+
+    def never(settings):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr("pipeline.report.run.run_classification", never)
+    assert main(["--head", "logreg", "--out", out, "--overwrite", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out '{out}' ") and err.count("\n") == 1 and "never replaced" in err
+    assert (tmp_path / "junkout" / "notes.txt").read_text() == "hello"
+    assert (tmp_path / "features").is_dir() and not Path("runs").exists()
+
+
+def test_allow_labels_reaches_the_settings():
+    from pipeline.cli.classify import settings_from_args
+
+    args = build_parser().parse_args(["--allow-labels", "lung_acc", "Luminal B"])
+    assert settings_from_args(args).allow_labels == ("lung_acc", "Luminal B")
+    assert settings_from_args(build_parser().parse_args([])).allow_labels == ()
+
+
+def test_help_imports_no_heavy_module():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pipeline.cli.classify import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = ('torch', 'sklearn', 'lightgbm', 'matplotlib', 'h5py', 'scipy')\n"
+            "print(sorted(name for name in sys.modules if name.split('.')[0] in heavy), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "--allow-labels" in done.stdout and done.stderr.strip() == "[]", done.stderr[-500:]

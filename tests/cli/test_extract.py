@@ -199,3 +199,76 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, tiny_vit_dir):
         np.testing.assert_array_equal(a.coords, b.coords)
         np.testing.assert_array_equal(a.coverage, b.coverage)
         np.testing.assert_allclose(a.features, b.features, atol=1e-5, rtol=0)
+
+
+def test_a_run_that_embeds_nothing_exits_1_with_the_cause(make_data, tmp_path, tiny_vit_dir, capsys, caplog):
+    root = make_data(n_train=3, n_test=0)
+    for mask in (root / "train_data").glob("mask_*"):
+        mask.unlink()
+    argv = ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(tmp_path / "f"), "--tile-size", "32",
+            "--workers", "0", "--no-progress"]
+    caplog.set_level("INFO")
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("error: 0 images embedded: all 3 skipped: 3 no mask found; e.g. ")
+    assert last.endswith("remove the image from the folder. Fix those files, then run the same command again.")
+    assert "more --workers" not in captured.out + captured.err + caplog.text
+    from pipeline.cli.classify import main as classify_main  # what classify.py then says about that cache
+
+    assert classify_main(["--features", str(tmp_path / "f"), "--data", str(root), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "extraction skipped all 3 of them (3 no mask found; e.g. " in err and "--split train" not in err
+
+
+def _out_argv(root, out, tiny_vit_dir, *extra):
+    return ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(out), "--tile-size", "32", "--workers",
+            "0", "--no-progress", "-q", *extra]
+
+
+@pytest.fixture
+def one_cache(make_data, tmp_path, tiny_vit_dir):
+    """A data folder and the cache extract.py made of it under tmp_path/features."""
+    from pipeline.cache import find_caches
+
+    root = make_data(n_train=2, n_test=1)
+    assert main(_out_argv(root, tmp_path / "features", tiny_vit_dir)) == 0
+    (cache_dir,) = find_caches(tmp_path / "features")
+    return root, cache_dir
+
+
+def test_extraction_takes_its_own_cache_folder_as_out_and_refuses_any_other(one_cache, tmp_path, tiny_vit_dir,
+                                                                            capsys):
+    import shutil
+
+    from pipeline.cache import find_caches
+
+    root, cache_dir = one_cache
+    capsys.readouterr()
+    for out in (cache_dir, cache_dir.parent):  # the cache folder itself, and the data folder's folder
+        assert main(_out_argv(root, out, tiny_vit_dir)) == 0
+        assert "3 images: 0 embedded" in capsys.readouterr().out
+    assert find_caches(cache_dir) == [] and find_caches(cache_dir.parent) == [cache_dir]  # nothing nested
+    shutil.copytree(root, tmp_path / "other")
+    for out, data, extra, message in (
+        (cache_dir, root, ["--tile-size", "16"], "is a cache folder made with other flags"),
+        (cache_dir, tmp_path / "other", [], "is a cache folder of another data folder"),
+        (cache_dir.parent, tmp_path / "other", [], "holds the caches of another data folder"),
+        (cache_dir / "train", root, [], f"lies inside the cache folder {cache_dir}"),
+    ):
+        assert main(_out_argv(data, out, tiny_vit_dir, *extra)) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert find_caches(tmp_path / "features") == [cache_dir]
+    assert not [path for path in (cache_dir / "train").iterdir() if path.is_dir()]
+
+
+@pytest.mark.parametrize("mode", ["--verify", "--finalize"])
+def test_verify_and_finalize_take_the_same_out_folders(one_cache, tiny_vit_dir, capsys, mode):
+    root, cache_dir = one_cache
+    capsys.readouterr()
+    for out in (cache_dir.parent.parent, cache_dir.parent, cache_dir):
+        assert main(_out_argv(root, out, tiny_vit_dir, mode)) == 0
+        assert f"cache: {cache_dir}" in capsys.readouterr().out
+    assert main(_out_argv(root, cache_dir / "train", tiny_vit_dir, mode)) == 2
+    assert f"lies inside the cache folder {cache_dir}" in capsys.readouterr().err

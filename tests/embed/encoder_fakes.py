@@ -47,7 +47,7 @@ ARCHITECTURES: dict[str, tuple[str, str, dict, float | None]] = {
     "kaiko-vitb16": ("timm", "vit_base_patch16_224", _KAIKO, 85.8),
     "kaiko-vitb8": ("timm", "vit_base_patch8_224", _KAIKO, 85.8),
     "kaiko-vitl14": ("timm", "vit_large_patch14_reg4_dinov2", {**_KAIKO, "img_size": 518}, 304),
-    "efficientnet-lite0": ("package", "efficientnet_lite0", {}, 3.4),
+    "efficientnet-lite0": ("package", "tf_efficientnet_lite0", {}, 3.4),
 }
 
 

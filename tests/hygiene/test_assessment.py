@@ -8,7 +8,7 @@ from pipeline.classify.settings import ClassificationSettings
 from pipeline.data.records import find_records
 from pipeline.hygiene.assessment import FLAGS, assess
 from pipeline.hygiene.checks import QUALITY_VERSION
-from pipeline.hygiene.contact_sheet import write_contact_sheet
+from pipeline.hygiene.contact_sheet import _caption, write_contact_sheet
 from pipeline.hygiene.quality_file import write_quality_csv
 from pipeline.hygiene.settings import QualitySettings
 
@@ -168,3 +168,19 @@ def test_contact_sheet(tmp_path, make_data):
         assert image.size[0] == 8 * 156 and image.size[1] > 2 * 150  # two bands
     assert not write_contact_sheet(tmp_path / "none.png", _assess(_attrs(3)), paths)
     assert not (tmp_path / "none.png").exists()
+
+
+def test_ink_is_one_flag_whose_rules_and_columns_name_the_colour(tmp_path):
+    attrs = _attrs(4)
+    for i, colour in ((1, "blue"), (2, "black"), (3, "green")):
+        attrs[i][f"q_{colour}_ink_fraction"] = 0.05
+    attrs[0]["q_blue_ink_fraction"] = 0.002  # under the blue threshold
+    report = _assess(attrs)
+    assert report.flags["ink"].tolist() == [False, True, True, True]
+    assert [report.rules_of(i) for i in range(4)] == [[], ["blue_ink"], ["black_ink"], ["green_ink"]]
+    assert _caption(report, 1, "ink").endswith("blue ink 5.0%")
+    path = tmp_path / "quality.csv"
+    write_quality_csv(path, report)
+    rows = list(csv.DictReader(path.open()))
+    assert [rows[i]["q_black_ink_fraction"] for i in (0, 2)] == ["", "0.0500"]  # absent from CLEAN: missing
+    assert rows[0]["q_blue_ink_fraction"] == "0.0020" and rows[2]["rules"] == "black_ink"

@@ -33,9 +33,9 @@ def test_over_the_share_limit_all_are_kept_and_the_line_names_counts_flags_and_r
     labels = ["a"] * 50 + ["b"] * 50
     left_out, line = left_out_for_flags(report, labels)
     assert not left_out.any()
-    assert line == ("hygiene flags 6 of 100 training images (6.0%): non_tissue 4 (little_stain 3, off_hue 1), ink 2; "
-                    "over 5% of the training images or 10% of a class, so all are kept in training (pass "
-                    "--drop-flagged to leave them out)")
+    assert line == ("hygiene flags 6 of 100 training images (6.0%): non_tissue 4 (little_stain 3, off_hue 1), ink 2 "
+                    "(green_ink 2); over 5% of the training images or 10% of a class, so all are kept in training "
+                    "(pass --drop-flagged to leave them out)")
     left_out, line = left_out_for_flags(report, labels, drop_flagged=True)
     assert left_out.sum() == 6 and line.endswith("of a class, --drop-flagged leaves them out of training")
 
@@ -45,7 +45,7 @@ def test_over_the_class_limit_alone():
     labels = ["a"] * 40 + ["b"] * 40 + ["c"] * 20
     left_out, line = left_out_for_flags(report, labels)
     assert not left_out.any()
-    assert line.startswith("hygiene flags 3 of 100 training images (3.0%; c: 3 of 20, 15.0%): ink 3;")
+    assert line.startswith("hygiene flags 3 of 100 training images (3.0%; c: 3 of 20, 15.0%): ink 3 (green_ink 3);")
 
 
 def test_only_training_rows_count():

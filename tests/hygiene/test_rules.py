@@ -63,3 +63,14 @@ def test_rule_lines_name_every_rule_and_its_threshold():
 def test_scores_of_missing_keys_are_nan():
     assert scores_of([{"q_x": 0.5}, {}], "q_x").tolist()[0] == pytest.approx(0.5)
     assert np.isnan(scores_of([{}], "q_x")[0])
+
+
+def test_each_pen_colour_has_its_rule_and_a_missing_colour_fires_nothing():
+    scores = _scores([0.9] * 6)
+    scores["q_blue_ink_fraction"] = np.array([0.0, 0.01, 0.0, 0.0, np.nan, 0.0])
+    scores["q_black_ink_fraction"] = np.array([0.0, 0.0, 0.01, 0.0, np.nan, 0.003])  # 0.003: under 0.004
+    assert _fired(scores) == {"blue_ink": [1], "black_ink": [2]}
+    assert RULES["blue_ink"] == RULES["black_ink"] == "ink"
+    assert _fired(scores, max_black_ink_fraction=0.002) == {"blue_ink": [1], "black_ink": [2, 5]}
+    lines = rule_lines()
+    assert lines["blue_ink"] == "ink: blue_ink_fraction > 0.003" and lines["black_ink"].endswith("> 0.004")

@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks import colour_variants
 from benchmarks import stain_variants as variants
+from pipeline.hygiene.rules import apply_rules
+from pipeline.hygiene.settings import QualitySettings
 from pipeline.hygiene.stain import od_hue_and_chroma, optical_density, stain_scores
 
 ALL = np.ones((200, 300), bool)
@@ -76,3 +79,44 @@ def test_only_the_mask_counts_and_an_empty_mask_means_all(tissue):
     assert scores(tissue, np.zeros((200, 300), bool))["stain_fraction"] > 0.5
     found = stain_scores(painted, inside)  # the ink map covers the whole thumbnail, for the hash
     assert found.ink[:, -10:].all() and not found.ink[:, :70].any() and found.step == 2
+
+
+def _glas(glas15, i):
+    pixels = np.asarray(Image.open(glas15 / "train_data" / f"img_{i:04d}.png").convert("RGB"))
+    return pixels, np.ones(pixels.shape[:2], bool)
+
+
+def _fired(found):
+    settings = QualitySettings()
+    scores = {f"q_{key}": np.array([value]) for key, value in found.items()}
+    return [rule for rule, hit in apply_rules({**scores, "outlier_ratio": np.array([1.0])}, settings).items() if hit[0]]
+
+
+@pytest.mark.parametrize("tint", ["green", "cyan", "yellow", "pink", "grey"])
+def test_a_scanners_colour_cast_alone_flags_nothing(glas15, tint):
+    # the green-cyan glass made real images "green ink"; white balance against the glass takes the cast out
+    for i in range(0, 12, 2):
+        pixels, inside = _glas(glas15, i)
+        tinted = scores(colour_variants.cast(pixels, tint, 1.0), inside)
+        assert _fired(tinted) == [], (i, tinted)
+        if i < 3:  # images 0-2 have glass: the cast is taken out whole and the scores hardly move
+            assert abs(tinted["stain_fraction"] - scores(pixels, inside)["stain_fraction"]) < 0.02, i
+
+
+@pytest.mark.parametrize("pen", ["green", "blue", "black"])
+def test_pen_strokes_are_found_and_named_by_colour(glas15, pen):
+    for i in range(3):
+        pixels, inside = _glas(glas15, i)
+        assert _fired(scores(pixels, inside)) == []
+        inked = colour_variants.pen_stroke(pixels, pen, 8, np.random.default_rng(0))
+        found = stain_scores(inked, inside)
+        assert _fired(found.scores) == [f"{pen}_ink"], (i, found.scores)
+        assert found.ink.any()  # left out of the perceptual hash
+
+
+def test_scattered_pen_coloured_pixels_are_no_stroke(tissue):
+    speckled = tissue.copy()
+    speckled[::9, ::9] = (40, 70, 170)  # single blue pixels, far apart: JPEG noise at nuclei looks like this
+    speckled[4::9, 4::9] = (30, 30, 35)
+    found = scores(speckled)
+    assert found["blue_ink_fraction"] == 0.0 and found["black_ink_fraction"] == 0.0

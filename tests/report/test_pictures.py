@@ -157,7 +157,7 @@ def test_end_to_end_on_glas15_fills_vote_maps(glas15, tmp_path, tiny_vit_dir, ca
 def test_a_fused_run_draws_the_first_caches_vote_maps_and_says_so(tmp_path, tiny_vit_dir, tiny_model):
     data = _distinct_data(tmp_path / "data")
     caches = []
-    for tile_size in (32, 64):  # 64 px tiles: one fallback tile per image, the 32 px cache has four
+    for tile_size in (32, 64):  # 64 px tiles: one tile per image, the 32 px cache has four
         settings = ExtractionSettings(data_dir=data, model=str(tiny_vit_dir), out_dir=tmp_path / "features",
                                       tiling=TilingSettings(tile_size=tile_size), workers=0, progress=False)
         caches.append(run_extraction(settings, tiny_model).cache_dir)

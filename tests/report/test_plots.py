@@ -127,3 +127,21 @@ def test_embedding_map_marks_wrong_predictions(tmp_path):
     assert legend == [f"{c} (10)" for c in SUBTYPES] + ["wrong prediction (3)"]
     _fits_and_nothing_overlaps(figure)
     assert _png(figure, tmp_path / "embedding_map.png")[0] == "PNG"
+
+
+def test_the_weighted_f1_line_passes_behind_the_bars_and_the_value_labels():
+    per_class = {c: {"precision": 0.66 + 0.01 * i, "recall": 0.7, "f1": 0.65, "support": 10}
+                 for i, c in enumerate(SUBTYPES)}
+    figure = plots.per_class_figure(per_class, SUBTYPES, 0.6789, "Per-class scores")
+    ax = figure.axes[0]
+    (line,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    y = ax.transData.transform((0, 0.6789))[1]
+    crossed = [text for text in ax.texts if text.get_window_extent(renderer).y0 - 2 <= y
+               <= text.get_window_extent(renderer).y1 + 2]
+    assert crossed  # value labels at the line's height: the case that matters
+    for text in crossed:
+        box = text.get_bbox_patch()
+        assert text.get_zorder() > line.get_zorder() and box.get_facecolor()[3] == 1.0 and box.get_alpha() in (None, 1)
+    assert all(bar.get_zorder() > line.get_zorder() for bar in ax.patches)

@@ -222,8 +222,8 @@ def test_too_many_flagged_images_are_kept_unless_drop_flagged(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert result.trainable.all() and config["left_out_of_training"] == {}
     assert config["hygiene_warnings"] == [
-        "hygiene flags 2 of 30 training images (6.7%; Luminal A: 2 of 8, 25.0%): ink 2; over 5% of the training "
-        "images or 10% of a class, so all are kept in training (pass --drop-flagged to leave them out)"]
+        "hygiene flags 2 of 30 training images (6.7%; Luminal A: 2 of 8, 25.0%): ink 2 (green_ink 2); over 5% of the "
+        "training images or 10% of a class, so all are kept in training (pass --drop-flagged to leave them out)"]
     result, run_dir = _run(cache_dir, tmp_path, drop_flagged=True)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["left_out_of_training"] == {"img_0000.png": ["ink"], "img_0001.png": ["ink"]}
@@ -266,3 +266,35 @@ def test_a_fused_run_folder_scores_the_fusion_and_shows_each_cache_alone(tmp_pat
     assert "late fusion of 2 caches (the scores above): each cache alone and fused, same folds" in text
     lines = [line for line in text.splitlines() if line.startswith("abmil ")]
     assert [line.split()[1] for line in lines[1:]] == ["encA_t224_fp32", "encB_t224_fp32", "fused"]
+
+
+def test_the_run_folder_has_the_contact_sheet_of_its_flagged_images(tmp_path):
+    cache_dir, _ = write_fake_cache(tmp_path, LABELS)
+    _, clean = _run(cache_dir, tmp_path)
+    assert (clean / "quality.csv").is_file() and not (clean / "quality_flagged.png").exists()  # nothing flagged
+    copy, source = cache_dir / "train" / "img_0001.h5", store.read_attrs(cache_dir / "train" / "img_0000.h5")
+    item = store.read_image_features(copy)
+    store.write_image_features(copy, item.features, item.coords, item.coverage,
+                               {**item.attrs, "image_sha256": source["image_sha256"]})  # an exact duplicate
+    _, run_dir = _run(cache_dir, tmp_path, pictures=False)
+    assert (run_dir / "quality_flagged.png").stat().st_size > 0
+
+
+def test_a_fused_run_says_the_submission_is_the_fusion_and_compares_it_with_each_member(tmp_path):
+    from tests.classify.test_fusion import two_caches
+
+    first, second = two_caches(tmp_path)
+    result, run_dir = _run((first, second), tmp_path)
+    fused = result.heads[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    block = metrics["submission"]
+    alone = {label: metrics["fusion"]["members"][label]["weighted_f1"] for label in ("encA_t224_s224_fp32",
+                                                                                     "encB_t224_s224_fp32")}
+    assert block["uses"] == "fused" and block["weighted_f1"] == fused.metrics["weighted_f1"] == metrics["weighted_f1"]
+    assert block["members_weighted_f1"] == alone
+    assert block["fused_minus_best_member"] == pytest.approx(fused.metrics["weighted_f1"] - max(alone.values()))
+    a, b = (f"{alone[label]:.3f} ({label})" for label in alone)
+    assert block["text"].startswith(f"Submission: late fusion of 2 caches (head logreg), weighted F1 "
+                                    f"{fused.metrics['weighted_f1']:.3f}; members alone {a} and {b}: the fusion ")
+    page = (run_dir / "report.html").read_text()
+    assert block["text"].split(";")[0] in page and "Best head" not in page

@@ -1,0 +1,176 @@
+"""Scanner colour casts, stain jitter and planted pen strokes of real H&E images: what the ink and colour rules see.
+
+Variants of every glas15 image and every 15th lc25000-lung image, each saved as PNG and as JPEG (quality 80):
+
+- ``cast``: green, cyan, yellow, pink and grey casts of a scanner's white balance, each channel of every pixel
+  (glass and tissue alike) scaled by a gain (:data:`CASTS`, the gains' distance from 1 times 0.5, 1 or 1.5).
+- ``hed_jitter``: haematoxylin, eosin and DAB concentrations scaled x0.6 to x1.4 (:func:`stain_variants.hed_jitter`),
+  clipped as scikit-image does, and unclipped (the background's tint scaled too: a yellowish or bluish glass).
+- ``stroke``: a green, blue or black pen stroke 3, 8 or 20 px wide, a wavy curve across the image (over glass and
+  tissue), added in optical density as ink on a slide is (the tissue shows through: ``OD + coverage x OD_ink``).
+
+Each variant is judged as a dataset with the originals (half the images changed) by
+``pipeline.hygiene.assessment.assess`` with equal embeddings, as ``benchmarks/calibrate_quality.py`` does. Printed per
+variant: images, false flags (``non_tissue`` or ``ink`` on an image with no pen), planted strokes found (``ink``
+raised by the rule of the stroke's own colour), and the score that decides (the worst clean image, the mildest
+stroke). docs/hygiene.md quotes the table.
+
+    python -m benchmarks.colour_variants [--lung-every 15] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from benchmarks import stain_variants as variants
+from benchmarks.calibrate_quality import DATA, attributes, load_sources
+from pipeline.data.colour import optical_density
+from pipeline.hygiene.assessment import EXCLUDED_FROM_TRAINING, assess
+from pipeline.hygiene.rules import INK_COLOURS
+from pipeline.hygiene.settings import QualitySettings
+
+CASTS = {  # channel gains of a full-strength cast (R, G, B)
+    "green": (0.80, 1.00, 0.85),
+    "cyan": (0.80, 0.95, 1.00),
+    "yellow": (1.00, 0.97, 0.78),
+    "pink": (1.00, 0.82, 0.93),
+    "grey": (0.85, 0.85, 0.85),
+}
+STRENGTHS = (0.5, 1.0, 1.5)
+PENS = {"green": (40, 150, 80), "blue": (40, 70, 170), "black": (35, 35, 40)}  # each ink's colour on bare glass
+WIDTHS = (3, 8, 20)
+JPEG_QUALITY = 80
+SUPERSAMPLE = 4  # strokes are drawn at 4x and averaged down: anti-aliased edges, as a scan has
+
+
+def cast(pixels: np.ndarray, colour: str, strength: float) -> np.ndarray:
+    """(H, W, 3) uint8 with each channel scaled by ``1 - strength x (1 - gain)`` of the cast ``colour``."""
+    if colour not in CASTS:
+        raise ValueError(f"The 'colour' parameter of cast must be one of {tuple(CASTS)}. Got {colour!r} instead.")
+    gains = 1.0 - strength * (1.0 - np.asarray(CASTS[colour], dtype=np.float64))
+    return np.clip(np.rint(pixels * gains), 0, 255).astype(np.uint8)
+
+
+def stroke_coverage(shape: tuple[int, int], width: int, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) float coverage in [0, 1] of a wavy line ``width`` px wide from the left edge to the right edge."""
+    height, image_width = shape
+    big = Image.new("L", (image_width * SUPERSAMPLE, height * SUPERSAMPLE), 0)
+    xs = np.linspace(-0.05, 1.05, 200) * image_width
+    centre, amplitude = rng.uniform(0.3, 0.7) * height, rng.uniform(0.05, 0.25) * height
+    waves, phase = rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
+    ys = centre + amplitude * np.sin(2 * np.pi * waves * xs / image_width + phase)
+    points = [(float(x) * SUPERSAMPLE, float(y) * SUPERSAMPLE) for x, y in zip(xs, ys, strict=True)]
+    ImageDraw.Draw(big).line(points, fill=255, width=width * SUPERSAMPLE, joint="curve")
+    small = big.resize((image_width, height), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float64) / 255.0
+
+
+def pen_stroke(pixels: np.ndarray, colour: str, width: int, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) uint8: ``pixels`` with a pen stroke of ``colour`` (:data:`PENS`) added in optical density."""
+    if colour not in PENS:
+        raise ValueError(f"The 'colour' parameter of pen_stroke must be one of {tuple(PENS)}. Got {colour!r} instead.")
+    ink = optical_density(np.array(PENS[colour], dtype=np.uint8)).astype(np.float64)
+    od = optical_density(pixels).astype(np.float64) + stroke_coverage(pixels.shape[:2], width, rng)[..., None] * ink
+    return np.clip(np.rint(256.0 * 10.0 ** (-od) - 1.0), 0, 255).astype(np.uint8)
+
+
+def make_variants(seed: int = 0) -> list[tuple[str, str, str | None, object]]:
+    """(name, kind, pen colour or None, transform(pixels, rng) -> pixels) of every variant, in table order."""
+    out: list = []
+    for colour in CASTS:
+        for strength in STRENGTHS:
+            out.append((f"cast {colour} x{strength:g}", "cast", None,
+                        lambda p, rng, c=colour, s=strength: cast(p, c, s)))
+    out.append(("hed_jitter", "jitter", None,
+                lambda p, rng: variants.hed_jitter(p, tuple(rng.uniform(0.6, 1.4, 3)))))
+    out.append(("hed_jitter unclipped", "jitter", None,
+                lambda p, rng: variants.hed_jitter(p, tuple(rng.uniform(0.6, 1.4, 3)), clip=False)))
+    for colour in PENS:
+        for width in WIDTHS:
+            out.append((f"stroke {colour} {width} px", "stroke", colour,
+                        lambda p, rng, c=colour, w=width: pen_stroke(p, c, w, rng)))
+    return out
+
+
+def evaluate(name: str, pen: str | None, originals: list[dict], changed: list[dict],
+             settings: QualitySettings) -> dict:
+    """Assess originals + changed images together; count false flags and strokes found (by their own colour)."""
+    attrs = originals + changed
+    ids = [f"train/img_{i:04d}" for i in range(len(attrs))]
+    report = assess(ids, ids, attrs, np.ones((len(attrs), 4)), settings)
+    excluded = set(EXCLUDED_FROM_TRAINING)
+    clean = range(len(attrs)) if pen is None else range(len(originals))
+    false = [i for i in clean if set(report.reasons(i)) & excluded]
+    row = {"variant": name, "images": len(changed), "false_flags": len(false),
+           "false_rules": sorted({r for i in false for r in report.rules_of(i)})}
+    if pen is not None:
+        planted = range(len(originals), len(attrs))
+        row["found"] = sum(bool(report.rules[f"{pen}_ink"][i]) for i in planted)
+        row["other_colour"] = sum(any(report.rules[f"{c}_ink"][i] for c in INK_COLOURS if c != pen) for i in planted)
+        row["mildest"] = min(float(a[f"q_{pen}_ink_fraction"]) for a in changed)
+        row["fractions"] = [float(a[f"q_{pen}_ink_fraction"]) for a in changed]
+    worst = {f"q_{c}_ink_fraction": max(float(a[f"q_{c}_ink_fraction"]) for a in attrs[: len(attrs) if pen is None
+                                                                                       else len(originals)])
+             for c in INK_COLOURS}
+    row["worst_clean"] = worst if pen is None else {k: v for k, v in worst.items() if not k.startswith(f"q_{pen}")}
+    row["worst_off_hue"] = max(float(a["q_off_hue_fraction"]) for a in changed) if pen is None else None
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lung-every", type=int, default=15, help="every k-th lc25000-lung image (default 15)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if not (DATA / "glas15").is_dir() or not (DATA / "lc25000-lung").is_dir():
+        print(f"no data under {DATA}: set PIPELINE_SHARED_DATA")
+        return 1
+    started = time.perf_counter()
+    sources = load_sources()
+    images = sources["glas15"] + sources["lc25000-lung"][:: args.lung_every]
+    settings = QualitySettings()
+    originals = [attributes(s.pixels, s.mask) for s in images]
+    rows = []
+    print(f"{len(images)} real images (glas15 {len(sources['glas15'])}, every {args.lung_every}th lc25000-lung); "
+          "each variant judged with the originals\n")
+    print(f"{'variant':<28} {'images':>6} {'false flags':>11} {'found':>7}   worst clean ink (g/b/k), off-hue | "
+          "mildest stroke")
+    for k, (name, _, pen, transform) in enumerate(make_variants()):
+        for encoding in ("png", "jpeg"):
+            rng = np.random.default_rng(k)
+            changed = []
+            for source in images:
+                pixels = transform(source.pixels, rng)
+                if encoding == "jpeg":
+                    pixels = variants.jpeg(pixels, JPEG_QUALITY)
+                changed.append(attributes(pixels, source.mask, encoding))
+            row = evaluate(f"{name} {encoding}", pen, originals, changed, settings)
+            rows.append(row)
+            found = f"{row['found']}/{row['images']}" if pen else "-"
+            worst = "/".join(f"{v:.4f}" for v in row["worst_clean"].values())
+            tail = f"off-hue {row['worst_off_hue']:.4f}" if pen is None else f"{row['mildest']:.4f}"
+            print(f"{row['variant']:<28} {row['images']:>6} {row['false_flags']:>11} {found:>7}   {worst}  {tail}"
+                  + (f"  by {row['false_rules']}" if row["false_flags"] else "")
+                  + (f"  other colour named {row['other_colour']}" if pen and row["other_colour"] else ""), flush=True)
+    print("\nthresholds: the worst clean image (originals, casts, jitter) against each stroke's own-colour fraction")
+    for colour in INK_COLOURS:
+        key = f"q_{colour}_ink_fraction"
+        worst = max(r["worst_clean"].get(key, 0.0) for r in rows if not r["variant"].startswith("stroke"))
+        strokes = [r for r in rows if r["variant"].startswith(f"stroke {colour} ")]
+        shares = "  ".join(f"{r['variant'][len('stroke ' + colour) + 1:]}: p5 {np.percentile(r['fractions'], 5):.4f}"
+                           for r in strokes)
+        print(f"  {colour:<6} worst clean {worst:.4f}   strokes {shares}")
+    print(f"\n(finished in {time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

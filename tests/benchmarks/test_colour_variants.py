@@ -1,0 +1,34 @@
+"""The colour variants of benchmarks/colour_variants.py: casts scale channels, strokes add ink in optical density."""
+
+import numpy as np
+import pytest
+
+from benchmarks import colour_variants as variants
+from tests.hygiene.test_stain import h_and_e
+
+
+def test_cast_scales_each_channel_by_its_gain():
+    white = np.full((4, 4, 3), 250, np.uint8)
+    assert variants.cast(white, "green", 1.0)[0, 0].tolist() == [200, 250, 212]
+    assert variants.cast(white, "grey", 0.0)[0, 0].tolist() == [250, 250, 250]
+    with pytest.raises(ValueError, match="'colour' parameter of cast must be one of"):
+        variants.cast(white, "purple", 1.0)
+
+
+def test_strokes_are_seeded_and_darken_only_along_the_curve():
+    tissue = h_and_e(np.random.default_rng(0))
+    first = variants.pen_stroke(tissue, "blue", 8, np.random.default_rng(4))
+    assert np.array_equal(first, variants.pen_stroke(tissue, "blue", 8, np.random.default_rng(4)))
+    coverage = variants.stroke_coverage(tissue.shape[:2], 8, np.random.default_rng(4))
+    assert coverage.min() == 0.0 and coverage.max() == pytest.approx(1.0)
+    # about 8 px wide across the 300 px image (longer when it waves)
+    assert 8 * 300 * 0.9 < coverage.sum() < 8 * 300 * 1.6
+    assert np.array_equal(first[coverage == 0], tissue[coverage == 0])
+    assert (first[coverage > 0.5].astype(int) <= tissue[coverage > 0.5]).all()  # ink absorbs: never brighter
+    with pytest.raises(ValueError, match="'colour' parameter of pen_stroke must be one of"):
+        variants.pen_stroke(tissue, "red", 8, np.random.default_rng(0))
+
+
+def test_every_variant_is_named_once():
+    names = [name for name, *_ in variants.make_variants()]
+    assert len(names) == len(set(names)) == 5 * 3 + 2 + 3 * 3

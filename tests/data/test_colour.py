@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.colour_variants import cast, pen_stroke, stroke_coverage
+from pipeline.data import colour
+from tests.hygiene.test_stain import h_and_e
+
+
+def _image(folder, name="img_0000.png", split="train_data"):
+    return np.asarray(Image.open(folder / split / name).convert("RGB"))
+
+
+def test_white_balance_neutralises_a_cast_of_a_real_image(glas15):
+    pixels = _image(glas15)
+    plain = colour.white_balance(pixels, colour.glass_white(pixels))
+    for tint in ("green", "cyan", "yellow", "pink"):
+        tinted = cast(pixels, tint, 1.0)
+        white = colour.glass_white(tinted)
+        assert white.max() - white.min() > 15, tint  # the glass is visibly tinted ...
+        balanced = colour.white_balance(tinted, white)
+        glass = colour.glass_white(balanced)
+        assert glass.max() - glass.min() <= 3, (tint, glass)  # ... and neutral after
+        # the tissue's colours come back too: the mean OD colour of the balanced image is that of the plain one
+        hue_plain = colour.od_hue_and_chroma(colour.optical_density(plain).mean(axis=(0, 1)))
+        hue_balanced = colour.od_hue_and_chroma(colour.optical_density(balanced).mean(axis=(0, 1)))
+        assert abs(hue_balanced[0] - hue_plain[0]) < 5 and abs(hue_balanced[1] - hue_plain[1]) < 0.02, tint
+
+
+def test_no_glass_means_no_correction_unless_the_colour_is_no_stain(rng):
+    tissue = h_and_e(rng)  # pink everywhere, no glass
+    assert colour.glass_white(tissue).tolist() == [255.0, 255.0, 255.0]
+    assert colour.white_balance(tissue, colour.glass_white(tissue)) is tissue
+    # pale, grainy tissue (no flat glass) under a green tint: its brightest pixels are green, which H&E never is,
+    # so the tint goes (and only the tint: the brightest channel stays)
+    pale = np.clip(tissue.astype(np.int16) // 4 + 170 + rng.integers(-20, 20, tissue.shape), 0, 255).astype(np.uint8)
+    assert colour.glass_white(pale).tolist() == [255.0, 255.0, 255.0]
+    tinted = cast(pale, "green", 1.0)
+    white = colour.glass_white(tinted)
+    assert white.max() == pytest.approx(255.0) and white[0] < 230
+    hue, _ = colour.od_hue_and_chroma(colour.optical_density(colour.white_balance(tinted, white)).mean(axis=(0, 1)))
+    assert colour.in_sector(hue, colour.HE_HUE)
+
+
+def test_white_balance_refuses_a_bad_white():
+    with pytest.raises(ValueError, match="white of white_balance must be 3 positive levels. Got"):
+        colour.white_balance(np.zeros((2, 2, 3), np.uint8), np.array([0.0, 255.0, 255.0]))
+
+
+@pytest.mark.parametrize("pen", ["green", "blue", "black"])
+def test_pen_mask_finds_ink_on_glass_by_its_colour(pen):
+    glass = np.full((60, 200, 3), 245, np.uint8)
+    inked = pen_stroke(glass, pen, 8, np.random.default_rng(0))
+    coverage = stroke_coverage(glass.shape[:2], 8, np.random.default_rng(0))  # the same stroke
+    masks = colour.pen_mask(colour.white_balance(inked, colour.glass_white(inked)))
+    assert masks[pen][coverage > 0.99].all()  # its core, where the ink is as dense as the pen makes it
+    assert all(not masks[other].any() for other in colour.PEN_COLOURS if other != pen)
+    assert not any(m[coverage == 0].any() for m in masks.values())
+
+
+def test_pen_mask_leaves_real_nuclei_and_dark_tissue_alone(glas15, lung):
+    images = [_image(glas15, f"img_{i:04d}.png") for i in range(4)]
+    images += [_image(lung, f"img_{i:04d}.jpg") for i in range(8)]
+    for pixels in images:
+        masks = colour.pen_mask(colour.white_balance(pixels, colour.glass_white(pixels)))
+        # single pixels at most (JPEG noise at dark nuclei): hygiene keeps only strokes of them
+        assert all(m.mean() < 0.01 for m in masks.values()), {k: m.mean() for k, m in masks.items()}
