@@ -127,7 +127,9 @@ def white_balance(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0) -> dict[str, np.ndarray]:
+def pen_mask(
+    rgb: np.ndarray, min_chroma: float = 0.0, violet_chroma: float = MIN_VIOLET_CHROMA
+) -> dict[str, np.ndarray]:
     """Per-pixel pen colour of a white-balanced image: ``{"green", "blue", "black"}`` -> (H, W) bool, disjoint.
 
     Green: OD hue in :data:`GREEN_HUE`, chroma >= :data:`MIN_GREEN_CHROMA`, not too dark for a hue. Blue: hue in
@@ -139,6 +141,9 @@ def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0) -> dict[str, np.ndarray]:
         rgb: (H, W, 3) uint8, white-balanced (:func:`white_balance`).
         min_chroma: Raises the green and blue chroma floors: hygiene asks ink to be at least 40% as intense as the
             image's own stain, so that a faded image's ink still counts and a faint tint does not.
+        violet_chroma: OD chroma from which a blue-violet pixel is ink. :data:`MIN_VIOLET_CHROMA` holds for full
+            resolution; a thumbnail's box averages keep far less chroma (a made slide's tissue at 4 um/px: 99.9%
+            <= 0.14, blue ink over it 0.36-0.53), so the tissue detector passes a floor read off its own stain.
     """
     od = optical_density(rgb)
     hue, chroma = od_hue_and_chroma(od)
@@ -146,6 +151,6 @@ def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0) -> dict[str, np.ndarray]:
     black = (mean_od >= MIN_BLACK_OD) & (chroma < MAX_BLACK_CHROMA_RATIO * mean_od)
     green = in_sector(hue, GREEN_HUE) & (chroma >= max(MIN_GREEN_CHROMA, min_chroma)) & (mean_od * 3 <= MAX_STAIN_OD)
     blue = (in_sector(hue, BLUE_HUE) & (chroma >= max(MIN_BLUE_CHROMA, min_chroma))) | (
-        in_sector(hue, VIOLET_HUE) & (chroma >= MIN_VIOLET_CHROMA)
+        in_sector(hue, VIOLET_HUE) & (chroma >= violet_chroma)
     )
     return {"green": green & ~black, "blue": blue & ~black, "black": black}
