@@ -5,10 +5,12 @@ numpy and scipy.ndimage only. The colour logic is :mod:`pipeline.data.colour`'s,
 1. **White balance** against the glass (:func:`colour.glass_white`, :func:`colour.white_balance`): a greenish or
    yellowish scanner cast tints glass and tissue alike, and dividing it out makes the glass neutral white again, so
    the cast is not taken for absorbing tissue.
-2. **Absorbing**: summed optical density (:func:`colour.optical_density`) above a threshold. The threshold is Otsu's
-   on the summed OD, kept between :attr:`TissueSettings.min_od` (JPEG noise on glass stays out, and a glass-only
-   picture, whose Otsu threshold splits noise, finds nothing) and :attr:`TissueSettings.max_od` (pale and faint
-   tissue stays in even when dense tissue pushes Otsu's threshold up).
+2. **Absorbing**: summed optical density (:func:`colour.optical_density`) above a threshold: Otsu's on the summed
+   OD, counted from the glass's own OD (a low percentile, which a cast too strong to balance lifts) and kept
+   between :attr:`TissueSettings.min_od` (JPEG noise on glass stays out, and a glass-only picture, whose Otsu
+   threshold splits noise, finds nothing) and :attr:`TissueSettings.max_od` (pale and faint tissue stays in even
+   when dense tissue pushes Otsu's threshold up). The ceiling decides on most slides; Otsu, on faint ones. Gaps
+   and bays narrower than :attr:`TissueSettings.close_um` (lumens open to a piece's edge) are closed.
 3. **Pen** (:func:`colour.pen_mask`): green, blue and black strokes, kept where they form strokes (connected sets of
    at least :attr:`TissueSettings.min_stroke_pixels`; the scattered dark pixels of nuclei are none), widened by
    :attr:`TissueSettings.pen_margin` pixels so that a stroke's blurred edge does not become tissue, and taken out.
@@ -47,6 +49,9 @@ class TissueSettings:
 
     # Summed OD (R + G + B) below this is glass: all channels >~ 245 after white balance, above JPEG noise (~0.02).
     min_od: float = 0.03
+    # Both are counted from this percentile of the summed OD (the glass's, ~0 after white balance; the palest
+    # tissue's where there is no glass).
+    glass_percentile: float = 1.0
     # Otsu's threshold is never above this: faded tissue (70% of the way to white) still sums ~0.15-0.3 OD, while
     # Otsu between glass and dense H&E lands near 0.4-0.6.
     max_od: float = 0.10
@@ -88,7 +93,7 @@ class TissueSettings:
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of a 1-D sample: the value that maximises the between-class variance (its bin's upper edge).
 
-    A constant sample returns its value.
+    Where several cuts tie (an empty gap between the classes), the middle one. A constant sample returns its value.
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     low, high = float(values.min()), float(values.max())
@@ -102,7 +107,8 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     mean_low = cumulative / np.maximum(weight, 1)
     mean_high = (cumulative[-1] + counts[-1] * centres[-1] - cumulative) / np.maximum(total - weight, 1)
     between = weight * (total - weight) * (mean_low - mean_high) ** 2
-    return float(edges[1:-1][int(np.argmax(between))])
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))  # cuts in an empty gap tie: take its middle
+    return float(edges[1:-1][(best[0] + best[-1]) // 2])
 
 
 def pen_strokes(balanced: np.ndarray, absorbing: np.ndarray, settings: TissueSettings) -> np.ndarray:
@@ -141,7 +147,14 @@ def _closed(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def detect_tissue(rgb: np.ndarray, mpp: float | None = None, settings: TissueSettings | None = None) -> np.ndarray:
-    """Tissue of a low-resolution RGB picture; see the module docstring.
+    """Tissue of a low-resolution RGB picture: (H, W) bool; :func:`tissue_and_pen`'s first mask."""
+    return tissue_and_pen(rgb, mpp, settings)[0]
+
+
+def tissue_and_pen(
+    rgb: np.ndarray, mpp: float | None = None, settings: TissueSettings | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue and pen strokes of a low-resolution RGB picture; see the module docstring.
 
     Args:
         rgb: (H, W, 3) uint8 RGB, e.g. a slide's thumbnail at 4-16 um/px (a few hundred to a few thousand pixels a
@@ -151,7 +164,8 @@ def detect_tissue(rgb: np.ndarray, mpp: float | None = None, settings: TissueSet
         settings: Thresholds; defaults when None.
 
     Returns:
-        (H, W) bool, True on tissue; all False when there is none.
+        (tissue, pen): (H, W) bool each, disjoint. Tissue is all False when there is none; pen is the strokes with
+        their margin (tiles must not touch it: it is left out of tissue, but a tile may still reach over it).
     """
     settings = (settings or TissueSettings()).validate()
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -160,7 +174,10 @@ def detect_tissue(rgb: np.ndarray, mpp: float | None = None, settings: TissueSet
         raise ValueError(f"The picture's MPP must be a positive number of micrometres per pixel. Got {mpp} instead.")
     balanced = white_balance(rgb, glass_white(rgb))
     summed = optical_density(balanced).sum(axis=-1)  # (H, W) float32
-    threshold = min(max(otsu_threshold(summed), settings.min_od), settings.max_od)
+    # Thresholds count from the glass's own OD: a cast too strong for the white balance to take out (a glass-only
+    # picture under a strong yellow cast) lifts the glass, and noise over it must not become tissue.
+    base = float(np.percentile(summed, settings.glass_percentile))
+    threshold = base + min(max(otsu_threshold(summed) - base, settings.min_od), settings.max_od)
     pen = pen_strokes(balanced, summed >= threshold, settings)
     if settings.pen_margin and pen.any():
         pen = binary_dilation(pen, _EIGHT, iterations=settings.pen_margin)
@@ -175,4 +192,4 @@ def detect_tissue(rgb: np.ndarray, mpp: float | None = None, settings: TissueSet
     holes = binary_fill_holes(absorbing) & ~absorbing
     small_holes = holes & ~_components_at_least(holes, max_hole + 1)
     tissue = (absorbing | small_holes) & ~pen
-    return _components_at_least(tissue, min_area)
+    return _components_at_least(tissue, min_area), pen
