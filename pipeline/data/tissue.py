@@ -12,7 +12,8 @@ numpy and scipy.ndimage only. The colour logic is :mod:`pipeline.data.colour`'s,
    when dense tissue pushes Otsu's threshold up). The ceiling decides on most slides; Otsu, on faint ones. Gaps
    and bays narrower than :attr:`TissueSettings.close_um` (lumens open to a piece's edge) are closed.
 3. **Pen** (:func:`colour.pen_mask`): green, blue and black strokes, kept where they form strokes (connected sets of
-   at least :attr:`TissueSettings.min_stroke_pixels`; the scattered dark pixels of nuclei are none), widened by
+   at least :attr:`TissueSettings.min_stroke_pixels` spanning :attr:`TissueSettings.min_stroke_um`; scattered
+   dark pixels and clusters of nuclei are none), widened by
    :attr:`TissueSettings.pen_margin` pixels so that a stroke's blurred edge does not become tissue, and taken out.
 4. **Holes** in the tissue smaller than :attr:`TissueSettings.max_hole_um2` (lumens, a removed pen stroke enclosed
    by tissue) are filled, then the pen is taken out again: a pen circle drawn on glass around tissue encloses no
@@ -29,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_dilation, binary_erosion, binary_fill_holes, label
+from scipy.ndimage import binary_dilation, binary_erosion, binary_fill_holes, find_objects, label
 
 from pipeline.data.colour import (
     MIN_VIOLET_CHROMA,
@@ -57,8 +58,13 @@ class TissueSettings:
     max_od: float = 0.10
     # A pen component needs this many pixels to be a stroke (a thumbnail's stray dark or saturated pixel is not).
     min_stroke_pixels: int = 8
-    # Blue-violet ink (haematoxylin's hue) has at least this many times the OD chroma of the picture's own stain
-    # (its absorbing pixels' median): a made slide's tissue at 4 um/px reaches 2.4x it, blue ink over it >= 4x.
+    # ... and span at least this (its box's height or width): a marker line is >= 0.3 mm wide and millimetres long,
+    # a cluster of dark nuclei (black- or violet-looking at high magnification) tens of micrometres.
+    min_stroke_um: float = 150.0
+    # Without an MPP: the span as a share of the picture's longest side.
+    min_stroke_fraction: float = 0.1
+    # Blue ink over tissue (a hue bluer than haematoxylin's) has at least this many times the OD chroma of the
+    # picture's own stain (its absorbing pixels' median): a made slide's tissue at 4 um/px reaches 2.4x, the ink >= 4x.
     violet_factor: float = 3.0
     # ... and at least this OD chroma (JPEG noise near white is ~0.01; faded blue ink over tissue ~0.2).
     min_violet_chroma: float = 0.15
@@ -84,7 +90,8 @@ class TissueSettings:
         for name in ("min_stroke_pixels", "pen_margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TissueSettings.{name} must be >= 0. Got {getattr(self, name)} instead.")
-        for name in ("max_hole_um2", "min_area_um2", "max_hole_fraction", "min_area_fraction"):
+        for name in ("max_hole_um2", "min_area_um2", "max_hole_fraction", "min_area_fraction", "min_stroke_um",
+                     "min_stroke_fraction", "close_um", "close_fraction"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"TissueSettings.{name} must be >= 0. Got {getattr(self, name)} instead.")
         return self
@@ -111,18 +118,33 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(edges[1:-1][(best[0] + best[-1]) // 2])
 
 
-def pen_strokes(balanced: np.ndarray, absorbing: np.ndarray, settings: TissueSettings) -> np.ndarray:
-    """(H, W) bool: :func:`colour.pen_mask` pixels (any colour) in sets of >= ``min_stroke_pixels``.
+def pen_strokes(balanced: np.ndarray, absorbing: np.ndarray, settings: TissueSettings, min_span: float) -> np.ndarray:
+    """(H, W) bool: :func:`colour.pen_mask` pixels (any colour) in strokes.
 
-    Blue-violet ink shares haematoxylin's hue; on a thumbnail it is told by an OD chroma ``violet_factor`` times
-    the median of the absorbing pixels' (the picture's own stain), at least ``min_violet_chroma`` and at most
+    A stroke is an 8-connected set of >= ``min_stroke_pixels`` that spans (box height or width) at least
+    ``min_span`` pixels: a stroke is long, a cluster of dark nuclei is not.
+
+    Blue ink over tissue comes close to haematoxylin's hue; on a thumbnail it is told by a hue bluer than
+    haematoxylin's (:data:`colour.THUMBNAIL_VIOLET_HUE`) with an OD chroma ``violet_factor`` times the median of
+    the absorbing pixels' (the picture's own stain), at least ``min_violet_chroma`` and at most
     :data:`colour.MIN_VIOLET_CHROMA`.
     """
     chroma = od_hue_and_chroma(optical_density(balanced[absorbing]))[1] if absorbing.any() else np.zeros(1)
     stain = float(np.median(chroma))
     violet = min(max(settings.violet_factor * stain, settings.min_violet_chroma), MIN_VIOLET_CHROMA)
-    pens = pen_mask(balanced, violet_chroma=violet)
-    return _components_at_least(pens["green"] | pens["blue"] | pens["black"], settings.min_stroke_pixels)
+    pens = pen_mask(balanced, thumbnail_violet_chroma=violet)
+    any_pen = pens["green"] | pens["blue"] | pens["black"]
+    if not any_pen.any():
+        return any_pen
+    # Labelled after one dilation, as hygiene does: a stroke broken where the tissue under it looks like stain
+    # (blue ink over haematoxylin) stays one stroke.
+    labels, _ = label(binary_dilation(any_pen, _EIGHT), structure=_EIGHT)
+    sizes = np.bincount(labels[any_pen], minlength=labels.max() + 1)
+    keep = np.zeros(len(sizes), bool)
+    for index, box in enumerate(find_objects(labels), start=1):
+        span = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+        keep[index] = sizes[index] >= settings.min_stroke_pixels and span >= min_span
+    return any_pen & keep[labels]
 
 
 def _components_at_least(mask: np.ndarray, min_pixels: float) -> np.ndarray:
@@ -178,16 +200,17 @@ def tissue_and_pen(
     # picture under a strong yellow cast) lifts the glass, and noise over it must not become tissue.
     base = float(np.percentile(summed, settings.glass_percentile))
     threshold = base + min(max(otsu_threshold(summed) - base, settings.min_od), settings.max_od)
-    pen = pen_strokes(balanced, summed >= threshold, settings)
-    if settings.pen_margin and pen.any():
-        pen = binary_dilation(pen, _EIGHT, iterations=settings.pen_margin)
-    absorbing = (summed >= threshold) & ~pen
     if mpp is None:
         max_hole, min_area = (f * summed.size for f in (settings.max_hole_fraction, settings.min_area_fraction))
         radius = settings.close_fraction * max(summed.shape)
+        min_span = settings.min_stroke_fraction * max(summed.shape)
     else:
         max_hole, min_area = settings.max_hole_um2 / mpp**2, settings.min_area_um2 / mpp**2
-        radius = settings.close_um / mpp
+        radius, min_span = settings.close_um / mpp, settings.min_stroke_um / mpp
+    pen = pen_strokes(balanced, summed >= threshold, settings, min_span)
+    if settings.pen_margin and pen.any():
+        pen = binary_dilation(pen, _EIGHT, iterations=settings.pen_margin)
+    absorbing = (summed >= threshold) & ~pen
     absorbing = _closed(absorbing, int(round(radius)))
     holes = binary_fill_holes(absorbing) & ~absorbing
     small_holes = holes & ~_components_at_least(holes, max_hole + 1)
