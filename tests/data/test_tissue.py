@@ -148,3 +148,20 @@ def test_real_he_images_keep_their_tissue_and_have_no_pen(folder):
         with_pen += bool(pen.any())
     assert with_pen <= 0.05 * len(paths)  # measured: 0 of 12 glas15, 1 of 60 lc25000-lung
     assert np.median(shares) >= 0.75  # lung keeps its alveolar air spaces out (median 0.84)
+
+
+def test_a_pen_circle_on_glass_around_tissue_encloses_no_glass(patches):
+    """Pathologists ring regions with a marker: the ring is pen, the glass inside it stays glass."""
+    picture = np.empty((300, 300, 3), np.uint8)
+    picture[:] = slide_maker.GLASS
+    picture[110:190, 110:190] = np.tile(patches[0][::DOWNSAMPLE, ::DOWNSAMPLE], (4, 4, 1))[:80, :80]
+    y, x = np.ogrid[:300, :300]
+    ring = np.abs(np.hypot(y - 150, x - 150) - 110) <= 4
+    picture[ring] = slide_maker.PEN_INKS["green"]
+    found, pen = tissue_and_pen(picture, THUMB_MPP)
+    assert pen[ring].mean() > 0.95 and not (found & ring).any()
+    between = (np.hypot(y - 150, x - 150) < 100) & ~(
+        (np.abs(y - 150) < 45) & (np.abs(x - 150) < 45)
+    )  # glass inside the ring, away from the piece
+    assert not found[between].any()
+    assert found[120:180, 120:180].mean() > 0.9
