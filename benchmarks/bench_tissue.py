@@ -25,7 +25,7 @@ from benchmarks.stain_variants import fade
 from pipeline.data.slide_tiles import SlideTissue, find_slide_tissue, plan_slide_tiles, tiles_for_slide
 from pipeline.data.slides import Slide
 from pipeline.data.tissue import tissue_and_pen
-from pipeline.hygiene.slide_sheet import SlideView, write_slide_sheet
+from pipeline.hygiene.slide_sheet import slide_view, write_slide_sheet
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glas15"
 VARIANTS = {
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 found = find_slide_tissue(slide)
                 plan = tiles_for_slide(slide, found, 0.5, 224)
                 elapsed = time.perf_counter() - start
-                views.append(SlideView(path.name, found.thumbnail, found.tissue, plan.coords, plan.size0,
-                                       found.downsample))
+                views.append(slide_view(path.name, found, plan))
                 thumb_mpp = slide.mpp * found.downsample[0]
                 for variant, change in VARIANTS.items():
                     picture = change(found.thumbnail)

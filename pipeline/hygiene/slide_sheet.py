@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.data.slide_tiles import SlideTilePlan, SlideTissue
+
 OUTLINE = (255, 170, 0)  # amber: no stain or pen colour, visible on glass and tissue
 TILE_EDGE = (0, 90, 255)  # blue tile edges
 PANEL = 320  # a slide's panel: the thumbnail fitted in PANEL x PANEL
@@ -43,6 +45,11 @@ class SlideView:
     size0: int
     downsample: tuple[float, float]
     note: str = ""
+
+
+def slide_view(name: str, found: SlideTissue, plan: SlideTilePlan) -> SlideView:
+    """The sheet's view of a slide from what :mod:`pipeline.data.slide_tiles` found and planned on it."""
+    return SlideView(name, found.thumbnail, found.tissue, plan.coords, plan.size0, found.downsample, plan.note)
 
 
 def mask_edge(mask: np.ndarray) -> np.ndarray:

@@ -5,7 +5,17 @@ import pytest
 from PIL import Image
 from scipy.ndimage import binary_erosion
 
-from pipeline.hygiene.slide_sheet import OUTLINE, PANEL, TILE_EDGE, SlideView, draw_slide, mask_edge, write_slide_sheet
+from pipeline.data.slide_tiles import SlideTilePlan, SlideTissue
+from pipeline.hygiene.slide_sheet import (
+    OUTLINE,
+    PANEL,
+    TILE_EDGE,
+    SlideView,
+    draw_slide,
+    mask_edge,
+    slide_view,
+    write_slide_sheet,
+)
 
 
 def _view(name="a.svs", note=""):
@@ -51,3 +61,10 @@ def test_a_large_thumbnail_is_shrunk_and_the_sheet_written(tmp_path):
         write_slide_sheet(path, [])
     with pytest.raises(ValueError, match="the tissue mask"):
         draw_slide(SlideView("x", view.thumbnail, view.tissue[:10], view.coords, 1, (1.0, 1.0)))
+
+
+def test_a_view_comes_from_the_found_tissue_and_the_plan():
+    view = _view()
+    found = SlideTissue(view.thumbnail, view.tissue, np.zeros_like(view.tissue), view.downsample)
+    plan = SlideTilePlan(view.coords, view.size0, np.ones(2, np.float32), "", "")
+    assert np.array_equal(draw_slide(slide_view("a.svs", found, plan)), draw_slide(view))
