@@ -132,7 +132,7 @@ class TileTransform(torch.nn.Module):
         Returns:
             (B, 3, S, S) float32 with S = ``preprocessing.input_size``.
         """
-        pixels = tiles.permute(0, 3, 1, 2).float()
+        pixels = tiles.permute(0, 3, 1, 2).to(torch.float32, copy=True)  # a copy even of float input (in place below)
         crop = self.preprocessing.input_size
         size = self.preprocessing.resize_size or crop
         if pixels.shape[-1] != size or pixels.shape[-2] != size:
@@ -142,4 +142,7 @@ class TileTransform(torch.nn.Module):
         if size != crop:
             start = int(round((size - crop) / 2.0))  # torchvision's CenterCrop offset
             pixels = pixels[..., start : start + crop, start : start + crop]
-        return (pixels - self.mean) * self.inv_std
+            return (pixels - self.mean) * self.inv_std  # a new dense tensor of the crop, as the model always had
+        # in place, the same operations in the same order: a new (B, 3, S, S) float tensor per step cost the
+        # kernel's zero-filling of its pages (more CPU than the arithmetic on a CPU run)
+        return pixels.sub_(self.mean).mul_(self.inv_std)

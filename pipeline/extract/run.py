@@ -133,10 +133,14 @@ def _todo(plan: ExtractionPlan, summary: ExtractionSummary) -> tuple[list[ImageR
     hygiene version is re-scored (unless the checks are off), without the model.
     """
     phase, todo, rescore, records = time.perf_counter(), [], [], plan.shard_records
-    for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
-        path = cache.feature_path(plan.cache_dir, record.image_id)
-        status = "embed" if plan.settings.overwrite else cache.file_status(
-            path, plan.run_attrs, image_sha, mask_sha, QUALITY_VERSION)[0]
+    paths = [cache.feature_path(plan.cache_dir, record.image_id) for record in records]
+    # Only an existing file needs the checksums of its image and mask: an image without one is embedded anyway (its
+    # worker hashes the bytes it decodes), so a new cache's files are read once, not twice.
+    checked = [] if plan.settings.overwrite else [i for i, path in enumerate(paths) if path.is_file()]
+    checksums = dict(zip(checked, file_checksums([records[i] for i in checked]), strict=True))
+    for position, (record, path) in enumerate(zip(records, paths, strict=True)):
+        status = "embed" if position not in checksums else cache.file_status(
+            path, plan.run_attrs, *checksums[position], QUALITY_VERSION)[0]
         if status == "embed":
             todo.append(record)
         else:

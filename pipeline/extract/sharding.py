@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.data.decoders import header_size
 from pipeline.data.records import ImageRecord
 from pipeline.errors import ConfigError
 
@@ -149,26 +149,18 @@ def local_device(device: torch.device, launch: Launch | None) -> torch.device:
 
 def pixel_counts(records: list[ImageRecord]) -> list[int]:
     """Width x height of every record's image from its header (no decoding); 0 when the header cannot be read."""
-    from PIL import Image
 
     def pixels(path: Path) -> int:
         try:
-            with Image.open(path) as image:
-                width, height = image.size
+            width, height = header_size(path)
         except Exception:  # corrupt files make Pillow raise almost anything; the loop reports them
             return 0
         return width * height
 
-    # Sizes only: Pillow's decompression-bomb limit and warnings are for decoding, which the workers guard.
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
-                return list(pool.map(pixels, [record.image_path for record in records]))
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+    # Sizes only, without Pillow's process-wide pixel limit (the workers check --max-pixels when they decode);
+    # the warnings filter is process-wide too, so a format plugin's warning is left to the decoding, which logs it.
+    with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
+        return list(pool.map(pixels, [record.image_path for record in records]))
 
 
 def partition(weights: list[int], ids: list[str], count: int) -> list[list[int]]:

@@ -102,7 +102,7 @@ def test_pixel_counts_come_from_headers_without_decoding(tmp_path):
     records = [ImageRecord(f"train/{name}", "train", f"{name}.png", tmp_path / f"{name}.png", None)
                for name in ("a", "huge", "bad", "missing")]
     assert pixel_counts(records) == [600, 900_000_000, 0, 0]
-    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own limit is back
+    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own limit is never changed
 
 
 def test_shard_records_split_a_data_folder(make_data):
