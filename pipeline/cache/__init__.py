@@ -38,6 +38,7 @@ _API = {
     "SCHEMA_VERSION": "schema",
     "identity": "schema",
     "mismatched_keys": "schema",
+    "preprocessing_attribute": "schema",
     "check_complete": "shards",
     "read_shard_records": "shards",
     "read_skipped": "shards",

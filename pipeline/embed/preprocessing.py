@@ -73,6 +73,11 @@ class Preprocessing:
             del values["resize_size"]
         return values
 
+    @property
+    def resized_side(self) -> int:
+        """The side tiles are resized to before the crop: ``resize_size``, else ``input_size``."""
+        return self.resize_size or self.input_size
+
     @classmethod
     def from_hf_dict(cls, config: dict, default_size: int) -> Preprocessing:
         """Build from a Hugging Face image-processor dict (``size``, ``crop_size``, ``image_mean``, ...).
@@ -134,7 +139,7 @@ class TileTransform(torch.nn.Module):
         """
         pixels = tiles.permute(0, 3, 1, 2).to(torch.float32, copy=True)  # a copy even of float input (in place below)
         crop = self.preprocessing.input_size
-        size = self.preprocessing.resize_size or crop
+        size = self.preprocessing.resized_side
         if pixels.shape[-1] != size or pixels.shape[-2] != size:
             mode = self.preprocessing.interpolation
             extra = {} if mode == "nearest" else {"align_corners": False, "antialias": True}

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from pipeline.data.images import read_image, read_mask
 from pipeline.data.records import ImageRecord
-from pipeline.data.tiling import TilingSettings, cut_tiles, plan_tiles
+from pipeline.data.tiling import TilingSettings, cut_tiles, plan_tiles, resize_tiles
 from pipeline.errors import ImageReadError
 from pipeline.hygiene.checks import image_quality
 
@@ -82,7 +82,8 @@ class ImageTiles:
 
     Attributes:
         position: Index of the image in the dataset's record list.
-        tiles: (n, T, T, 3) uint8, kept as uint8 until the one normalisation step on the device.
+        tiles: (n, S, S, 3) uint8 (S: the encoder's resize side), kept as uint8 until the normalisation on the
+            device.
         coords: (n, 2) int32 (x, y).
         coverage: (n,) float32.
         image_attrs: Per-image attributes for the cache file (size, checksums, mask fraction, fallback).
@@ -117,13 +118,15 @@ class TileDataset(Dataset):
 
     def __init__(
         self, records: Sequence[ImageRecord], tiling: TilingSettings, max_pixels: int, quality: bool = True,
-        slots: TileSlots | None = None,
+        slots: TileSlots | None = None, resize: tuple[int, str] | None = None,
     ) -> None:
         self.records = list(records)
         self.tiling = tiling
         self.max_pixels = max_pixels
         self.quality = quality  # the cheap hygiene checks (stain scores, perceptual hashes)
         self.slots = slots  # reused shared-memory buffers for the tiles (None: a new tensor per image)
+        # (side, filter): tiles of another size are resized here with Pillow, as the encoder's authors resize
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.records)
@@ -156,6 +159,8 @@ class TileDataset(Dataset):
         mask = read_mask(record.mask_path, (width, height), self.max_pixels)
         plan = plan_tiles(mask.inside, self.tiling, record.image_id)
         tiles = cut_tiles(image.pixels, plan.coords, self.tiling.tile_size)
+        if self.resize is not None:
+            tiles = resize_tiles(tiles, *self.resize)
         attrs = {
             "image_width": width,
             "image_height": height,

@@ -104,8 +104,9 @@ class EmbeddingLoop:
         plan = self.plan
         workers = plan.workers
         self._slots = TileSlots(workers)
+        preprocessing = plan.model.preprocessing
         dataset = TileDataset(self.todo, plan.settings.tiling, plan.settings.max_pixels, plan.settings.quality_checks,
-                              self._slots)
+                              self._slots, (preprocessing.resized_side, preprocessing.interpolation))
         return DataLoader(dataset, batch_size=None, collate_fn=keep_as_is, num_workers=workers,
                           prefetch_factor=4 if workers else None)
 

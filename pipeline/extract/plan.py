@@ -54,8 +54,8 @@ class ExtractionPlan:
 
     @property
     def tile_shape(self) -> tuple[int, int, int]:
-        """(T, T, 3) of every tile."""
-        size = self.settings.tiling.tile_size
+        """(S, S, 3) of every tile the model gets: cut at the tile size, resized by the workers to the encoder side."""
+        size = self.model.preprocessing.resized_side
         return (size, size, 3)
 
 

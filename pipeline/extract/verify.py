@@ -155,7 +155,7 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
             f"an extraction (shard {claim.get('shard', claim['key'])}, host {claim.get('host', '?')}, pid "
             f"{claim.get('pid', '?')}) is writing this cache now; its report may change"
         )
-    expected = _with_current_preprocessing(expected, settings.model, report)
+    expected = _with_current_preprocessing(expected, settings.model, settings.tiling.tile_size, report)
     layout = expected.get("grid")
     if layout != GRID_LAYOUT:
         made = f"with tile layout '{layout}'" if layout else f"before tile layout '{GRID_LAYOUT}' ({_OLD_LAYOUT[:-1]})"
@@ -185,15 +185,18 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
     return report
 
 
-def _with_current_preprocessing(expected: dict, model: str, report: VerificationReport) -> dict:
+def _with_current_preprocessing(expected: dict, model: str, tile_size: int, report: VerificationReport) -> dict:
     """``expected`` with the preprocessing the model would use now, when it is known and differs (with a note)."""
     predicted = predicted_preprocessing(model)
     recorded = expected.get("preprocessing")
-    if predicted is None or recorded is None or predicted.to_dict() == recorded:
+    if predicted is None or recorded is None:
         return expected
-    report.notes.append(f"--model {model} now preprocesses tiles as {predicted.to_dict()}; the cache was made with "
+    now = cache.preprocessing_attribute(predicted, tile_size)
+    if now == recorded:
+        return expected
+    report.notes.append(f"--model {model} now preprocesses tiles as {now}; the cache was made with "
                         f"{recorded}: extract.py re-embeds its files")
-    return {**expected, "preprocessing": predicted.to_dict()}
+    return {**expected, "preprocessing": now}
 
 
 def _file_state(path: Path) -> str:

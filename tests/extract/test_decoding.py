@@ -54,3 +54,16 @@ def test_tiles_through_reused_slots_equal_tiles_without(make_data):
         slots.release(item.ticket)  # embedded: the worker may refill its slot
     assert len(tickets) == len(records) and all(ticket[2] >= 0 for ticket in tickets)
     assert len({ticket[2] for ticket in tickets}) < len(records)  # slots were reused, not one per image
+
+
+def test_tiles_of_another_size_than_the_encoders_are_resized_by_the_worker_with_pillow(make_data):
+    from pipeline.data.tiling import resize_tiles
+
+    records = find_records(make_data(n_train=2, n_test=0, size=(96, 64)), "all")
+    tiling = TilingSettings(tile_size=32, min_coverage=0.5)
+    cut = TileDataset(records, tiling, 10**8)[0].tiles.numpy()
+    fed = TileDataset(records, tiling, 10**8, resize=(24, "bicubic"))[0].tiles.numpy()
+    assert cut.shape[1:] == (32, 32, 3) and fed.shape == (len(cut), 24, 24, 3)
+    np.testing.assert_array_equal(fed, resize_tiles(cut, 24, "bicubic"))
+    same = TileDataset(records, tiling, 10**8, resize=(32, "bicubic"))[0].tiles.numpy()
+    np.testing.assert_array_equal(same, cut)  # the encoder's size already: untouched
