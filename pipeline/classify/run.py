@@ -69,11 +69,7 @@ def training_plan(
 
 def run_name(cache_dir: Path, cache_settings: dict, head: str) -> str:
     """Default run folder name: ``<data folder>_<cache name>_<head>``, e.g. ``glas15_phikon_t224_..._fp16_mlp``."""
-    return f"{_data_name(cache_settings)}_{Path(cache_dir).name}_{head}"
-
-
-def _data_name(cache_settings: dict) -> str:
-    return Path(str(cache_settings.get("data_dir") or "data")).name
+    return f"{cache.data_name(cache_settings)}_{Path(cache_dir).name}_{head}"
 
 
 @dataclass
@@ -225,7 +221,7 @@ def run_classification(settings: ClassificationSettings) -> ClassificationResult
     result = ClassificationResult(
         first.cache_dir, first.settings, classes, train, labels, test, skipped=first.skipped, quality=quality,
         trainable=trainable, hygiene_warnings=hygiene_warnings,
-        run_name=(fusion.fused_run_name(_data_name(first.settings), dirs, settings.fusion, settings.head) if fused
+        run_name=(fusion.fused_run_name(cache.data_name(first.settings), dirs, settings.fusion, settings.head) if fused
                   else run_name(first.cache_dir, first.settings, settings.head)),
         filled_test=sorted(v["sample_index"] for k, v in first.skipped.items() if k.startswith("test/")),
         fusion=Fusion(settings.fusion, dirs, [c.settings for c in caches], labels_of_caches) if fused else None,

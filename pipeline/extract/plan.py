@@ -22,7 +22,8 @@ class ExtractionPlan:
     """A run's settings with every ``auto`` and default resolved.
 
     Attributes:
-        settings: The settings as given (never rewritten).
+        settings: The settings as given, validated, with ``mpp`` resolved into the tile size
+            (:meth:`ExtractionSettings.resolved`).
         records: The images of the requested splits, sorted by split and name.
         shard: The shard this process embeds (``Shard(0, 1)``: all of them).
         shard_records: The images of that shard, in the order of ``records``.
@@ -35,7 +36,7 @@ class ExtractionPlan:
         workers: Decoding processes (0: in the main process).
         run_attrs: The attributes every feature file of the cache carries (see
             :func:`pipeline.cache.schema.run_attributes`).
-        cache_dir: ``<out>/<data folder key>/<cache name>``.
+        cache_dir: ``<out>/<data folder key>/<cache name>`` (:func:`pipeline.cache.folder.cache_dir`).
     """
 
     settings: ExtractionSettings
@@ -74,7 +75,7 @@ def plan_extraction(
     Raises:
         PipelineError: Bad settings, data folder or model.
     """
-    settings.validate()
+    settings = settings.resolved()  # validated; --mpp turned into the tile size the encoder's magnification needs
     shard = resolve_shard(settings.shard, launch)
     records = find_records(settings.data_dir, settings.split)
     cache.extraction_cache_dir(settings.out_dir, settings.data_dir)  # a wrong --out fails before the model loads

@@ -169,7 +169,7 @@ def finalize_cache(settings: ExtractionSettings) -> FinalizeReport:
     Raises:
         PipelineError: Bad flags, no such cache, or a bad data folder.
     """
-    settings.tiling.validate()
+    settings = settings.resolved()  # --mpp: the tile size it implies
     cache_dir = find_cache_dir(settings)
     records = find_records(settings.data_dir, settings.split)
     report = FinalizeReport(cache_dir, n_images=len(records))
