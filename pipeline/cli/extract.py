@@ -21,8 +21,8 @@ from pipeline.cli.encoders import models_table
 from pipeline.cli.flags import add_arguments, settings_from
 from pipeline.cli.hygiene_flags import add_quality_arguments
 from pipeline.errors import ImageReadError, PipelineError
+from pipeline.extract.launch import log_prefix
 from pipeline.extract.settings import ExtractionSettings, tile_size_for
-from pipeline.extract.sharding import log_prefix
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,9 @@ from pipeline.data.records import ImageRecord, find_records
 from pipeline.embed.loading import load_model
 from pipeline.embed.model import LoadedModel
 from pipeline.embed.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
+from pipeline.extract.launch import Launch, local_device, resolve_shard
 from pipeline.extract.settings import ExtractionSettings, default_workers
-from pipeline.extract.sharding import Launch, Shard, local_device, resolve_shard, shard_records
+from pipeline.extract.sharding import Shard, shard_records
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def plan_extraction(
     Args:
         settings: The run's settings.
         model: An already loaded model (tests, benchmarks); loaded from ``settings.model`` when None.
-        launch: How torchrun started this process (:func:`~pipeline.extract.sharding.torchrun_launch`), or None.
+        launch: How torchrun started this process (:func:`~pipeline.extract.launch.torchrun_launch`), or None.
 
     Raises:
         PipelineError: Bad settings, data folder or model.

@@ -17,9 +17,9 @@ import numpy as np
 
 from pipeline import cache
 from pipeline.cache import store
+from pipeline.cache.claims import live_claims
 from pipeline.data.records import ImageRecord, find_records
 from pipeline.errors import CacheError
-from pipeline.extract.claims import live_claims
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.summary import listed
 from pipeline.extract.verify import find_cache_dir

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from pipeline import cache
 from pipeline.cache import store
+from pipeline.cache.claims import dead_temporaries, live_claims
 from pipeline.data.records import file_checksums, find_records, resolve_splits
 from pipeline.data.tiling import GRID_LAYOUT
 from pipeline.embed.loading import predicted_preprocessing
 from pipeline.embed.model import slugify
 from pipeline.embed.options import PRECISIONS
 from pipeline.errors import CacheError
-from pipeline.extract.claims import dead_temporaries, live_claims
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.hygiene.checks import QUALITY_VERSION
 

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_array
 from pipeline.errors import ConfigError
 from pipeline.heads.bags import BagPrediction, Bags, GatedAttentionMIL, check_bag_index
 from pipeline.heads.base import Head, check_number
-from pipeline.heads.mlp import inner_split, torch_threads, weighted_loss
+from pipeline.heads.torch_training import inner_split, torch_threads, weighted_loss
 
 logger = logging.getLogger(__name__)
 
