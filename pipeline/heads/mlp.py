@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.special import softmax
+from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from pipeline.errors import ConfigError
-from pipeline.heads.base import Head, check_number
+from pipeline.heads.base import N_JOBS, NON_NEGATIVE, POSITIVE, Head, PositiveInts, at_least, fraction
 from pipeline.heads.torch_training import inner_split, torch_threads, weighted_loss
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,19 @@ class MLPHead(Head):
     """
 
     kind = "mlp"
-    _int_ranges = {**Head._int_ranges, "batch_size": "[1, inf)", "max_epochs": "[1, inf)", "patience": "[1, inf)"}
-    _float_ranges = {"dropout": "[0, 1)", "lr": "(0, inf)", "weight_decay": "[0, inf)", "validation_fraction": "(0, 1)"}
+    _parameter_constraints = {
+        **Head._parameter_constraints,
+        "hidden_dims": [PositiveInts()],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "dropout": [fraction("left")],
+        "lr": [POSITIVE],
+        "weight_decay": [NON_NEGATIVE],
+        "batch_size": [at_least(1)],
+        "max_epochs": [at_least(1)],
+        "patience": [at_least(1)],
+        "validation_fraction": [fraction("neither")],
+        "n_jobs": N_JOBS,
+    }
 
     def __init__(
         self,
@@ -93,25 +104,8 @@ class MLPHead(Head):
         self.seed = seed
         self.n_jobs = n_jobs
 
-    def _check_architecture(self) -> None:
-        """Check the parameters that shape the network (the numeric ranges are checked in ``_prepare_fit``)."""
-        dims = self.hidden_dims
-        ok = isinstance(dims, (tuple, list)) and all(isinstance(h, int) and not isinstance(h, bool) for h in dims)
-        if not ok or min(dims, default=1) < 1:
-            raise ConfigError(
-                f"The 'hidden_dims' parameter of MLPHead must be a tuple of positive ints. Got {dims!r} instead."
-            )
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(
-                f"The 'activation' parameter of MLPHead must be one of {', '.join(_ACTIVATIONS)}. "
-                f"Got {self.activation!r} instead."
-            )
-        if self.n_jobs is not None:
-            check_number(self, "n_jobs", self.n_jobs, "[-1, inf)", integer=True)
-
     def fit(self, X: Any, y: Any, groups: Any = None, sample_weight: Any = None) -> MLPHead:
         """Fit on X (n, d) and labels y (n,); ``groups`` (n,) keeps each image on one side of the inner split."""
-        self._check_architecture()
         X, y_idx, weights = self._prepare_fit(X, y, sample_weight, dtype=np.float32)
         groups = np.arange(len(X)) if groups is None else np.asarray(groups)
         if groups.shape != (len(X),):
@@ -211,7 +205,7 @@ class MLPHead(Head):
         head = cls._restore(meta, arrays)
         head.mean_, head.std_ = arrays["mean"], arrays["std"]
         head.n_epochs_, head.best_epoch_ = int(meta["n_epochs"]), int(meta["best_epoch"])
-        head._check_architecture()
+        head._check_params()
         with torch.random.fork_rng(devices=[]):  # the random init is overwritten; keep the caller's RNG untouched
             head.network_ = build_network(
                 head.n_features_in_, head.hidden_dims, len(head.classes_), head.activation, head.dropout
