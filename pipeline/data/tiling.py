@@ -21,7 +21,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
+from pipeline.defaults import DEFAULT_TILE_SIZE
 from pipeline.errors import ConfigError
+from pipeline.flags import setting
 
 PAD_VALUE = 255  # white, the colour of an empty slide
 # Pillow's filters by the names the preprocessing records (its "interpolation")
@@ -45,11 +47,14 @@ class TilingSettings:
         seed: Seed of the tile sampler (combined with the image id, so each image's choice is independent of order).
     """
 
-    tile_size: int = 224
-    stride: int | None = None
-    min_coverage: float = 0.5
-    max_tiles: int = 0
-    seed: int = 0
+    tile_size: int = setting(
+        DEFAULT_TILE_SIZE, optional=True,
+        help="tile side in original image pixels, resized to the encoder's input",
+    )
+    stride: int | None = setting(None, type=int, help="grid step in pixels (default: the tile size)")
+    min_coverage: float = setting(0.5, help="keep a tile when at least this fraction of its pixels is inside the mask")
+    max_tiles: int = setting(0, help="keep at most N tiles per image (0: all)")
+    seed: int = setting(0, help="seed of the --max-tiles sampler")
 
     @property
     def step(self) -> int:

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from pipeline.embed.registry import IMAGENET
+
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET  # the one definition is the registry's (it imports no torch)
 
 # PIL's resample codes, as stored in Hugging Face preprocessor configs.
 _PIL_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "bilinear", 5: "bicubic"}

@@ -12,20 +12,9 @@ from PIL import Image
 from pipeline.data.records import ImageRecord
 from pipeline.errors import ConfigError
 from pipeline.extract import settings as settings_module
+from pipeline.extract.launch import JobStore, Launch, local_device, log_prefix, resolve_shard, torchrun_launch
 from pipeline.extract.settings import ExtractionSettings, default_workers
-from pipeline.extract.sharding import (
-    JobStore,
-    Launch,
-    Shard,
-    local_device,
-    log_prefix,
-    parse_shard,
-    partition,
-    pixel_counts,
-    resolve_shard,
-    shard_records,
-    torchrun_launch,
-)
+from pipeline.extract.sharding import Shard, parse_shard, partition, pixel_counts, shard_records
 
 TORCHRUN_ENV = {"TORCHELASTIC_RUN_ID": "job-7", "RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1",
                 "LOCAL_WORLD_SIZE": "4", "TORCHELASTIC_RESTART_COUNT": "2"}
