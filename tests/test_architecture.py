@@ -23,6 +23,8 @@ LAYERS = {
     "embed": 1,
     "heads": 1,
     "errors": 0,
+    "defaults": 0,
+    "flags": 0,
     "provenance": 0,
     "progress": 0,
 }

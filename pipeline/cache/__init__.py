@@ -11,12 +11,15 @@ from typing import Any
 # name -> module of this package; each module is imported on first use, so that importing one light module of the
 # package (the flags' choices for --help) does not pay for h5py and scipy
 _API = {
+    "CacheData": "featureset",
     "FeatureSet": "featureset",
     "concat_image_features": "featureset",
     "load_split": "featureset",
     "mean_embedding": "featureset",
+    "open_cache": "featureset",
     "SETTINGS_FILE": "folder",
     "SKIPPED_FILE": "folder",
+    "cache_dir": "folder",
     "cache_name": "folder",
     "data_key": "folder",
     "feature_path": "folder",
@@ -28,6 +31,7 @@ _API = {
     "stale_reason": "folder",
     "write_json": "folder",
     "check_out": "lookup",
+    "data_name": "lookup",
     "extraction_cache_dir": "lookup",
     "find_caches": "lookup",
     "resolve_cache": "lookup",
@@ -38,6 +42,7 @@ _API = {
     "SCHEMA_VERSION": "schema",
     "identity": "schema",
     "mismatched_keys": "schema",
+    "preprocessing_attribute": "schema",
     "check_complete": "shards",
     "read_shard_records": "shards",
     "read_skipped": "shards",

@@ -10,9 +10,10 @@ import numpy as np
 
 from pipeline.cache import store
 from pipeline.cache.folder import SETTINGS_FILE, list_image_files, read_settings
+from pipeline.cache.lookup import resolve_cache
 from pipeline.cache.pooling import pool_tiles
 from pipeline.cache.schema import mismatched_keys
-from pipeline.cache.shards import read_skipped, skip_causes
+from pipeline.cache.shards import check_complete, read_skipped, skip_causes
 from pipeline.errors import CacheError
 
 
@@ -179,3 +180,27 @@ def load_split(cache_dir: Path, split: str) -> FeatureSet:
         sample_index=[item.attrs["sample_index"] for item in items],
         image_attrs=[item.attrs for item in items],
     )
+
+
+@dataclass
+class CacheData:
+    """One ``--features`` cache: its folder, ``settings.json``, skipped images and both splits."""
+
+    cache_dir: Path
+    settings: dict
+    skipped: dict[str, dict]
+    train: FeatureSet
+    test: FeatureSet | None = None
+
+
+def open_cache(features: Path, data_dir: Path | None) -> CacheData:
+    """Resolve one ``--features`` value and load its training images (the test images come after the labels).
+
+    Raises:
+        CacheError: No such cache, an unfinished sharded extraction, or unreadable or mixed files.
+    """
+    cache_dir = resolve_cache(features, data_dir)
+    cache_settings = read_settings(cache_dir)
+    check_complete(cache_dir, cache_settings)  # names images a shard of extract.py has not embedded yet
+    skipped = read_skipped(cache_dir)
+    return CacheData(Path(cache_dir), cache_settings, skipped, load_split(cache_dir, "train"))

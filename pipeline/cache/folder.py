@@ -37,6 +37,16 @@ def data_key(data_dir: Path) -> str:
     return f"{name}-{digest}"
 
 
+def cache_dir(root: Path, data_dir: Path, name: str | None = None) -> Path:
+    """``<root>/<data key>/<name>``: where the cache ``name`` (:func:`cache_name`) of ``data_dir`` lives under a root.
+
+    The one place a cache's path is assembled: extraction's plan, ``--verify``, ``--finalize`` and classification's
+    lookup all call it. ``name`` None: the data folder's own folder ``<root>/<data key>``, which holds its caches.
+    """
+    folder = Path(root) / data_key(data_dir)
+    return folder if name is None else folder / name
+
+
 def grid_tag(layout: str = GRID_LAYOUT) -> str:
     """The tile layout's part of a cache name: ``gcover1`` for ``cover-v1``."""
     return "g" + re.sub(r"[^A-Za-z0-9]+", "", layout.replace("-v", ""))

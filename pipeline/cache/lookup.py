@@ -11,7 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from pipeline.cache.folder import SETTINGS_FILE, data_key
+from pipeline.cache.folder import SETTINGS_FILE, cache_dir, data_key
+from pipeline.defaults import DEFAULT_DATA_DIR, DEFAULT_FEATURES_DIR
 from pipeline.errors import CacheError
 
 
@@ -48,8 +49,8 @@ def check_out(out: Path) -> None:
     inside = enclosing_cache(out)
     if inside is not None:
         raise CacheError(
-            f"--out {out} lies inside the cache folder {inside}. Pass --out with the cache root (features by "
-            f"default) or the cache folder {inside} itself."
+            f"--out {out} lies inside the cache folder {inside}. Pass --out with the cache root "
+            f"({DEFAULT_FEATURES_DIR} by default) or the cache folder {inside} itself."
         )
 
 
@@ -84,14 +85,14 @@ def extraction_cache_dir(out: Path, data_dir: Path, name: str | None = None) -> 
                 f"--out {root} (the root that holds caches) to make that cache, or the flags that made {out.name}."
             )
         return out
-    if out.name == key:
-        return out / name if name is not None else out
+    if out.name == key:  # the data folder's own folder under a root
+        return cache_dir(out.parent, data_dir, name)
     if _is_data_folder_dir(out):
         raise CacheError(
             f"--out {out} holds the caches of another data folder ({recorded_data_dir(find_caches(out)[0])}), not "
             f"of --data {data_dir}. Pass --out {out.parent} (the root that holds the caches of every data folder)."
         )
-    return out / key / name if name is not None else out / key
+    return cache_dir(out, data_dir, name)
 
 
 def _is_data_folder_dir(folder: Path) -> bool:
@@ -111,10 +112,15 @@ def recorded_data_dir(cache_dir: Path) -> Path | None:
     return Path(recorded) if recorded else None
 
 
+def data_name(cache_settings: dict) -> str:
+    """The name of the data folder a cache's ``settings.json`` records (the default's, ``data``, when none)."""
+    return Path(str(cache_settings.get("data_dir") or DEFAULT_DATA_DIR)).name
+
+
 def caches_of(root: Path, data_dir: Path) -> list[Path]:
     """The caches under ``root`` that were made from ``data_dir``."""
     resolved = Path(data_dir).resolve()
-    keyed = Path(root) / data_key(data_dir)
+    keyed = cache_dir(root, data_dir)
     return [
         cache
         for cache in find_caches(root)
@@ -137,9 +143,9 @@ def resolve_cache(features: Path, data_dir: Path | None = None) -> Path:
     if is_cache(features):
         return features
     if not features.exists() and len(features.parts) == 1:
-        named = [cache for cache in find_caches(Path("features")) if cache.name == features.name]
+        named = [cache for cache in find_caches(DEFAULT_FEATURES_DIR) if cache.name == features.name]
         if len(named) > 1 and data_dir is not None:  # one per data folder: --data says which
-            of_data = caches_of(Path("features"), data_dir)
+            of_data = caches_of(DEFAULT_FEATURES_DIR, data_dir)
             named = [cache for cache in named if cache in of_data] or named
         if len(named) == 1:
             return named[0]
@@ -154,7 +160,7 @@ def resolve_cache(features: Path, data_dir: Path | None = None) -> Path:
             "holds them, features/ by default); run extract.py first if there is none."
         )
     every = find_caches(features)
-    candidates = caches_of(features, data_dir or Path("data"))
+    candidates = caches_of(features, data_dir or DEFAULT_DATA_DIR)
     if not candidates and data_dir is None:
         candidates = every
     if len(candidates) == 1:

@@ -24,6 +24,7 @@ from pipeline.data.tiling import GRID_LAYOUT
 if TYPE_CHECKING:  # a type only: the cache does not need torch
     from pipeline.data.tiling import TilingSettings
     from pipeline.embed.model import LoadedModel
+    from pipeline.embed.preprocessing import Preprocessing
 
 SCHEMA_VERSION = 1
 
@@ -86,7 +87,7 @@ def run_attributes(model: LoadedModel, tiling: TilingSettings, precision: str) -
         "model_source": model.source,
         "model_revision": model.revision,
         "model_checksum": model.checksum,
-        "preprocessing": model.preprocessing.to_dict(),
+        "preprocessing": preprocessing_attribute(model.preprocessing, tiling.tile_size),
         "precision": precision,
         "tile_size": tiling.tile_size,
         "stride": tiling.step,
@@ -96,6 +97,18 @@ def run_attributes(model: LoadedModel, tiling: TilingSettings, precision: str) -
         "grid": GRID_LAYOUT,
         "feature_dim": model.dim,
     }
+
+
+def preprocessing_attribute(preprocessing: Preprocessing, tile_size: int) -> dict:
+    """The ``preprocessing`` attribute: the model's, with ``"resized_by": "pillow"`` when tiles are resized.
+
+    Tiles of another size than the encoder's are resized with Pillow in the decoding workers (as the authors' PIL
+    transforms do); caches made when the device resized them differ by up to a few levels of 255 and must not match.
+    """
+    values = preprocessing.to_dict()
+    if tile_size != preprocessing.resized_side:
+        values["resized_by"] = "pillow"
+    return values
 
 
 def file_attributes(run: dict, image: dict, image_id: str, sample_index: str, n_tiles: int) -> dict:

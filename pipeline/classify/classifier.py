@@ -231,7 +231,7 @@ class FusedClassifier:
             raise ModelLoadError(f"{path}: cannot load the saved classifier ({exc}). Re-run classify.py.") from exc
 
 
-def load_model(folder: Path) -> Classifier | FusedClassifier:
+def load_classifier(folder: Path) -> Classifier | FusedClassifier:
     """The classifier saved in a model folder: fused when it holds ``fusion.json``, else a single-cache one.
 
     Raises:

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline import cache
 from pipeline.cache.featureset import FeatureSet
-from pipeline.classify.classifier import CLASSIFIER_FILE, FUSION_FILE, Classifier, FusedClassifier, load_model
+from pipeline.classify.classifier import CLASSIFIER_FILE, FUSION_FILE, Classifier, FusedClassifier, load_classifier
 from pipeline.classify.fusion import align_images
 from pipeline.errors import CacheError, ModelLoadError
 
@@ -77,7 +77,7 @@ def predict_cache(run_folder: Path, features: Path | Sequence[Path], data_dir: P
             order), or caches that do not hold the same test images.
     """
     model_dir = find_model(run_folder)
-    classifier = load_model(model_dir)
+    classifier = load_classifier(model_dir)
     paths = [Path(features)] if isinstance(features, (str, Path)) else [Path(f) for f in features]
     fused = isinstance(classifier, FusedClassifier)
     identities = classifier.identities if fused else [classifier.cache_identity]

@@ -13,6 +13,11 @@ from pipeline.classify.classifier import Classifier, FusedClassifier
 from pipeline.hygiene.assessment import QualityReport
 
 
+def majority_class(classes: list[str], labels: np.ndarray) -> str:
+    """The most frequent class of (n,) class indices ``labels`` (ties: the first image's)."""
+    return classes[Counter(labels.tolist()).most_common(1)[0][0]]
+
+
 @dataclass
 class HeadResult:
     """One head's results.
@@ -106,7 +111,7 @@ class ClassificationResult:
     @property
     def fill_class(self) -> str:
         """The most frequent training class (ties: the first image's), given to test images without features."""
-        return self.classes[Counter(self.labels.tolist()).most_common(1)[0][0]]
+        return majority_class(self.classes, self.labels)
 
     @property
     def best(self) -> HeadResult:

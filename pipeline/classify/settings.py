@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cache.pooling import POOL_STATS, parse_pool
+from pipeline.classify.votes import VOTES
+from pipeline.defaults import DEFAULT_DATA_DIR, DEFAULT_FEATURES_DIR
 from pipeline.errors import ConfigError
-from pipeline.heads.registry import HEAD_NAMES
+from pipeline.flags import comma_separated, nested, setting
+from pipeline.heads.registry import HEAD_NAMES, heads_help
 from pipeline.hygiene.settings import QualitySettings
 
 # the choices of --fusion and --level, here (not beside the code that uses them) so that --help imports no model code
@@ -17,32 +21,77 @@ LEVELS = ("tile", "image")  # what --level offers; bag heads always get "bag"
 
 @dataclass
 class ClassificationSettings:
-    """Everything that defines a classification run."""
+    """Everything that defines a classification run; each field with a flag is one flag of ``classify.py``."""
 
     # a cache folder, a cache name under features/, or a root holding caches; several: caches of the same images
     # (other encoders or tile sizes) to fuse
-    features: Path | Sequence[Path] = Path("features")
-    fusion: str = "late"  # several caches: late (average each cache's image probabilities) or concat (image level)
-    data_dir: Path | None = None  # whose cache to read under a root; None: data/'s if there is one, else the only one
-    labels: Path | None = None  # default: train_labels.csv of the data folder recorded by extraction
-    allow_labels: tuple[str, ...] = ()  # labels that are meant although they look like typos of a larger class
-    head: str = "mlp"  # logreg, lgbm, mlp or all
-    level: str = "tile"  # tile: train on tiles and vote; image: train on pooled embeddings (bag heads ignore it)
-    vote: str = "mean"  # mean, majority or coverage (tile level)
-    pool: tuple[str, ...] = ("mean",)  # image level: statistics of each image's tiles (mean, max, std)
-    folds: int = 5  # stratified folds over images, duplicates kept together
-    seed: int = 0  # folds, head initialisation and sampling
-    repeats: int = 1  # cross-validations with seeds seed, seed + 1, ...; metrics.json reports their mean and sd
-    class_weight: bool = True  # balanced class weights in every head
-    out: Path | None = None  # run folder; default runs/<data folder>_<cache name>_<head> (next free name)
-    runs_root: Path = Path("runs")
-    overwrite: bool = False  # replace an existing --out folder
-    keep_outliers: bool = False  # train on images flagged non_tissue or ink too (they are always validated)
-    drop_flagged: bool = False  # leave flagged images out even when they are > 5% of training or > 10% of a class
-    dedupe: bool = False  # train on one representative (the first) of each duplicate group
-    quality: QualitySettings = field(default_factory=QualitySettings)  # hygiene thresholds
-    pictures: bool = True  # plots, vote maps and report.html in the run folder
-    vote_maps: tuple[str, ...] = ()  # extra images to draw vote maps of: ids, file names, stems, or 'all'
+    features: Path | Sequence[Path] = setting(
+        DEFAULT_FEATURES_DIR, nargs="+", metavar="CACHE", type=Path,
+        help="a cache folder written by extract.py, a cache's name, or the root holding them; several caches of the "
+        "same images (other encoders or tile sizes) are fused (--fusion)",
+    )
+    fusion: str = setting(
+        "late", choices=FUSION_MODES,
+        help="with several --features: late fits the head on each cache in the same folds and averages the image "
+        "probabilities; concat fits one head on the caches' pooled image features side by side (needs --level image)",
+    )
+    data_dir: Path | None = setting(
+        None, name="--data", type=Path,
+        help=f"the data folder whose cache to use under a root (default: {DEFAULT_DATA_DIR}/'s, else the only one)",
+    )
+    labels: Path | None = setting(
+        None, type=Path,
+        help="sample_index,label CSV (default: train_labels.csv of the data folder the cache records)",
+    )
+    allow_labels: tuple[str, ...] = setting(
+        (), nargs="+", metavar="LABEL",
+        help="labels that are meant although they are one or two edits (or case, spaces, - or _) from a much larger "
+        "class; without it such a label is refused as a likely typo",
+    )
+    head: str = setting(
+        "mlp", choices=(*HEAD_NAMES, "all"), help=f"classifier head ({heads_help()}); all compares them"
+    )
+    level: str = setting(
+        "tile", choices=LEVELS,
+        help="tile: train on tiles and vote per image; image: train on pooled tile embeddings (--pool); abmil always "
+        "takes each image's tiles as a bag",
+    )
+    vote: str = setting("mean", choices=VOTES, help="how tile probabilities become one per image")
+    pool: tuple[str, ...] = setting(
+        ("mean",), metavar="STATS", parse=parse_pool, show=",".join,
+        help=f"--level image: per-image statistics of the tiles, comma-separated from {', '.join(POOL_STATS)} "
+        "(e.g. mean,max)",
+    )
+    folds: int = setting(5, help="cross-validation folds over images (stratified, duplicates kept together)")
+    seed: int = setting(0, help="seed of folds, head initialisation and sampling")
+    repeats: int = setting(
+        1, help="repeat the whole cross-validation with seeds seed, seed+1, ... and report the mean and sd of "
+        "weighted F1",
+    )
+    class_weight: bool = setting(True, help="turn off balanced class weights")
+    out: Path | None = setting(
+        None, type=Path,
+        help="run folder (default: runs/<data folder>_<cache name>_<head>, or the next free _2 ...; fused: "
+        "runs/<data folder>_fused-<mode>_<head>_<what differs between the caches>)",
+    )
+    runs_root: Path = Path("runs")  # where default run folders go (no flag)
+    overwrite: bool = setting(False, help="replace an existing --out folder")
+    keep_outliers: bool = setting(
+        False,
+        help="also train on images flagged non_tissue or ink (by default they are left out while they are at most "
+        "5% of the training images and 10% of each class; above that all are kept and a warning says so)",
+    )
+    drop_flagged: bool = setting(
+        False, help="leave images flagged non_tissue or ink out of training even above those limits"
+    )
+    dedupe: bool = setting(False, help="train on one image per duplicate group (groups always stay in one fold)")
+    quality: QualitySettings = nested(QualitySettings)  # hygiene thresholds
+    pictures: bool = setting(True, help="skip the plots, vote maps and report.html")
+    vote_maps: tuple[str, ...] = setting(
+        (), metavar="IDS", parse=comma_separated,
+        help="also draw vote maps of these images: comma-separated ids (train/img_0003, test/img_0001), training "
+        "file names (img_0003.png) or stems, or 'all' training images",
+    )
 
     def feature_paths(self) -> list[Path]:
         """The ``--features`` values, one per cache (a single path gives one)."""

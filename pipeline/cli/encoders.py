@@ -1,19 +1,16 @@
-"""``extract.py --list-models`` and ``--mpp``: the encoder table for people, and tile sizes from magnification.
+"""``extract.py --list-models``: the encoder table for people.
 
-Neither imports torch nor touches the network: the cache column only looks at the local Hugging Face cache.
+It imports no torch and touches no network: the cache column only looks at the local Hugging Face cache.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 from pipeline.embed import hub, registry
-from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TILE_SIZE = 224
 COLUMNS = ("name", "dim", "input", "magnification", "licence", "gated", "cached", "source")
 
 
@@ -47,26 +44,3 @@ def models_table() -> str:
         f"Not supported (they need their own code or package): {', '.join(registry.LEFT_OUT)}; see docs/encoders.md.",
     ]
     return "\n".join(line.rstrip() for line in lines)
-
-
-def tile_size(args: argparse.Namespace) -> int:
-    """``--tile-size`` as given, else the size ``--mpp`` implies for ``--model``, else 224.
-
-    Raises:
-        ConfigError: Both flags given, or ``--mpp`` with an encoder whose training scale is not in the table.
-    """
-    if args.mpp is None:
-        return DEFAULT_TILE_SIZE if args.tile_size is None else args.tile_size
-    if args.tile_size is not None:
-        raise ConfigError(f"--tile-size {args.tile_size} and --mpp {args.mpp:g} both set the tile size: give one.")
-    entry = registry.find(args.model)
-    if entry is None:
-        raise ConfigError(f"--mpp needs an encoder of the table, whose training magnification is known; "
-                          f"'{args.model}' is not one. Give --tile-size instead (see docs/encoders.md).")
-    try:
-        size = registry.tile_size_for_mpp(entry, args.mpp)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    logger.info("--mpp %g with %s (trained at %s, %d-px input): --tile-size %d.", args.mpp, entry.name,
-                entry.magnification, entry.input_size, size)
-    return size

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from pipeline.cli.console import (
@@ -18,15 +17,12 @@ from pipeline.cli.console import (
     report_error,
     report_interrupt,
 )
-from pipeline.cli.encoders import DEFAULT_TILE_SIZE, models_table, tile_size
-from pipeline.cli.hygiene_flags import add_quality_arguments, quality_from_args
-from pipeline.data.images import DEFAULT_MAX_PIXELS
-from pipeline.data.tiling import TilingSettings
-from pipeline.embed.options import COMPILE_MODES, PRECISIONS
-from pipeline.embed.registry import DEFAULT_MODEL, model_help
+from pipeline.cli.encoders import models_table
+from pipeline.cli.flags import add_arguments, settings_from
+from pipeline.cli.hygiene_flags import add_quality_arguments
 from pipeline.errors import ImageReadError, PipelineError
-from pipeline.extract.settings import ExtractionSettings, default_workers
-from pipeline.extract.sharding import log_prefix, parse_shard
+from pipeline.extract.launch import log_prefix
+from pipeline.extract.settings import ExtractionSettings, tile_size_for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,91 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Resumable: a second run only embeds what is missing or changed.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument(
-        "--data", type=Path, default=Path("data"), help="data folder with train_data/, test_data/ and train_labels.csv"
-    )
-    parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split to embed")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
+    add_arguments(parser, ExtractionSettings, only=("data_dir", "split", "model"))
     parser.add_argument(
         "--list-models",
         action="store_true",
         help="print the encoder table (dimension, input size, magnification, licence, gated, weights cached here) "
         "and exit; touches no network",
     )
-    parser.add_argument("--out", type=Path, default=Path("features"),
-                        help="cache root: each data folder gets its own sub-folder (<name>-<hash of its path>)")
+    add_arguments(parser, ExtractionSettings, only=("out_dir",))
     device = parser.add_mutually_exclusive_group()
     device.add_argument("--gpu", action="store_true", help="run on CUDA (same as --device cuda); fails without CUDA")
-    device.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto uses CUDA when available"
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="auto: fp16 on CUDA, bf16 for transformer models on CPUs with AMX/AVX512-BF16, fp32 elsewhere; "
-        "bf16-weights casts the weights themselves",
-    )
-    parser.add_argument(
-        "--compile",
-        choices=COMPILE_MODES,
-        default="auto",
-        help="torch.compile the model (runs uncompiled if that fails); auto: only for bf16 on AMX CPUs (slower on GPU)",
-    )
-    parser.add_argument(
-        "--tile-size", type=int, default=None,
-        help=f"tile side in original image pixels, resized to the encoder's input (default: {DEFAULT_TILE_SIZE})",
-    )
-    parser.add_argument(
-        "--mpp",
-        type=float,
-        default=None,
-        help="micrometres per pixel of your images: sets --tile-size so that tiles match the magnification the "
-        "encoder was trained at, e.g. 0.25 with a 0.5 um/px encoder of 224 px input gives 448 (docs/encoders.md)",
-    )
-    parser.add_argument("--stride", type=int, default=None, help="grid step in pixels (default: the tile size)")
-    parser.add_argument(
-        "--min-coverage",
-        type=float,
-        default=0.5,
-        help="keep a tile when at least this fraction of its pixels is inside the mask",
-    )
-    parser.add_argument("--max-tiles", type=int, default=0, help="keep at most N tiles per image (0: all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --max-tiles sampler")
-    parser.add_argument(
-        "--batch-size", type=int, default=None, help="tiles per forward pass (default: 16 on CPU, 256 on CUDA)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help=f"decoding worker processes (default: cores - 1, at most 8 on CPU and 32 on CUDA; here "
-        f"{default_workers()} on CPU; 0: none)",
-    )
-    parser.add_argument(
-        "--write-processes",
-        type=int,
-        default=0,
-        help="processes that encode and write the HDF5 files (0: one thread beside the model, as fast on the "
-        "hosts measured; more where encoding, not the disk, is the limit)",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help="refuse images whose header claims more pixels (decompression-bomb guard)",
-    )
-    parser.add_argument("--strict", action="store_true", help="stop with an error at the first bad image")
-    parser.add_argument("--overwrite", action="store_true", help="re-embed images whose files are up to date")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument(
-        "--shard",
-        metavar="I/N",
-        default=None,
-        help="embed only shard I of N (0-based, like torchrun's RANK), balanced by pixel count; N processes, "
-        "e.g. a Slurm array, fill one cache together, then --finalize writes its report. Under torchrun the "
-        "default is RANK/WORLD_SIZE (see docs/scale-out.md)",
-    )
+    add_arguments(device, ExtractionSettings, only=("device",))
+    add_arguments(parser, ExtractionSettings, skip=("data_dir", "split", "model", "out_dir", "device", "quality"))
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--finalize",
@@ -143,26 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> ExtractionSettings:
-    """Turn parsed flags into :class:`ExtractionSettings`."""
-    return ExtractionSettings(
-        data_dir=args.data,
-        split=args.split,
-        model=args.model,
-        out_dir=args.out,
-        device="cuda" if args.gpu else args.device,
-        precision=args.precision,
-        compile=args.compile,
-        tiling=TilingSettings(tile_size(args), args.stride, args.min_coverage, args.max_tiles, args.seed),
-        batch_size=args.batch_size,
-        workers=args.workers,
-        write_processes=args.write_processes,
-        strict=args.strict,
-        overwrite=args.overwrite,
-        max_pixels=args.max_pixels,
-        quality=quality_from_args(args),
-        progress=not args.no_progress,
-        shard=parse_shard(args.shard) if args.shard is not None else None,
-    )
+    """Turn parsed flags into :class:`ExtractionSettings` (``--mpp`` is resolved by the library).
+
+    Raises:
+        ConfigError: ``--tile-size`` and ``--mpp`` both given (even ``--tile-size 224``, which the settings cannot
+            tell from the default).
+    """
+    if args.tile_size is not None and args.mpp is not None:
+        tile_size_for(args.model, args.mpp, args.tile_size)  # raises: both set the tile size
+    return settings_from(ExtractionSettings, args, device="cuda" if args.gpu else args.device)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,9 @@ HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin
 GREEN_HUE = (285.0, 42.0)  # OD-hue sector of green and teal inks (wraps through 0), also over tissue (35-40)
 BLUE_HUE = (42.0, 76.0)  # OD-hue sector of blue inks: short of haematoxylin (96), which no H&E mix goes below
 VIOLET_HUE = (76.0, 135.0)  # OD-hue sector of blue-violet inks, shared with haematoxylin: chroma decides
+# On a thumbnail, blue ink over tissue lies between blue ink on glass and haematoxylin (96); real nuclei seen at
+# 1.5-6 um/px with high chroma lie at >= 100 (lc25000-lung, 1st percentile 100.9)
+THUMBNAIL_VIOLET_HUE = (76.0, 96.0)
 MIN_GREEN_CHROMA = 0.03  # green ink: at least this OD chroma (JPEG noise near white is ~0.01)
 MIN_BLUE_CHROMA = 0.3  # blue ink: at least this OD chroma (a blue marker on glass ~0.4)
 MIN_VIOLET_CHROMA = 1.9  # blue-violet ink: OD chroma haematoxylin never reaches (615 real images: <= 1.76)
@@ -164,8 +167,13 @@ def white_balance(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0, *,
-             colour: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def pen_mask(
+    rgb: np.ndarray,
+    min_chroma: float = 0.0,
+    thumbnail_violet_chroma: float | None = None,
+    *,
+    colour: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Per-pixel pen colour of a white-balanced image: ``{"green", "blue", "black"}`` -> (H, W) bool, disjoint.
 
     Green: OD hue in :data:`GREEN_HUE`, chroma >= :data:`MIN_GREEN_CHROMA`, not too dark for a hue. Blue: hue in
@@ -177,6 +185,11 @@ def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0, *,
         rgb: (H, W, 3) uint8, white-balanced (:func:`white_balance`).
         min_chroma: Raises the green and blue chroma floors: hygiene asks ink to be at least 40% as intense as the
             image's own stain, so that a faded image's ink still counts and a faint tint does not.
+        thumbnail_violet_chroma: On a slide's thumbnail, also blue ink over tissue: OD hue in
+            :data:`THUMBNAIL_VIOLET_HUE` (bluer than haematoxylin) with at least this OD chroma. A thumbnail's box
+            averages keep far less chroma than :data:`MIN_VIOLET_CHROMA` (a made slide's tissue at 4 um/px: 99.9%
+            <= 0.14; blue ink over it 0.36-0.53 at hues 75-92), so the tissue detector passes a floor read off the
+            picture's own stain. None (hygiene): no such rule.
         colour: ``(optical_density(rgb), *od_hue_and_chroma(od))`` when the caller has them already.
     """
     od, hue, chroma = colour if colour is not None else (optical_density(rgb), *od_hue_and_chroma(optical_density(rgb)))
@@ -186,6 +199,8 @@ def pen_mask(rgb: np.ndarray, min_chroma: float = 0.0, *,
     blue = (in_sector(hue, BLUE_HUE) & (chroma >= max(MIN_BLUE_CHROMA, min_chroma))) | (
         in_sector(hue, VIOLET_HUE) & (chroma >= MIN_VIOLET_CHROMA)
     )
+    if thumbnail_violet_chroma is not None:
+        blue |= in_sector(hue, THUMBNAIL_VIOLET_HUE) & (chroma >= thumbnail_violet_chroma)
     return {"green": green & ~black, "blue": blue & ~black, "black": black}
 
 

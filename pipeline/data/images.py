@@ -7,7 +7,9 @@ Rules (documented in the README):
 - A mask pixel is inside when its value is > 0 (in any channel, for a colour mask). An empty mask, or one with
   several values above 0 (soft, JPEG-compressed or multi-class), is used as such with a warning.
 - EXIF orientation is NOT applied, to image or mask: both are used as stored, so they stay aligned.
-- The pixel count is checked from the header, before any pixel is decoded (decompression-bomb guard).
+- The pixel count is checked from the header, before any pixel is decoded (decompression-bomb guard), against our
+  own limit: Pillow's process-wide one is neither used nor changed.
+- Common PNGs and JPEGs are decoded by faster libraries with Pillow's exact pixels (:mod:`pipeline.data.decoders`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ import hashlib
 import io
 import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.data.decoders import fast_pixels, open_unchecked, pillow_rgb
 from pipeline.errors import ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -83,24 +84,18 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-@contextmanager
-def _own_pixel_limit() -> Iterator[None]:
-    # Pillow refuses headers above twice its own global limit with a message that does not name our flag; lift it
-    # while we open (we check the header ourselves) and put it back for any other user of Pillow in the process.
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+def _open(path: Path, data: bytes, max_pixels: int) -> tuple[Image.Image, np.ndarray | None]:
+    """Open from bytes, refuse oversized or empty headers, then decode the first frame fully.
 
-
-def _open(path: Path, data: bytes, max_pixels: int) -> Image.Image:
-    """Open from bytes, refuse oversized or empty headers, then decode the first frame fully."""
+    Returns:
+        The image and, when the fast path decoded it (:func:`~pipeline.data.decoders.fast_pixels`), its (H, W) or
+        (H, W, 3) uint8 pixels; otherwise None and the image is loaded by Pillow.
+    """
     try:
-        with warnings.catch_warnings(record=True) as caught, _own_pixel_limit():
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            image = Image.open(io.BytesIO(data))
+            # Not Image.open: its pixel limit is process-wide; the header is checked against ours just below.
+            image = open_unchecked(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageReadError(
@@ -109,11 +104,15 @@ def _open(path: Path, data: bytes, max_pixels: int) -> Image.Image:
                 )
             if width == 0 or height == 0:
                 raise ImageReadError(f"{path}: the header says {width}x{height} pixels (no pixel). Re-export it.")
-            if getattr(image, "is_animated", False):  # cheaper than n_frames, which walks every frame of a GIF
-                logger.warning("%s has several frames (multi-page TIFF or animated GIF); using the first.", path)
-                image.seek(0)
-            image.load()
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            fast = fast_pixels(image, data)
+            if fast is None:
+                if getattr(image, "is_animated", False):  # cheaper than n_frames, which walks every frame of a GIF
+                    logger.warning("%s has several frames (multi-page TIFF or animated GIF); using the first.", path)
+                    image.seek(0)
+                image.load()
+            # a PNG's getexif() decodes the file unless its EXIF came before the pixels (the fast path's condition)
+            known = fast is None or image.format != "PNG" or "exif" in image.info
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1) if known else 1
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -136,38 +135,7 @@ def _open(path: Path, data: bytes, max_pixels: int) -> Image.Image:
             path,
             orientation,
         )
-    return image
-
-
-def _scaled_to_8_bits(image: Image.Image) -> np.ndarray:
-    """(H, W) uint8 from a 16-bit, 32-bit integer or float single-channel image, scaled rather than clipped."""
-    values = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16") or (image.mode == "I" and values.min() >= 0 and values.max() <= 65535):
-        top = 65535.0  # 16-bit data (Pillow opens 16-bit PNG/TIFF as I;16 or I): scale its full range
-    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
-        top = 1.0
-    else:
-        top = max(float(values.max()), 1.0)  # other 32-bit data has no fixed range: scale by its own maximum
-    return np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
-
-
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    """Convert any PIL mode to (H, W, 3) uint8 RGB.
-
-    Pillow already reduces 16-bit RGB(A) PNGs (48/64 bits) to 8 bits per channel by keeping the high byte, a
-    scaling (65535 -> 255), not a clip.
-    """
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        gray = _scaled_to_8_bits(image)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        image.mode in ("P", "L", "RGB") and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
+    return image, fast
 
 
 def pixels_sha256(pixels: np.ndarray) -> str:
@@ -185,19 +153,42 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     """
     path = Path(path)
     data = read_bytes(path)
-    image = _open(path, data, max_pixels)
+    pixels = decode_pixels(path, data, max_pixels)
+    return DecodedImage(pixels, *image_checksums(data, pixels))
+
+
+def decode_pixels(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of an image file's bytes (``path`` names it in errors).
+
+    Raises:
+        ImageReadError: Unreadable, truncated or oversized file.
+    """
+    image, fast = _open(path, data, max_pixels)
+    if fast is not None:  # grey from the fast path: Pillow's L -> RGB copies the value to the three channels
+        return fast if fast.ndim == 3 else np.repeat(fast[:, :, None], 3, axis=2)
     try:
-        pixels = np.ascontiguousarray(_to_rgb(image))
+        return np.ascontiguousarray(pillow_rgb(image))
     except (OSError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot be converted to RGB ({exc}). Re-export it as an RGB PNG.") from exc
-    return DecodedImage(pixels, hashlib.sha256(data).hexdigest(), pixels_sha256(pixels))
 
 
-def _mask_values(mask: Image.Image) -> np.ndarray:
-    """(H, W) values whose > 0 means inside; a colour is packed into one integer so that colours stay distinct."""
+def image_checksums(data: bytes, pixels: np.ndarray) -> tuple[str, str]:
+    """(SHA-256 of the file's bytes, :func:`pixels_sha256` of its decoded pixels)."""
+    return hashlib.sha256(data).hexdigest(), pixels_sha256(pixels)
+
+
+def _packed(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) uint32 from (H, W, 3) uint8: each colour packed into one integer, so that colours stay distinct."""
+    rgb = rgb.astype(np.uint32)
+    return (rgb[:, :, 0] << 16) | (rgb[:, :, 1] << 8) | rgb[:, :, 2]
+
+
+def _mask_values(mask: Image.Image, fast: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) values whose > 0 means inside (from ``fast``, the fast path's pixels, when it decoded the mask)."""
+    if fast is not None:
+        return _packed(fast) if fast.ndim == 3 else fast
     if mask.mode in COLOUR_MODES:
-        rgb = np.asarray(mask.convert("RGB")).astype(np.uint32)
-        return (rgb[:, :, 0] << 16) | (rgb[:, :, 1] << 8) | rgb[:, :, 2]
+        return _packed(np.asarray(mask.convert("RGB")))
     if mask.mode in ("LA", "La", "PA"):
         return np.asarray(mask.convert("L"))
     return np.asarray(mask)
@@ -208,6 +199,10 @@ def _warn_about_mask(path: Path, values: np.ndarray, inside: np.ndarray, colour:
         logger.warning(
             "%s: mask is empty (no pixel > 0); extraction falls back to the centre tile of the image.", path
         )
+        return
+    # The usual binary mask: every inside pixel holds the largest value, found without gathering the inside pixels
+    # (which cost more than decoding a 1280x1024 mask); any other mask is looked at as before.
+    if np.count_nonzero(values == values.max()) == np.count_nonzero(inside):
         return
     kept = values[inside]
     low, high = kept.min(), kept.max()
@@ -234,7 +229,7 @@ def read_mask(path: Path | str, size: tuple[int, int], max_pixels: int = DEFAULT
     """
     path = Path(path)
     data = read_bytes(path)
-    mask = _open(path, data, max_pixels)
+    mask, fast = _open(path, data, max_pixels)
     if mask.size != tuple(size):
         turned = mask.size == (size[1], size[0]) and size[0] != size[1]
         hint = (
@@ -247,7 +242,7 @@ def read_mask(path: Path | str, size: tuple[int, int], max_pixels: int = DEFAULT
             f"their image's size; re-export the mask at the image's resolution (it is never resized silently).{hint}"
         )
     try:
-        values = _mask_values(mask)
+        values = _mask_values(mask, fast)
     except (OSError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot be read as a mask ({exc}). Save it as a 0/255 grayscale PNG.") from exc
     inside = np.ascontiguousarray(values > 0, dtype=bool)

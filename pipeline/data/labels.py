@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from pipeline.data.records import IMAGE_EXTENSIONS
+from pipeline.data.slide_backends import SLIDE_EXTENSIONS
 from pipeline.errors import LabelsError
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def read_labels(path: Path | str) -> dict[str, str]:
         separator = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
         if separator:
             fix = f"It separates columns with {separator!r}; save it with commas."
-        elif Path(header[0]).suffix in IMAGE_EXTENSIONS:
+        elif Path(header[0]).suffix.lower() in IMAGE_EXTENSIONS + SLIDE_EXTENSIONS:
             fix = "The first row is data: add the header row sample_index,label above it."
         else:
             fix = "Rename the header row to sample_index,label."

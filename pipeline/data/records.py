@@ -1,10 +1,17 @@
-"""Find image/mask pairs in the users' folder layout. No pixels are decoded here.
+"""Find image/mask pairs (and, when asked, whole-slide images) in the users' folder layout. No pixels are decoded.
 
 The challenge layout::
 
     DIR/train_data/img_0000.png  mask_0000.png ...
     DIR/test_data/img_0000.png   mask_0000.png ...   (numbering restarts, so ids carry the split)
     DIR/train_labels.csv         sample_index,label
+
+Each record has a *kind*: ``"image"`` (with its mask file), ``"unmasked_image"`` (an ``img_*`` file without one)
+or ``"slide"``; and a *mask source*: ``"mask_file"`` or ``"tissue_detection"`` (no mask file: the mask must come
+from the pixels, :mod:`pipeline.data.tissue`; today's extraction skips such images). With ``slides=True`` a split
+folder may also hold whole-slide images under their own names (no ``img_`` prefix): any extension of
+``slide_backends.SLIDE_EXTENSIONS`` that :func:`slide_backends.reads_as_slide` accepts (``.tif``/``.tiff`` only
+when tiled or pyramidal; a small stripped TIFF stays an image, and needs the ``img_`` prefix as before).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.data.images import file_sha256
+from pipeline.data.slide_backends import SLIDE_EXTENSIONS, reads_as_slide
 from pipeline.errors import DataLayoutError
 
 logger = logging.getLogger(__name__)
@@ -24,6 +32,8 @@ SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 # When several mask files share a stem, the lossless formats win: a JPEG mask has blurred edges.
 MASK_EXTENSION_PRIORITY = (".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jpg", ".jpeg")
+KINDS = ("image", "unmasked_image", "slide")
+MASK_SOURCES = ("mask_file", "tissue_detection")
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ class ImageRecord:
         sample_index: The file name as written in ``train_labels.csv`` and submissions, e.g. ``"img_0000.png"``.
         image_path: The image file.
         mask_path: The mask file, or None when no mask was found (extraction then skips the image).
+        kind: ``"image"``, ``"unmasked_image"`` or ``"slide"``; by default from ``mask_path``.
+        mask_source: ``"mask_file"`` or ``"tissue_detection"``; by default from ``mask_path``.
     """
 
     image_id: str
@@ -43,6 +55,20 @@ class ImageRecord:
     sample_index: str
     image_path: Path
     mask_path: Path | None
+    kind: str = ""
+    mask_source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", "image" if self.mask_path is not None else "unmasked_image")
+        if not self.mask_source:
+            object.__setattr__(self, "mask_source", "mask_file" if self.mask_path is not None else "tissue_detection")
+        if self.kind not in KINDS or self.mask_source not in MASK_SOURCES:
+            raise ValueError(f"An ImageRecord's kind must be one of {KINDS} and its mask source one of "
+                             f"{MASK_SOURCES}. Got {self.kind!r}, {self.mask_source!r} instead.")
+        if (self.mask_source == "mask_file") != (self.mask_path is not None):
+            raise ValueError(f"{self.image_path}: mask source {self.mask_source!r} does not match mask file "
+                             f"{self.mask_path}.")
 
 
 def split_folder(data_dir: Path, split: str) -> Path:
@@ -64,6 +90,7 @@ def find_records(
     split: str = "all",
     image_prefix: str = "img_",
     mask_prefix: str = "mask_",
+    slides: bool = False,
 ) -> list[ImageRecord]:
     """List the images of the requested splits with their masks, sorted by split then file name.
 
@@ -72,12 +99,15 @@ def find_records(
         split: ``"train"``, ``"test"`` or ``"all"``; with ``"all"`` a missing split folder is skipped.
         image_prefix: Prefix of image file names; the mask name replaces it with ``mask_prefix``.
         mask_prefix: Prefix of mask file names.
+        slides: Also list whole-slide images, under any name (see the module docstring); their records come after
+            the split's images, sorted by file name. False lists exactly what it always did.
 
     Returns:
         One record per image file. An image without a mask gets ``mask_path=None``.
 
     Raises:
-        DataLayoutError: The folder does not exist, holds no split folder, or a requested split folder is missing.
+        DataLayoutError: The folder does not exist, holds no split folder, a requested split folder is missing,
+            or (with ``slides``) two files of one split share a stem.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -101,19 +131,47 @@ def find_records(
     for name in splits:
         folder = split_folder(data_dir, name)
         if folder.is_dir():
-            records.extend(_records_in(folder, name, image_prefix, mask_prefix))
+            found = list(_records_in(folder, name, image_prefix, mask_prefix, slides))
+            if slides:
+                _check_unique(found)
+            records.extend(found)
     return records
 
 
-def _records_in(folder: Path, split: str, image_prefix: str, mask_prefix: str) -> Iterable[ImageRecord]:
+def _check_unique(records: list[ImageRecord]) -> None:
+    """Raise :class:`DataLayoutError` when two files of one split share a stem (and so an image id and cache file)."""
+    seen: dict[str, Path] = {}
+    for record in records:
+        if record.image_id in seen:
+            raise DataLayoutError(
+                f"'{seen[record.image_id]}' and '{record.image_path}' share the name {record.image_path.stem}, so "
+                "their features would share one cache file. Rename or remove one of them."
+            )
+        seen[record.image_id] = record.image_path
+
+
+def _slide_records(folder: Path, split: str, mask_prefix: str) -> Iterable[ImageRecord]:
+    """Records of the whole-slide images of one split folder (mask files never are)."""
+    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
+    for path in candidates:
+        if path.name.startswith(mask_prefix) or not reads_as_slide(path):
+            continue
+        yield ImageRecord(f"{split}/{path.stem}", split, path.name, path, None, "slide", "tissue_detection")
+
+
+def _records_in(
+    folder: Path, split: str, image_prefix: str, mask_prefix: str, slides: bool = False
+) -> Iterable[ImageRecord]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    slide_paths = list(_slide_records(folder, split, mask_prefix)) if slides else []
+    as_slides = {record.image_path for record in slide_paths}
     masks: dict[str, list[Path]] = {}
     for path in files:
         if path.name.startswith(mask_prefix):
             masks.setdefault(path.stem, []).append(path)
     n_images = 0
     for path in files:
-        if not path.name.startswith(image_prefix):
+        if not path.name.startswith(image_prefix) or path in as_slides:
             continue
         n_images += 1
         mask_stem = mask_prefix + path.stem[len(image_prefix) :]
@@ -124,7 +182,8 @@ def _records_in(folder: Path, split: str, image_prefix: str, mask_prefix: str) -
             image_path=path,
             mask_path=_pick_mask(masks.get(mask_stem, [])),
         )
-    if n_images == 0:
+    yield from slide_paths
+    if n_images == 0 and not slide_paths:
         logger.warning("%s holds no image named %s*", folder, image_prefix)
 
 

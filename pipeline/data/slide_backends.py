@@ -28,6 +28,30 @@ def is_slide(path: Path | str) -> bool:
     return Path(path).suffix.lower() in SLIDE_EXTENSIONS
 
 
+def reads_as_slide(path: Path | str) -> bool:
+    """True when a file is a whole-slide image, False when it is an ordinary image (or not a slide format).
+
+    ``.tif``/``.tiff`` are both: a TIFF whose first page is tiled, or that holds more than one resolution (a pyramid
+    of pages or SubIFDs), is a slide; a stripped single-resolution one (what image editors and Pillow write) is an
+    image. Every other extension of :data:`SLIDE_EXTENSIONS` is a slide. A TIFF that tifffile cannot parse (or
+    without tifffile) stays an image, whose reader then reports it. Only the TIFF header and page directories are
+    read, no pixel.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in SLIDE_EXTENSIONS:
+        return False
+    if suffix not in (".tif", ".tiff"):
+        return True
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tiff:
+            first = tiff.pages[0]
+            return bool(first.is_tiled or len(tiff.series[0].levels) > 1 or first.subifds)
+    except Exception:  # noqa: BLE001 - no tifffile, or a file it cannot parse: an image, reported by its reader
+        return False
+
+
 def open_library(backend: str):
     """(name, opener) of the slide library: OpenSlide first, tiffslide where OpenSlide is not installed."""
     if backend in ("auto", "openslide"):

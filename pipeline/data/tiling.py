@@ -1,4 +1,4 @@
-"""Mask -> tile coordinates and coverage, and cutting tiles out of an image. Pure numpy.
+"""Mask -> tile coordinates and coverage, cutting tiles out of an image and resizing them. numpy and Pillow.
 
 Tiles are squares of ``tile_size`` pixels on a regular grid of ``stride`` that starts at the top-left corner of the
 mask's bounding box (as CLAM anchors its grid on each tissue contour's box); where the regular steps stop short of the
@@ -6,6 +6,10 @@ box's far edge, one more row (column) ends exactly there, overlapping the one be
 every mask pixel (layout :data:`GRID_LAYOUT`). Tiles lie inside the image; an image less than one tile high (wide) is
 padded with white below (right of) it. A tile is kept when the fraction of its pixels inside the mask is at least
 ``min_coverage``. An image whose mask yields no tile gets the one tile of highest coverage anywhere in the image.
+
+Tiles whose size differs from the encoder's input are resized here, in uint8 with Pillow's filters, because the
+encoders' authors resize PIL images (transformers' image processors, torchvision transforms on PIL): a float resize
+on the device differs from theirs by up to a few levels of 255.
 """
 
 from __future__ import annotations
@@ -15,10 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
 
+from pipeline.defaults import DEFAULT_TILE_SIZE
 from pipeline.errors import ConfigError
+from pipeline.flags import setting
 
 PAD_VALUE = 255  # white, the colour of an empty slide
+# Pillow's filters by the names the preprocessing records (its "interpolation")
+PIL_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+               "bicubic": Image.Resampling.BICUBIC}
 # The tile layout, part of a cache's identity: change it whenever the same settings would give other tile positions.
 # "cover-v1": the grid anchored on the mask's bounding box with an edge-aligned last row and column. Caches made
 # before it (no such attribute) used a grid anchored at (0, 0) that left up to tile - 1 px of each edge untiled.
@@ -37,11 +47,14 @@ class TilingSettings:
         seed: Seed of the tile sampler (combined with the image id, so each image's choice is independent of order).
     """
 
-    tile_size: int = 224
-    stride: int | None = None
-    min_coverage: float = 0.5
-    max_tiles: int = 0
-    seed: int = 0
+    tile_size: int = setting(
+        DEFAULT_TILE_SIZE, optional=True,
+        help="tile side in original image pixels, resized to the encoder's input",
+    )
+    stride: int | None = setting(None, type=int, help="grid step in pixels (default: the tile size)")
+    min_coverage: float = setting(0.5, help="keep a tile when at least this fraction of its pixels is inside the mask")
+    max_tiles: int = setting(0, help="keep at most N tiles per image (0: all)")
+    seed: int = setting(0, help="seed of the --max-tiles sampler")
 
     @property
     def step(self) -> int:
@@ -205,3 +218,24 @@ def tile_coverage(inside: np.ndarray, coords: np.ndarray, tile_size: int) -> np.
     return np.array([padded[y : y + tile_size, x : x + tile_size].mean() for x, y in coords], dtype=np.float32).reshape(
         len(coords)
     )
+
+
+def resize_tiles(tiles: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    """Resize tiles as the authors' PIL pipelines do: Pillow's antialiased filter, rounded to uint8.
+
+    Args:
+        tiles: (n, T, T, 3) uint8.
+        size: Side S of the result.
+        interpolation: "bilinear", "bicubic" or "nearest" (:data:`PIL_FILTERS`).
+
+    Returns:
+        (n, S, S, 3) uint8; ``tiles`` itself when T == S.
+    """
+    if tiles.shape[1:3] == (size, size):
+        return tiles
+    if interpolation not in PIL_FILTERS:
+        raise ConfigError(f"interpolation must be one of {', '.join(PIL_FILTERS)}. Got '{interpolation}' instead.")
+    out = np.empty((len(tiles), size, size, tiles.shape[3]), dtype=np.uint8)
+    for index, tile in enumerate(tiles):
+        out[index] = np.asarray(Image.fromarray(tile).resize((size, size), PIL_FILTERS[interpolation]))
+    return out

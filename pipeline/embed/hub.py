@@ -133,7 +133,7 @@ def _shards_present(path: Path) -> bool:
 
 
 def _probe(repo_id: str, filename: str, timeout: float) -> BaseException | None:
-    """One HEAD request, no retries, ``timeout`` s in all; the error, or None when the hub answered."""
+    """One HEAD request, no retries, ``timeout`` s of waiting; the error, or None when the hub answered."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
     missing = _missing_file_error()
@@ -141,7 +141,9 @@ def _probe(repo_id: str, filename: str, timeout: float) -> BaseException | None:
 
     def call() -> None:
         try:
-            get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=timeout)
+            # the HTTP timeout is twice the wait below, so a silent hub is always cut off by the wait and gets its
+            # one message (equal timeouts raced: either message could win)
+            get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=2 * timeout)
             outcome.append(None)
         except missing:
             outcome.append(None)  # the repo answers; which alternative file it has is settled by the download

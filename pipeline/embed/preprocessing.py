@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from pipeline.embed.registry import IMAGENET
+
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET  # the one definition is the registry's (it imports no torch)
 
 # PIL's resample codes, as stored in Hugging Face preprocessor configs.
 _PIL_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "bilinear", 5: "bicubic"}
@@ -72,6 +73,11 @@ class Preprocessing:
         if not self.resize_size:
             del values["resize_size"]
         return values
+
+    @property
+    def resized_side(self) -> int:
+        """The side tiles are resized to before the crop: ``resize_size``, else ``input_size``."""
+        return self.resize_size or self.input_size
 
     @classmethod
     def from_hf_dict(cls, config: dict, default_size: int) -> Preprocessing:
@@ -132,9 +138,9 @@ class TileTransform(torch.nn.Module):
         Returns:
             (B, 3, S, S) float32 with S = ``preprocessing.input_size``.
         """
-        pixels = tiles.permute(0, 3, 1, 2).float()
+        pixels = tiles.permute(0, 3, 1, 2).to(torch.float32, copy=True)  # a copy even of float input (in place below)
         crop = self.preprocessing.input_size
-        size = self.preprocessing.resize_size or crop
+        size = self.preprocessing.resized_side
         if pixels.shape[-1] != size or pixels.shape[-2] != size:
             mode = self.preprocessing.interpolation
             extra = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
@@ -142,4 +148,7 @@ class TileTransform(torch.nn.Module):
         if size != crop:
             start = int(round((size - crop) / 2.0))  # torchvision's CenterCrop offset
             pixels = pixels[..., start : start + crop, start : start + crop]
-        return (pixels - self.mean) * self.inv_std
+            return (pixels - self.mean) * self.inv_std  # a new dense tensor of the crop, as the model always had
+        # in place, the same operations in the same order: a new (B, 3, S, S) float tensor per step cost the
+        # kernel's zero-filling of its pages (more CPU than the arithmetic on a CPU run)
+        return pixels.sub_(self.mean).mul_(self.inv_std)

@@ -23,7 +23,7 @@ from pipeline.data.records import ImageRecord
 from pipeline.embed.embedder import Embedder
 from pipeline.errors import ImageReadError
 from pipeline.extract.batching import Prefetcher, Slice, TileQueue
-from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, keep_as_is
+from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, TileSlots, keep_as_is
 from pipeline.extract.plan import ExtractionPlan
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
@@ -73,6 +73,9 @@ class EmbeddingLoop:
         self.fresh: dict[str, tuple[dict, np.ndarray]] = {}
         self._pending: dict[int, _Pending] = {}
         self._queue = TileQueue()
+        self._slots = TileSlots(0)  # replaced by the loader's, which knows the workers
+        self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # (worker, slot) -> its tiles: keeps the mapping
+        self._cpu_batch: torch.Tensor | None = None  # the one batch buffer on a CPU (see _take)
         # torchrun's ranks share one terminal, where one rank's log lines would break another's bar: lines only
         self._progress = Progress(len(todo), "extract", enabled=plan.settings.progress,
                                   bar=False if plan.launch is not None else None)
@@ -99,8 +102,11 @@ class EmbeddingLoop:
 
     def _loader(self) -> DataLoader:
         plan = self.plan
-        dataset = TileDataset(self.todo, plan.settings.tiling, plan.settings.max_pixels, plan.settings.quality_checks)
         workers = plan.workers
+        self._slots = TileSlots(workers)
+        preprocessing = plan.model.preprocessing
+        dataset = TileDataset(self.todo, plan.settings.tiling, plan.settings.max_pixels, plan.settings.quality_checks,
+                              self._slots, (preprocessing.resized_side, preprocessing.interpolation))
         return DataLoader(dataset, batch_size=None, collate_fn=keep_as_is, num_workers=workers,
                           prefetch_factor=4 if workers else None)
 
@@ -122,8 +128,15 @@ class EmbeddingLoop:
             yield self._take(size)
 
     def _take(self, size: int) -> tuple[torch.Tensor, list[Slice]]:
-        # On CUDA the batch is gathered straight into the pinned buffer the embedder sends next.
-        return self._queue.take(size, out=self._embedder.next_host_buffer(self.plan.tile_shape))
+        # On CUDA the batch is gathered straight into the pinned buffer the embedder sends next. On a CPU the batch is
+        # embedded before submit returns, so one buffer serves every batch: a new one per batch cost the kernel's
+        # zero-filling of its pages (about 1 ms per tile here, more than cutting the tile).
+        out = self._embedder.next_host_buffer(self.plan.tile_shape)
+        if out is None and self.plan.device.type == "cpu":
+            if self._cpu_batch is None:
+                self._cpu_batch = torch.empty((size, *self.plan.tile_shape), dtype=torch.uint8)
+            out = self._cpu_batch
+        return self._queue.take(size, out=out)
 
     def _skip(self, failure: ImageFailure) -> None:
         record = self.todo[failure.position]
@@ -142,6 +155,10 @@ class EmbeddingLoop:
             self.summary.fallbacks[record.image_id] = fallback
             logger.info("%s: %s", record.image_id, item.note)
         self._pending[item.position] = _Pending(item, self.plan.model.dim)
+        if item.ticket is not None and item.ticket[2] >= 0:
+            # this process's mapping of a slot's shared memory lives as long as a tensor on it: keep one, so that
+            # the slot's next image reuses the mapping instead of mapping (and faulting in) its pages again
+            self._mapped[item.ticket[0], item.ticket[2]] = item.tiles
         self._queue.put(item.position, item.tiles)
 
     def _store(self, slices: list[Slice], features: np.ndarray) -> None:
@@ -154,6 +171,7 @@ class EmbeddingLoop:
             row += part.count
             if entry.filled == len(entry.item.tiles):
                 del self._pending[part.owner]
+                self._slots.release(entry.item.ticket)  # its tiles are embedded: the worker may reuse their slot
                 self._finish(part.owner, entry)
 
     def _finish(self, position: int, entry: _Pending) -> None:

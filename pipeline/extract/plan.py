@@ -13,8 +13,9 @@ from pipeline.data.records import ImageRecord, find_records
 from pipeline.embed.loading import load_model
 from pipeline.embed.model import LoadedModel
 from pipeline.embed.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
+from pipeline.extract.launch import Launch, local_device, resolve_shard
 from pipeline.extract.settings import ExtractionSettings, default_workers
-from pipeline.extract.sharding import Launch, Shard, local_device, resolve_shard, shard_records
+from pipeline.extract.sharding import Shard, shard_records
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class ExtractionPlan:
     """A run's settings with every ``auto`` and default resolved.
 
     Attributes:
-        settings: The settings as given (never rewritten).
+        settings: The settings as given, validated, with ``mpp`` resolved into the tile size
+            (:meth:`ExtractionSettings.resolved`).
         records: The images of the requested splits, sorted by split and name.
         shard: The shard this process embeds (``Shard(0, 1)``: all of them).
         shard_records: The images of that shard, in the order of ``records``.
@@ -35,7 +37,7 @@ class ExtractionPlan:
         workers: Decoding processes (0: in the main process).
         run_attrs: The attributes every feature file of the cache carries (see
             :func:`pipeline.cache.schema.run_attributes`).
-        cache_dir: ``<out>/<data folder key>/<cache name>``.
+        cache_dir: ``<out>/<data folder key>/<cache name>`` (:func:`pipeline.cache.folder.cache_dir`).
     """
 
     settings: ExtractionSettings
@@ -54,8 +56,8 @@ class ExtractionPlan:
 
     @property
     def tile_shape(self) -> tuple[int, int, int]:
-        """(T, T, 3) of every tile."""
-        size = self.settings.tiling.tile_size
+        """(S, S, 3) of every tile the model gets: cut at the tile size, resized by the workers to the encoder side."""
+        size = self.model.preprocessing.resized_side
         return (size, size, 3)
 
 
@@ -69,12 +71,12 @@ def plan_extraction(
     Args:
         settings: The run's settings.
         model: An already loaded model (tests, benchmarks); loaded from ``settings.model`` when None.
-        launch: How torchrun started this process (:func:`~pipeline.extract.sharding.torchrun_launch`), or None.
+        launch: How torchrun started this process (:func:`~pipeline.extract.launch.torchrun_launch`), or None.
 
     Raises:
         PipelineError: Bad settings, data folder or model.
     """
-    settings.validate()
+    settings = settings.resolved()  # validated; --mpp turned into the tile size the encoder's magnification needs
     shard = resolve_shard(settings.shard, launch)
     records = find_records(settings.data_dir, settings.split)
     cache.extraction_cache_dir(settings.out_dir, settings.data_dir)  # a wrong --out fails before the model loads

@@ -17,9 +17,9 @@ import numpy as np
 
 from pipeline import cache
 from pipeline.cache import store
+from pipeline.cache.claims import live_claims
 from pipeline.data.records import ImageRecord, find_records
 from pipeline.errors import CacheError
-from pipeline.extract.claims import live_claims
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.summary import listed
 from pipeline.extract.verify import find_cache_dir
@@ -169,7 +169,7 @@ def finalize_cache(settings: ExtractionSettings) -> FinalizeReport:
     Raises:
         PipelineError: Bad flags, no such cache, or a bad data folder.
     """
-    settings.tiling.validate()
+    settings = settings.resolved()  # --mpp: the tile size it implies
     cache_dir = find_cache_dir(settings)
     records = find_records(settings.data_dir, settings.split)
     report = FinalizeReport(cache_dir, n_images=len(records))

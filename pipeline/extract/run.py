@@ -1,7 +1,7 @@
 """Stage 1: data workers -> batches across images -> frozen model -> one HDF5 file per image. Resumable.
 
 One process embeds one shard of the images (all of them unless ``--shard I/N`` or torchrun say otherwise) under a
-claim on that shard (:mod:`pipeline.extract.claims`), so many processes fill one cache at once. Each leaves a record
+claim on that shard (:mod:`pipeline.cache.claims`), so many processes fill one cache at once. Each leaves a record
 of its shard (:mod:`pipeline.cache.shards`). The report of the whole cache (``skipped.json``, ``quality.csv``, the
 contact sheet) is written by a single process at the end, by rank 0 once every rank is done under torchrun, and by
 ``extract.py --finalize`` after independent shards.
@@ -16,17 +16,17 @@ from pathlib import Path
 
 from pipeline import cache
 from pipeline.cache.atomic import host_name
+from pipeline.cache.claims import ShardClaim, remove_dead_temporaries
 from pipeline.cache.folder import create_json
 from pipeline.cache.schema import mismatched_keys
 from pipeline.data.records import ImageRecord, file_checksums
 from pipeline.embed.model import LoadedModel
 from pipeline.errors import CacheError, Interrupted
-from pipeline.extract.claims import ShardClaim, remove_dead_temporaries
+from pipeline.extract.launch import JobStore, torchrun_launch
 from pipeline.extract.loop import EmbeddingLoop, log_limit
 from pipeline.extract.plan import ExtractionPlan, plan_extraction
 from pipeline.extract.quality_report import finish_cache
 from pipeline.extract.settings import ExtractionSettings
-from pipeline.extract.sharding import JobStore, torchrun_launch
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
 from pipeline.hygiene.checks import QUALITY_VERSION
@@ -133,10 +133,14 @@ def _todo(plan: ExtractionPlan, summary: ExtractionSummary) -> tuple[list[ImageR
     hygiene version is re-scored (unless the checks are off), without the model.
     """
     phase, todo, rescore, records = time.perf_counter(), [], [], plan.shard_records
-    for record, (image_sha, mask_sha) in zip(records, file_checksums(records), strict=True):
-        path = cache.feature_path(plan.cache_dir, record.image_id)
-        status = "embed" if plan.settings.overwrite else cache.file_status(
-            path, plan.run_attrs, image_sha, mask_sha, QUALITY_VERSION)[0]
+    paths = [cache.feature_path(plan.cache_dir, record.image_id) for record in records]
+    # Only an existing file needs the checksums of its image and mask: an image without one is embedded anyway (its
+    # worker hashes the bytes it decodes), so a new cache's files are read once, not twice.
+    checked = [] if plan.settings.overwrite else [i for i, path in enumerate(paths) if path.is_file()]
+    checksums = dict(zip(checked, file_checksums([records[i] for i in checked]), strict=True))
+    for position, (record, path) in enumerate(zip(records, paths, strict=True)):
+        status = "embed" if position not in checksums else cache.file_status(
+            path, plan.run_attrs, *checksums[position], QUALITY_VERSION)[0]
         if status == "embed":
             todo.append(record)
         else:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.data.images import DEFAULT_MAX_PIXELS
 from pipeline.data.tiling import TilingSettings
-from pipeline.embed.options import COMPILE_MODES
+from pipeline.defaults import DEFAULT_DATA_DIR, DEFAULT_FEATURES_DIR, DEFAULT_TILE_SIZE
+from pipeline.embed import registry
+from pipeline.embed.options import COMPILE_MODES, PRECISIONS
+from pipeline.embed.registry import DEFAULT_MODEL, model_help
 from pipeline.errors import ConfigError
-from pipeline.extract.sharding import Shard
+from pipeline.extract.sharding import Shard, parse_shard
+from pipeline.flags import nested, setting
 from pipeline.hygiene.settings import QualitySettings
+
+logger = logging.getLogger(__name__)
 
 
 def usable_cores() -> int:
@@ -32,28 +39,100 @@ def default_workers(device_type: str = "cpu", processes: int = 1) -> int:
     return max(1, min(32 if device_type == "cuda" else 8, usable_cores() // max(1, processes) - 1))
 
 
+def tile_size_for(model: str, mpp: float | None, tile_size: int | None = None) -> int:
+    """``tile_size`` as given, else the size ``mpp`` implies for ``model``, else :data:`DEFAULT_TILE_SIZE`.
+
+    Raises:
+        ConfigError: Both given, or ``mpp`` with an encoder whose training scale is not in the table.
+    """
+    if mpp is None:
+        return DEFAULT_TILE_SIZE if tile_size is None else tile_size
+    if tile_size is not None:
+        raise ConfigError(f"--tile-size {tile_size} and --mpp {mpp:g} both set the tile size: give one.")
+    entry = registry.find(model)
+    if entry is None:
+        raise ConfigError(f"--mpp needs an encoder of the table, whose training magnification is known; "
+                          f"'{model}' is not one. Give --tile-size instead (see docs/encoders.md).")
+    try:
+        size = registry.tile_size_for_mpp(entry, mpp)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    logger.info("--mpp %g with %s (trained at %s, %d-px input): --tile-size %d.", mpp, entry.name,
+                entry.magnification, entry.input_size, size)
+    return size
+
+
 @dataclass
 class ExtractionSettings:
-    """Everything that defines an extraction run (the command-line flags of ``extract.py``)."""
+    """Everything that defines an extraction run; each field with a flag is one flag of ``extract.py``."""
 
-    data_dir: Path = Path("data")  # challenge layout: train_data/, test_data/, train_labels.csv
-    split: str = "all"  # train, test or all
-    model: str = "phikon"  # registry name, Hugging Face id or folder, timm:NAME
-    out_dir: Path = Path("features")  # the cache root: <out>/<data folder key>/<model and tiling settings>/
-    device: str = "auto"  # auto (CUDA when available), cpu, cuda
-    precision: str = "auto"  # fp32, bf16, fp16, bf16-weights; auto: fp16 CUDA, bf16 transformers on AMX, else fp32
-    compile: str = "auto"  # torch.compile the model: auto (CUDA, bf16 on CPUs with native bf16), on, off
-    tiling: TilingSettings = field(default_factory=TilingSettings)
-    batch_size: int | None = None  # tiles per forward pass (across images); None: 16 on CPU, 256 on CUDA
-    workers: int | None = None  # decoding processes; None = default_workers(device), 0 = in the main process
-    write_processes: int = 0  # HDF5 writer processes; 0: one writer thread in the main process
-    strict: bool = False  # stop at the first bad image instead of skipping it
-    overwrite: bool = False  # re-embed images even when their file is up to date
-    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse image headers above this many pixels
-    quality: QualitySettings = field(default_factory=QualitySettings)  # thresholds of the hygiene report
-    quality_checks: bool = True  # compute the cheap per-image checks (off only to measure their cost)
-    progress: bool = True  # show a progress bar
-    shard: Shard | None = None  # embed only this shard of the images; None: all (or the torchrun rank's shard)
+    data_dir: Path = setting(
+        DEFAULT_DATA_DIR, name="--data", help="data folder with train_data/, test_data/ and train_labels.csv"
+    )
+    split: str = setting("all", choices=("train", "test", "all"), help="which split to embed")
+    model: str = setting(DEFAULT_MODEL, help=model_help())
+    out_dir: Path = setting(
+        DEFAULT_FEATURES_DIR, name="--out",
+        help="cache root: each data folder gets its own sub-folder (<name>-<hash of its path>)",
+    )
+    device: str = setting("auto", choices=("auto", "cpu", "cuda"), help="auto uses CUDA when available")
+    precision: str = setting(
+        "auto", choices=PRECISIONS,
+        help="auto: fp16 on CUDA, bf16 for transformer models on CPUs with AMX/AVX512-BF16, fp32 elsewhere; "
+        "bf16-weights casts the weights themselves",
+    )
+    compile: str = setting(
+        "auto", choices=COMPILE_MODES,
+        help="torch.compile the model (runs uncompiled if that fails); auto: only for bf16 on AMX CPUs (slower on GPU)",
+    )
+    tiling: TilingSettings = nested(TilingSettings)
+    # resolved into tiling.tile_size by resolved(): a library caller gets the same tiles as the command line
+    mpp: float | None = setting(
+        None, type=float,
+        help="micrometres per pixel of your images: sets --tile-size so that tiles match the magnification the "
+        "encoder was trained at, e.g. 0.25 with a 0.5 um/px encoder of 224 px input gives 448 (docs/encoders.md)",
+    )
+    batch_size: int | None = setting(
+        None, type=int, help="tiles per forward pass (default: 16 on CPU, 256 on CUDA)"
+    )
+    workers: int | None = setting(
+        None, type=int,
+        help=f"decoding worker processes (default: cores - 1, at most 8 on CPU and 32 on CUDA; here "
+        f"{default_workers()} on CPU; 0: none)",
+    )
+    write_processes: int = setting(
+        0,
+        help="processes that encode and write the HDF5 files (0: one thread beside the model, as fast on the hosts "
+        "measured; more where encoding, not the disk, is the limit)",
+    )
+    strict: bool = setting(False, help="stop with an error at the first bad image")
+    overwrite: bool = setting(False, help="re-embed images whose files are up to date")
+    max_pixels: int = setting(
+        DEFAULT_MAX_PIXELS, help="refuse images whose header claims more pixels (decompression-bomb guard)"
+    )
+    quality: QualitySettings = nested(QualitySettings)  # thresholds of the hygiene report
+    quality_checks: bool = True  # compute the cheap per-image checks (off only to measure their cost; no flag)
+    progress: bool = setting(True, help="hide the progress bar")
+    shard: Shard | None = setting(
+        None, metavar="I/N", parse=parse_shard,
+        help="embed only shard I of N (0-based, like torchrun's RANK), balanced by pixel count; N processes, e.g. a "
+        "Slurm array, fill one cache together, then --finalize writes its report. Under torchrun the default is "
+        "RANK/WORLD_SIZE (see docs/scale-out.md)",
+    )
+
+    def resolved(self) -> ExtractionSettings:
+        """These settings validated, with ``mpp`` turned into the tile size (:func:`tile_size_for`); idempotent.
+
+        Raises:
+            ConfigError: A value out of range, or ``mpp`` with a tile size of its own or an encoder whose training
+                magnification is unknown.
+        """
+        self.validate()
+        if self.mpp is None:
+            return self
+        given = None if self.tiling.tile_size == DEFAULT_TILE_SIZE else self.tiling.tile_size
+        tiling = replace(self.tiling, tile_size=tile_size_for(self.model, self.mpp, given))
+        return replace(self, tiling=tiling, mpp=None)
 
     def validate(self) -> ExtractionSettings:
         """Raise :class:`ConfigError` on values outside their range; return self."""

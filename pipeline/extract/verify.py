@@ -16,13 +16,13 @@ from pathlib import Path
 
 from pipeline import cache
 from pipeline.cache import store
+from pipeline.cache.claims import dead_temporaries, live_claims
 from pipeline.data.records import file_checksums, find_records, resolve_splits
 from pipeline.data.tiling import GRID_LAYOUT
 from pipeline.embed.loading import predicted_preprocessing
 from pipeline.embed.model import slugify
 from pipeline.embed.options import PRECISIONS
 from pipeline.errors import CacheError
-from pipeline.extract.claims import dead_temporaries, live_claims
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.hygiene.checks import QUALITY_VERSION
 
@@ -106,8 +106,9 @@ def find_cache_dir(settings: ExtractionSettings) -> Path:
         return out
     precisions = [settings.precision] if settings.precision != "auto" else [p for p in PRECISIONS if p != "auto"]
     names = [cache.cache_name(slugify(settings.model), settings.tiling, p) for p in precisions]
-    roots = [out / cache.data_key(settings.data_dir), out]
-    found = [root / name for root in roots for name in names if (root / name / cache.SETTINGS_FILE).is_file()]
+    # the cache these flags make, then one made before data folders had their own key (directly under --out)
+    candidates = [folder for name in names for folder in (cache.cache_dir(out, settings.data_dir, name), out / name)]
+    found = [folder for folder in candidates if (folder / cache.SETTINGS_FILE).is_file()]
     if len(found) == 1:
         return found[0]
     if found:
@@ -116,7 +117,7 @@ def find_cache_dir(settings: ExtractionSettings) -> Path:
             "pass --out CACHE_FOLDER."
         )
     present = ", ".join(str(p.relative_to(out)) for p in cache.find_caches(out)) or "none"
-    older = [root / name.replace(f"_{cache.grid_tag()}_", "_") for root in roots for name in names]
+    older = [folder.parent / folder.name.replace(f"_{cache.grid_tag()}_", "_") for folder in candidates]
     older = [folder for folder in older if (folder / cache.SETTINGS_FILE).is_file()]
     if older:
         raise CacheError(
@@ -142,7 +143,7 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
     Raises:
         PipelineError: Bad flags, no such cache, an unreadable ``settings.json``, or a bad data folder.
     """
-    settings.tiling.validate()
+    settings = settings.resolved()  # --mpp: the tile size it implies
     cache_dir = find_cache_dir(settings)
     expected = cache.read_settings(cache_dir)
     records = find_records(settings.data_dir, settings.split)
@@ -155,7 +156,7 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
             f"an extraction (shard {claim.get('shard', claim['key'])}, host {claim.get('host', '?')}, pid "
             f"{claim.get('pid', '?')}) is writing this cache now; its report may change"
         )
-    expected = _with_current_preprocessing(expected, settings.model, report)
+    expected = _with_current_preprocessing(expected, settings.model, settings.tiling.tile_size, report)
     layout = expected.get("grid")
     if layout != GRID_LAYOUT:
         made = f"with tile layout '{layout}'" if layout else f"before tile layout '{GRID_LAYOUT}' ({_OLD_LAYOUT[:-1]})"
@@ -185,15 +186,18 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
     return report
 
 
-def _with_current_preprocessing(expected: dict, model: str, report: VerificationReport) -> dict:
+def _with_current_preprocessing(expected: dict, model: str, tile_size: int, report: VerificationReport) -> dict:
     """``expected`` with the preprocessing the model would use now, when it is known and differs (with a note)."""
     predicted = predicted_preprocessing(model)
     recorded = expected.get("preprocessing")
-    if predicted is None or recorded is None or predicted.to_dict() == recorded:
+    if predicted is None or recorded is None:
         return expected
-    report.notes.append(f"--model {model} now preprocesses tiles as {predicted.to_dict()}; the cache was made with "
+    now = cache.preprocessing_attribute(predicted, tile_size)
+    if now == recorded:
+        return expected
+    report.notes.append(f"--model {model} now preprocesses tiles as {now}; the cache was made with "
                         f"{recorded}: extract.py re-embeds its files")
-    return {**expected, "preprocessing": predicted.to_dict()}
+    return {**expected, "preprocessing": now}
 
 
 def _file_state(path: Path) -> str:

@@ -23,8 +23,8 @@ from sklearn.utils.validation import check_array
 
 from pipeline.errors import ConfigError
 from pipeline.heads.bags import BagPrediction, Bags, GatedAttentionMIL, check_bag_index
-from pipeline.heads.base import Head, check_number
-from pipeline.heads.mlp import inner_split, torch_threads, weighted_loss
+from pipeline.heads.base import N_JOBS, NON_NEGATIVE, POSITIVE, Head, at_least, fraction
+from pipeline.heads.torch_training import inner_split, torch_threads, weighted_loss
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +61,20 @@ class ABMILHead(Head):
 
     kind = "abmil"
     bags = True  # fit/predict take bag_index: evaluation hands this head whole images as bags of tiles
-    _int_ranges = {
-        **Head._int_ranges,
-        "hidden_dim": "[1, inf)",
-        "attention_dim": "[1, inf)",
-        "batch_size": "[1, inf)",
-        "max_epochs": "[1, inf)",
-        "patience": "[1, inf)",
-        "n_models": "[1, inf)",
+    _parameter_constraints = {
+        **Head._parameter_constraints,
+        "hidden_dim": [at_least(1)],
+        "attention_dim": [at_least(1)],
+        "dropout": [fraction("left")],
+        "lr": [POSITIVE],
+        "weight_decay": [NON_NEGATIVE],
+        "batch_size": [at_least(1)],
+        "max_epochs": [at_least(1)],
+        "patience": [at_least(1)],
+        "validation_fraction": [fraction("neither")],
+        "n_models": [at_least(1)],
+        "n_jobs": N_JOBS,
     }
-    _float_ranges = {"dropout": "[0, 1)", "lr": "(0, inf)", "weight_decay": "[0, inf)", "validation_fraction": "(0, 1)"}
 
     def __init__(
         self,
@@ -101,11 +105,6 @@ class ABMILHead(Head):
         self.class_weight = class_weight
         self.seed = seed
         self.n_jobs = n_jobs
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.n_jobs is not None:
-            check_number(self, "n_jobs", self.n_jobs, "[-1, inf)", integer=True)
 
     def fit(self, X: Any, y: Any, bag_index: Any = None, groups: Any = None, sample_weight: Any = None) -> ABMILHead:
         """Fit on bags.

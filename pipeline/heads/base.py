@@ -8,10 +8,12 @@ numpy arrays (no pickle) and back.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
@@ -20,22 +22,42 @@ from pipeline.errors import ConfigError, ModelLoadError
 STATE_VERSION = 1  # bump when the layout of head.json / head.npz changes
 
 
-def check_number(owner: object, name: str, value: Any, interval: str, integer: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a number (an int if ``integer``) in ``interval``.
+class InvalidHeadParameter(ConfigError, InvalidParameterError):
+    """A head parameter outside its rule: a :class:`ConfigError` for the pipeline, scikit-learn's error for sklearn."""
 
-    ``interval`` is written as in the error message, e.g. "(0, inf)" or "[1, 10]"; brackets say whether the ends
-    are included.
+
+class PositiveInts(Options):
+    """A tuple (or list) of positive ints, e.g. the widths of hidden layers (a rule :mod:`sklearn` does not have).
+
+    An :class:`~sklearn.utils._param_validation.Options` only so that scikit-learn's validation accepts it as a rule.
     """
-    low, high = (float(end) for end in interval[1:-1].split(","))
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and bool(np.isfinite(value))
-    ok = ok and (value > low if interval[0] == "(" else value >= low)
-    if not (ok and (value < high if interval[-1] == ")" else value <= high)):
-        what = "an int" if integer else "a float"
-        raise ConfigError(
-            f"The {name!r} parameter of {type(owner).__name__} must be {what} in the range {interval}. "
-            f"Got {value!r} instead."
+
+    def __init__(self) -> None:
+        super().__init__(tuple, set())
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        """True for a tuple or list of ints >= 1 (bools are not ints here)."""
+        return isinstance(val, (tuple, list)) and all(
+            isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in val
         )
+
+    def __str__(self) -> str:
+        return "a tuple of positive ints"
+
+
+def at_least(low: int) -> Interval:
+    """``Interval(Integral, low, None, closed="left")``: an int of at least ``low``."""
+    return Interval(Integral, low, None, closed="left")
+
+
+def fraction(closed: str) -> Interval:
+    """A float in [0, 1] with the ends ``closed`` says ("left": [0, 1), "right": (0, 1], "neither": (0, 1))."""
+    return Interval(Real, 0, 1, closed=closed)
+
+
+POSITIVE = Interval(Real, 0, None, closed="neither")  # a float > 0
+NON_NEGATIVE = Interval(Real, 0, None, closed="left")  # a float >= 0
+N_JOBS = [Interval(Integral, -1, None, closed="left"), None]  # threads; -1 or None: the library's default
 
 
 def balanced_class_weights(y_idx: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None) -> np.ndarray:
@@ -51,21 +73,19 @@ class Head(ClassifierMixin, BaseEstimator):
     """Shared fit-time checks, ``predict`` and state handling; subclasses set ``kind`` and the model itself."""
 
     kind = ""
-    # Parameter name -> allowed interval, checked at the start of fit; ints and floats are kept apart.
-    _int_ranges: dict[str, str] = {"seed": "[0, inf)"}
-    _float_ranges: dict[str, str] = {}
+    # One rule per parameter (scikit-learn's ``_param_validation``), checked at the start of fit; each head adds its
+    # own, and a test refuses a head whose table misses a parameter.
+    _parameter_constraints: dict[str, list] = {
+        "class_weight": [StrOptions({"balanced"}), None],
+        "seed": [at_least(0)],
+    }
 
     def _check_params(self) -> None:
-        """Raise :class:`ConfigError` on a bad ``class_weight`` or a number outside its interval."""
-        if self.class_weight not in ("balanced", None):
-            raise ConfigError(
-                f"The 'class_weight' parameter of {type(self).__name__} must be 'balanced' or None. "
-                f"Got {self.class_weight!r} instead."
-            )
-        for name, interval in self._int_ranges.items():
-            check_number(self, name, getattr(self, name), interval, integer=True)
-        for name, interval in self._float_ranges.items():
-            check_number(self, name, getattr(self, name), interval)
+        """Raise :class:`InvalidHeadParameter` (a :class:`ConfigError`) on a parameter outside its rule."""
+        try:
+            self._validate_params()
+        except InvalidParameterError as exc:
+            raise InvalidHeadParameter(str(exc)) from None
 
     def _prepare_fit(
         self, X: Any, y: Any, sample_weight: Any, dtype: Any = np.float64

@@ -8,7 +8,7 @@ import lightgbm
 import numpy as np
 
 from pipeline.errors import ModelLoadError
-from pipeline.heads.base import Head
+from pipeline.heads.base import N_JOBS, NON_NEGATIVE, POSITIVE, Head, at_least, fraction
 
 
 class LGBMHead(Head):
@@ -24,19 +24,20 @@ class LGBMHead(Head):
     """
 
     kind = "lgbm"
-    _int_ranges = {
-        **Head._int_ranges,
-        "n_estimators": "[1, inf)",
-        "num_leaves": "[2, inf)",
-        "min_child_samples": "[1, inf)",
-        "max_bin": "[2, inf)",
+    _parameter_constraints = {
+        **Head._parameter_constraints,
+        "n_estimators": [at_least(1)],
+        "learning_rate": [POSITIVE],
+        "num_leaves": [at_least(2)],
+        "min_child_samples": [at_least(1)],
+        "subsample": [fraction("right")],
+        "colsample_bytree": [fraction("right")],
+        "reg_lambda": [NON_NEGATIVE],
+        "max_bin": [at_least(2)],
+        "n_jobs": N_JOBS,
     }
-    _float_ranges = {
-        "learning_rate": "(0, inf)",
-        "subsample": "(0, 1]",
-        "colsample_bytree": "(0, 1]",
-        "reg_lambda": "[0, inf)",
-    }
+    _LIGHTGBM_PARAMS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample",
+                        "colsample_bytree", "reg_lambda", "max_bin")  # passed to LGBMClassifier under their names
 
     def __init__(
         self,
@@ -68,7 +69,7 @@ class LGBMHead(Head):
         """Fit on X (n, d) and labels y (n,); ``groups`` is accepted for a common signature and ignored."""
         X, y_idx, weights = self._prepare_fit(X, y, sample_weight, dtype=(np.float32, np.float64))
         model = lightgbm.LGBMClassifier(
-            **{name: getattr(self, name) for name in [*self._int_ranges, *self._float_ranges] if name != "seed"},
+            **{name: getattr(self, name) for name in self._LIGHTGBM_PARAMS},
             subsample_freq=1,  # bag rows on every iteration
             random_state=self.seed,
             n_jobs=self.n_jobs,

@@ -10,7 +10,7 @@ from scipy.special import expit, softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.heads.base import Head
+from pipeline.heads.base import POSITIVE, Head, at_least
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ class LogRegHead(Head):
     """
 
     kind = "logreg"
-    _int_ranges = {**Head._int_ranges, "max_iter": "[1, inf)"}
-    _float_ranges = {"C": "(0, inf)", "tol": "(0, inf)"}
+    _parameter_constraints = {
+        **Head._parameter_constraints, "C": [POSITIVE], "max_iter": [at_least(1)], "tol": [POSITIVE]
+    }
 
     def __init__(
         self,

@@ -1,23 +1,23 @@
 """A small torch MLP head with early stopping on held-out images (groups), never on held-out tiles.
 
 Tiles of one image look alike, so a validation split of rows would put near-copies of training tiles in the
-validation set and stop training far too late. :func:`inner_split` therefore holds out whole groups.
+validation set and stop training far too late: :func:`~pipeline.heads.torch_training.inner_split` holds out whole
+groups.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.special import softmax
+from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from pipeline.errors import ConfigError
-from pipeline.heads.base import Head, check_number
+from pipeline.heads.base import N_JOBS, NON_NEGATIVE, POSITIVE, Head, PositiveInts, at_least, fraction
+from pipeline.heads.torch_training import inner_split, torch_threads, weighted_loss
 
 logger = logging.getLogger(__name__)
 
@@ -25,36 +25,6 @@ _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 _PREDICT_CHUNK = 8192  # rows per forward pass at predict time; bounds memory on large inputs
 _MIN_STEPS_PER_EPOCH = 10  # small training sets get smaller batches, so max_epochs is enough for them too
 _MIN_IMPROVEMENT = 1e-4  # smaller drops in validation loss count as stale epochs, so near-zero losses still stop
-
-
-def inner_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out about ``fraction`` of the groups of each class, whole groups only.
-
-    A group counts towards its most frequent class. Each class keeps at least one group on each side; a class with
-    fewer than two groups makes the split impossible, and then every row is returned as training.
-
-    Args:
-        y: Labels, shape (n,). groups: Group id per row (e.g. image id), shape (n,).
-        fraction: Share of each class's groups to hold out, in (0, 1). seed: Seed for the numpy generator.
-
-    Returns:
-        ``(train_mask, val_mask)``, each bool of shape (n,), disjoint and covering every row.
-    """
-    _, y_idx = np.unique(np.asarray(y), return_inverse=True)
-    group_ids, group_idx = np.unique(np.asarray(groups), return_inverse=True)
-    counts = np.zeros((len(group_ids), y_idx.max() + 1), dtype=np.int64)
-    np.add.at(counts, (group_idx, y_idx), 1)
-    group_label = counts.argmax(axis=1)
-    rng = np.random.default_rng(seed)
-    val_groups = np.zeros(len(group_ids), dtype=bool)
-    for label in range(counts.shape[1]):
-        members = np.flatnonzero(group_label == label)
-        if len(members) < 2:
-            return np.ones(len(y_idx), dtype=bool), np.zeros(len(y_idx), dtype=bool)
-        n_val = min(max(1, round(fraction * len(members))), len(members) - 1)
-        val_groups[rng.choice(members, size=n_val, replace=False)] = True
-    val_mask = val_groups[group_idx]
-    return ~val_mask, val_mask
 
 
 def build_network(
@@ -68,26 +38,6 @@ def build_network(
         width = hidden
     layers.append(nn.Linear(width, n_classes))
     return nn.Sequential(*layers)
-
-
-@contextlib.contextmanager
-def torch_threads(n_jobs: int | None) -> Iterator[None]:
-    """Use ``n_jobs`` torch threads inside the block and restore the process-wide setting after it."""
-    if n_jobs is None or n_jobs < 1:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_jobs)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def weighted_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Class- and sample-weighted cross-entropy: ``sum(weight * ce) / sum(weight)``."""
-    losses = nn.functional.cross_entropy(logits, target, reduction="none")
-    return (losses * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
 class MLPHead(Head):
@@ -112,8 +62,19 @@ class MLPHead(Head):
     """
 
     kind = "mlp"
-    _int_ranges = {**Head._int_ranges, "batch_size": "[1, inf)", "max_epochs": "[1, inf)", "patience": "[1, inf)"}
-    _float_ranges = {"dropout": "[0, 1)", "lr": "(0, inf)", "weight_decay": "[0, inf)", "validation_fraction": "(0, 1)"}
+    _parameter_constraints = {
+        **Head._parameter_constraints,
+        "hidden_dims": [PositiveInts()],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "dropout": [fraction("left")],
+        "lr": [POSITIVE],
+        "weight_decay": [NON_NEGATIVE],
+        "batch_size": [at_least(1)],
+        "max_epochs": [at_least(1)],
+        "patience": [at_least(1)],
+        "validation_fraction": [fraction("neither")],
+        "n_jobs": N_JOBS,
+    }
 
     def __init__(
         self,
@@ -143,25 +104,8 @@ class MLPHead(Head):
         self.seed = seed
         self.n_jobs = n_jobs
 
-    def _check_architecture(self) -> None:
-        """Check the parameters that shape the network (the numeric ranges are checked in ``_prepare_fit``)."""
-        dims = self.hidden_dims
-        ok = isinstance(dims, (tuple, list)) and all(isinstance(h, int) and not isinstance(h, bool) for h in dims)
-        if not ok or min(dims, default=1) < 1:
-            raise ConfigError(
-                f"The 'hidden_dims' parameter of MLPHead must be a tuple of positive ints. Got {dims!r} instead."
-            )
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(
-                f"The 'activation' parameter of MLPHead must be one of {', '.join(_ACTIVATIONS)}. "
-                f"Got {self.activation!r} instead."
-            )
-        if self.n_jobs is not None:
-            check_number(self, "n_jobs", self.n_jobs, "[-1, inf)", integer=True)
-
     def fit(self, X: Any, y: Any, groups: Any = None, sample_weight: Any = None) -> MLPHead:
         """Fit on X (n, d) and labels y (n,); ``groups`` (n,) keeps each image on one side of the inner split."""
-        self._check_architecture()
         X, y_idx, weights = self._prepare_fit(X, y, sample_weight, dtype=np.float32)
         groups = np.arange(len(X)) if groups is None else np.asarray(groups)
         if groups.shape != (len(X),):
@@ -261,7 +205,7 @@ class MLPHead(Head):
         head = cls._restore(meta, arrays)
         head.mean_, head.std_ = arrays["mean"], arrays["std"]
         head.n_epochs_, head.best_epoch_ = int(meta["n_epochs"]), int(meta["best_epoch"])
-        head._check_architecture()
+        head._check_params()
         with torch.random.fork_rng(devices=[]):  # the random init is overwritten; keep the caller's RNG untouched
             head.network_ = build_network(
                 head.n_features_in_, head.hidden_dims, len(head.classes_), head.activation, head.dropout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.data.decoders import fast_pixels, open_unchecked
 from pipeline.hygiene.assessment import FLAGS, QualityReport
 from pipeline.hygiene.rules import INK_COLOURS
 
@@ -30,16 +32,22 @@ _EXPLAIN = {
 def _thumbnail(path: Path | None) -> Image.Image:
     """A THUMB x THUMB square with the image fitted in it; grey when the image is missing or unreadable.
 
-    Thread-safe (it changes no global state, unlike :func:`pipeline.data.images.read_image`), so thumbnails are drawn in
-    parallel; images too large for Pillow's own guard stay grey.
+    Thread-safe (it changes no global state), so thumbnails are drawn in parallel; images too large for Pillow's own
+    guard stay grey. A JPEG decodes at a fraction of its size (Pillow's draft); a common PNG through the fast decoder
+    extraction uses (:func:`pipeline.data.decoders.fast_pixels`, half the time of Pillow's), the rest through Pillow.
     """
     tile = Image.new("RGB", (THUMB, THUMB), (235, 235, 235))
     if path is None:
         return tile
     try:
         with Image.open(path) as opened:
-            opened.draft("RGB", (THUMB, THUMB))  # JPEG decodes at a fraction of its size
-            image = opened.convert("RGB")
+            if opened.format == "JPEG":
+                opened.draft("RGB", (THUMB, THUMB))
+                image = opened.convert("RGB")
+            else:
+                data = Path(path).read_bytes()
+                pixels = fast_pixels(open_unchecked(io.BytesIO(data)), data)
+                image = (opened if pixels is None else Image.fromarray(pixels)).convert("RGB")
     except Exception:  # noqa: BLE001 - any unreadable file gets the grey square; extraction already reported it
         return tile
     image.thumbnail((THUMB, THUMB))

@@ -10,13 +10,17 @@ toward the best-stained slides, possibly one source or one class, which the cros
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from pipeline.hygiene.assessment import EXCLUDED_FROM_TRAINING, QualityReport
 from pipeline.hygiene.rules import RULES
+
+logger = logging.getLogger(__name__)
 
 MAX_SHARE = 0.05  # of all training images
 MAX_CLASS_SHARE = 0.10  # of one class's training images
@@ -91,3 +95,44 @@ def left_out_for_flags(
     if line is not None and not drop_flagged:
         return np.zeros(n, dtype=bool), line
     return flagged.copy(), line
+
+
+class TrainingChoices(Protocol):
+    """The flags of :func:`training_plan` (:class:`pipeline.classify.settings.ClassificationSettings` has them)."""
+
+    keep_outliers: bool
+    drop_flagged: bool
+    dedupe: bool
+
+
+def training_plan(
+    quality: QualityReport, n_train: int, settings: TrainingChoices, labels: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Duplicate groups and trainable images of the training split (its rows come first in ``quality``).
+
+    Args:
+        quality: The assessment of train and test images.
+        n_train: Training images.
+        settings: ``keep_outliers``, ``drop_flagged`` and ``dedupe`` (the classification settings).
+        labels: (n_train,) class names, for the per-class limit of :mod:`pipeline.hygiene.leave_out` (None: one class).
+
+    Returns:
+        (n_train,) duplicate-group ids; (n_train,) bool, the images the heads may train on (flagged images left out
+        as :func:`left_out_for_flags` decides; with ``dedupe`` only the first image of
+        each group); and the hygiene warnings (also logged).
+    """
+    groups = quality.duplicate_group[:n_train]
+    labels = ["all"] * n_train if labels is None else labels
+    flagged, too_many = left_out_for_flags(quality, labels, settings.keep_outliers, settings.drop_flagged)
+    trainable = ~flagged
+    if settings.dedupe:
+        first = np.zeros(n_train, dtype=bool)
+        first[np.unique(groups, return_index=True)[1]] = True
+        trainable &= first
+    warnings = [line for line in (quality.unscored_warning(), too_many) if line]
+    for line in warnings:
+        logger.warning("%s", line)
+    left_out = n_train - int(trainable.sum())
+    if left_out:
+        logger.info("%d of %d training images are left out of training (%s)", left_out, n_train, quality.summary())
+    return groups, trainable, warnings

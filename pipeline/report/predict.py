@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline import cache
 from pipeline.classify.classifier import FusedClassifier
 from pipeline.classify.predict import NewPredictions, predict_cache
 from pipeline.provenance import versions
@@ -22,7 +23,7 @@ PREDICTION_FILE = "prediction.json"
 
 def default_out(run_folder: Path, cache_settings: dict) -> Path:
     """``<run folder>_predict_<data folder name>`` beside the run folder (the next free name)."""
-    data_name = Path(str(cache_settings.get("data_dir") or "data")).name
+    data_name = cache.data_name(cache_settings)
     run_folder = Path(run_folder)
     return next_free(run_folder.with_name(f"{run_folder.name}_predict_{data_name}"))
 

@@ -46,3 +46,16 @@ def test_a_file_made_before_the_tile_layout_existed_reads_and_is_re_embedded(tmp
     assert cache.mismatched_keys(store.read_image_features(path).attrs, current) == ["grid"]
     assert cache.file_status(path, current, "i", "m", 2) == ("embed", "made with other settings (grid)")
     assert cache.file_status(path, EXPECTED, "i", "m", 2) == ("current", None)  # an old cache stays readable as such
+
+
+def test_resized_tiles_are_part_of_the_preprocessing_identity():
+    # tiles resized by Pillow in the workers differ from caches whose device resized them: never the same cache
+    from pipeline.cache.schema import preprocessing_attribute
+    from pipeline.embed.preprocessing import Preprocessing
+
+    preprocessing = Preprocessing(224, interpolation="bilinear")
+    assert preprocessing_attribute(preprocessing, 224) == preprocessing.to_dict()
+    assert preprocessing_attribute(preprocessing, 448) == {**preprocessing.to_dict(), "resized_by": "pillow"}
+    gigapath = Preprocessing(224, interpolation="bicubic", resize_size=256)
+    assert "resized_by" in preprocessing_attribute(gigapath, 224)  # resized to 256, then cropped
+    assert "resized_by" not in preprocessing_attribute(gigapath, 256)

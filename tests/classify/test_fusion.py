@@ -6,7 +6,7 @@ from sklearn.metrics import f1_score
 
 from pipeline import cache
 from pipeline.cache import store
-from pipeline.classify.classifier import FusedClassifier, load_model
+from pipeline.classify.classifier import FusedClassifier, load_classifier
 from pipeline.classify.evaluation import Scheme, cross_validate
 from pipeline.classify.fusion import cache_labels, fused_run_name
 from pipeline.classify.run import run_classification
@@ -91,7 +91,7 @@ def test_a_fused_model_saves_and_loads(tmp_path):
         fused = run_classification(_settings((first, second), **kwargs)).heads[0]
         folder = tmp_path / f"model_{kwargs.get('fusion', 'late')}"
         fused.classifier.save(folder)
-        loaded = load_model(folder)
+        loaded = load_classifier(folder)
         assert isinstance(loaded, FusedClassifier) and loaded.mode == fused.classifier.mode
         assert loaded.scheme == fused.classifier.scheme and loaded.classes == ["a", "b", "c"]
         tests = [cache.load_split(f, "test") for f in (first, second)]

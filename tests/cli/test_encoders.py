@@ -1,13 +1,14 @@
-import argparse
 import subprocess
 import sys
 
 import pytest
 
-from pipeline.cli.encoders import models_table, tile_size
-from pipeline.cli.extract import build_parser, main
+from pipeline.cli.encoders import models_table
+from pipeline.cli.extract import build_parser, main, settings_from_args
+from pipeline.data.tiling import TilingSettings
 from pipeline.embed.registry import ENCODERS
 from pipeline.errors import ConfigError
+from pipeline.extract.settings import ExtractionSettings, tile_size_for
 from tests.embed.encoder_fakes import put_in_hf_cache
 
 
@@ -51,7 +52,7 @@ def test_table_marks_efficientnet_cached_when_its_package_is_installed():
      (["--mpp", "1.0", "--model", "virchow2"], 224), (["--mpp", "0.125", "--model", "kaiko-vitb8"], 896)],
 )
 def test_tile_size_from_mpp(argv, size):
-    assert tile_size(build_parser().parse_args(argv)) == size
+    assert settings_from_args(build_parser().parse_args(argv)).resolved().tiling.tile_size == size
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_tile_size_from_mpp(argv, size):
 )
 def test_mpp_refusals(argv, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        tile_size(build_parser().parse_args(argv))
+        settings_from_args(build_parser().parse_args(argv)).resolved()
 
 
 def test_mpp_refusal_is_one_line_from_the_command(make_data, tmp_path, capsys):
@@ -74,5 +75,15 @@ def test_mpp_refusal_is_one_line_from_the_command(make_data, tmp_path, capsys):
     assert err.startswith("error: --mpp needs an encoder of the table") and err.count("\n") == 1
 
 
-def test_tile_size_namespace_without_flags():
-    assert tile_size(argparse.Namespace(tile_size=None, mpp=None, model="phikon")) == 224
+def test_tile_size_without_flags():
+    assert tile_size_for("phikon", None) == 224
+
+
+def test_a_library_caller_can_use_mpp(tmp_path):
+    """--mpp is resolved by the settings, not the command line: the plan, --verify and --finalize all see it."""
+    settings = ExtractionSettings(data_dir=tmp_path, model="uni", mpp=0.25).resolved()
+    assert settings.tiling.tile_size == 448 and settings.mpp is None and settings.resolved() == settings
+    with pytest.raises(ConfigError, match="--tile-size 300 and --mpp 0.25 both set the tile size"):
+        ExtractionSettings(model="uni", mpp=0.25, tiling=TilingSettings(tile_size=300)).resolved()
+    with pytest.raises(ConfigError, match="--tile-size 224 and --mpp 0.25 both set the tile size"):
+        settings_from_args(build_parser().parse_args(["--tile-size", "224", "--mpp", "0.25"]))

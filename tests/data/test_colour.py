@@ -92,3 +92,14 @@ def test_ink_contrast_names_a_stroke_over_stained_tissue_whatever_the_cast(lung,
         assert others < 0.2 * coverage.sum()
         plain = colour.ink_contrast(colour.optical_density(tinted))  # the tissue alone: nuclei add haematoxylin
         assert all(m.mean() < 0.01 for m in plain.values())
+
+
+def test_a_thumbnails_blue_ink_over_tissue_is_ink_only_when_asked_and_bluer_than_haematoxylin():
+    ink_over_tissue = np.array([[(45, 56, 153)]], np.uint8)  # OD hue 80, chroma 0.40: a made slide's blue band
+    nuclei = np.array([[(100, 40, 140)]], np.uint8)  # OD hue 135, chroma 0.39: purple, haematoxylin's side
+    hues = [float(colour.od_hue_and_chroma(colour.optical_density(p))[0][0, 0]) for p in (ink_over_tissue, nuclei)]
+    assert colour.THUMBNAIL_VIOLET_HUE[0] <= hues[0] <= colour.THUMBNAIL_VIOLET_HUE[1] < hues[1]
+    assert not colour.pen_mask(ink_over_tissue)["blue"].any()  # hygiene's rule (full resolution) is unchanged
+    assert colour.pen_mask(ink_over_tissue, thumbnail_violet_chroma=0.3)["blue"].all()
+    assert not colour.pen_mask(ink_over_tissue, thumbnail_violet_chroma=0.5)["blue"].any()
+    assert not colour.pen_mask(nuclei, thumbnail_violet_chroma=0.1)["blue"].any()

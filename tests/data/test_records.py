@@ -72,3 +72,77 @@ def test_label_file_errors(tmp_path, content, message):
 def test_missing_label_file(tmp_path):
     with pytest.raises(LabelsError, match="does not exist"):
         read_labels(tmp_path / "missing.csv")
+
+
+def _mixed_folder(root):
+    """train_data with an image and its mask, an image without one, two slides (an Aperio .svs and a tiled generic
+    .tif, their own names), a small stripped .tif without the img_ prefix and a stripped img_ .tif image."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from benchmarks import slide_maker
+
+    folder = root / "train_data"
+    folder.mkdir(parents=True)
+    pixels = np.full((64, 64, 3), 200, np.uint8)
+    for name in ("img_0000.png", "mask_0000.png", "img_0001.jpg", "notes.tif", "img_0002.tif", "mask_0002.png"):
+        Image.fromarray(pixels).save(folder / name)
+    layout = slide_maker.default_layout(512, 512, slide_maker.synthetic_patches())
+    slide_maker.write_slide(folder / "TCGA-A1-A0SB.svs", layout, "aperio")
+    tifffile.imwrite(folder / "scan 7.tif", np.zeros((512, 512, 3), np.uint8), tile=(256, 256))
+    return folder
+
+
+def test_slides_and_unmasked_images_say_their_kind_and_mask_source(tmp_path):
+    folder = _mixed_folder(tmp_path)
+    records = find_records(tmp_path, slides=True)
+    found = {r.sample_index: (r.image_id, r.kind, r.mask_source, r.mask_path and r.mask_path.name) for r in records}
+    assert found == {
+        "img_0000.png": ("train/img_0000", "image", "mask_file", "mask_0000.png"),
+        "img_0001.jpg": ("train/img_0001", "unmasked_image", "tissue_detection", None),
+        "img_0002.tif": ("train/img_0002", "image", "mask_file", "mask_0002.png"),  # stripped: an image
+        "TCGA-A1-A0SB.svs": ("train/TCGA-A1-A0SB", "slide", "tissue_detection", None),
+        "scan 7.tif": ("train/scan 7", "slide", "tissue_detection", None),  # tiled: a slide, under its own name
+    }
+    assert [r.sample_index for r in records][-2:] == ["TCGA-A1-A0SB.svs", "scan 7.tif"]
+    assert all(r.image_path == folder / r.sample_index for r in records)
+    # Without slides=True the listing is what it always was: the img_ files, no slide.
+    assert [(r.sample_index, r.kind) for r in find_records(tmp_path)] == [
+        ("img_0000.png", "image"), ("img_0001.jpg", "unmasked_image"), ("img_0002.tif", "image"),
+    ]
+
+
+def test_a_tiled_img_tif_is_a_slide_and_two_files_may_not_share_a_stem(tmp_path):
+    import numpy as np
+    import tifffile
+
+    folder = _mixed_folder(tmp_path)
+    tifffile.imwrite(folder / "img_0003.tif", np.zeros((512, 512, 3), np.uint8), tile=(256, 256))
+    kinds = {r.sample_index: r.kind for r in find_records(tmp_path, slides=True)}
+    assert kinds["img_0003.tif"] == "slide"
+    (folder / "TCGA-A1-A0SB.png").write_bytes(b"x")
+    (folder / "img_TCGA.png").write_bytes(b"x")
+    tifffile.imwrite(folder / "img_0000.tiff", np.zeros((512, 512, 3), np.uint8), tile=(256, 256))
+    with pytest.raises(DataLayoutError, match="share the name img_0000, so their features would share one cache"):
+        find_records(tmp_path, slides=True)
+
+
+def test_a_record_checks_its_kind_and_mask_source(tmp_path):
+    from pipeline.data.records import ImageRecord
+
+    record = ImageRecord("train/a", "train", "a.svs", tmp_path / "a.svs", None, "slide", "tissue_detection")
+    assert record.kind == "slide"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ImageRecord("train/a", "train", "a.svs", tmp_path / "a.svs", None, "wsi")
+    with pytest.raises(ValueError, match="mask source 'mask_file' does not match mask file None"):
+        ImageRecord("train/a", "train", "a.png", tmp_path / "a.png", None, "image", "mask_file")
+
+
+def test_labels_map_slide_file_names(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("sample_index,label\nTCGA-A1-A0SB.svs,Luminal A\nscan 7.tif,Basal\nimg_0000.png,Basal\n")
+    assert read_labels(path) == {"TCGA-A1-A0SB.svs": "Luminal A", "scan 7.tif": "Basal", "img_0000.png": "Basal"}
+    path.write_text("TCGA-A1-A0SB.SVS,Luminal A\n")
+    with pytest.raises(LabelsError, match="The first row is data: add the header row"):
+        read_labels(path)

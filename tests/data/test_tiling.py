@@ -205,3 +205,25 @@ def test_fallback_note_says_what_happened_and_what_to_do():
     empty = plan_tiles(np.zeros((100, 200), dtype=bool), TilingSettings(tile_size=32))
     assert empty.note == "the mask is empty, so the centre tile was kept to give the image a prediction; check its mask"
     assert plan_tiles(np.ones((64, 64), dtype=bool), TilingSettings(tile_size=32)).note == ""
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+def test_resize_tiles_is_pillows_resize_of_each_tile(interpolation):
+    from PIL import Image
+
+    from pipeline.data.tiling import PIL_FILTERS, resize_tiles
+
+    tiles = np.random.default_rng(0).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)
+    out = resize_tiles(tiles, 24, interpolation)
+    assert out.shape == (3, 24, 24, 3) and out.dtype == np.uint8
+    for tile, resized in zip(tiles, out, strict=True):
+        expected = np.asarray(Image.fromarray(tile).resize((24, 24), PIL_FILTERS[interpolation]))
+        np.testing.assert_array_equal(resized, expected)
+    assert resize_tiles(tiles, 40, interpolation) is tiles  # already the size: no copy
+
+
+def test_resize_tiles_names_an_unknown_filter():
+    from pipeline.data.tiling import resize_tiles
+
+    with pytest.raises(ConfigError, match="interpolation must be one of nearest, bilinear, bicubic. Got 'lanczos'"):
+        resize_tiles(np.zeros((1, 8, 8, 3), np.uint8), 4, "lanczos")

@@ -2,9 +2,9 @@
 
 Preprocessing: the tensor the project feeds the model for a real tile (224 px as cut, and 160, 256 and 400 px, so
 that it is resized) equals, within 1e-6, the authors' transform written out below from their model card or code
-(torchvision applied to the tile as a tensor). Their transforms run on PIL images; PIL's resize rounds to uint8 with
-its own fixed-point filters, so on resized tiles the PIL path differs by a few levels of 255 (bounded below), and on
-tiles that need no resize it is equal.
+(torchvision applied to the tile as a tensor), and extraction's own path (tiles resized with Pillow in the decoding
+workers, then the device transform) equals their PIL pipeline within 1e-6. The device transform alone, when it must
+resize, differs from the PIL path by at most a few levels of 255 (bounded below).
 
 Pooling: the embedding the project's wrapper gives equals the card's own expression on the model's output, on the
 entry's architecture with random weights (one block).
@@ -109,6 +109,21 @@ def test_the_tensor_fed_to_the_model_is_the_authors(name, tiles):
         resized = size != 224 or transform.preprocessing.resize_size
         bound = (1.001 if transform.preprocessing.interpolation == "bilinear" else 3.001) if resized else 1e-4
         assert levels <= bound, (size, levels)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_the_tensor_extraction_feeds_is_the_authors_pil_path(name, tiles):
+    # extraction's decoding workers resize tiles with Pillow (TileDataset, resize_tiles) before the device transform
+    from pipeline.data.tiling import resize_tiles
+
+    steps, source = AUTHORS[name]
+    preprocessing = _project_preprocessing(name)
+    transform = TileTransform(preprocessing)
+    for size, tile in tiles.items():
+        resized = resize_tiles(tile[None], preprocessing.resized_side, preprocessing.interpolation)
+        fed = transform(torch.from_numpy(resized))[0]
+        theirs = T.Compose(steps)(Image.fromarray(tile))
+        assert torch.allclose(fed, theirs.float(), rtol=0, atol=1e-6), (size, source)
 
 
 def _levels(difference: torch.Tensor, preprocessing: Preprocessing) -> float:

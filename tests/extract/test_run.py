@@ -209,7 +209,7 @@ def test_shards_run_one_after_the_other_then_finalize_equal_one_run(make_data, t
 
 
 def test_finalize_names_what_no_shard_has_embedded(make_data, tmp_path, tiny_model, tiny_vit_dir):
-    from pipeline.extract.claims import ShardClaim
+    from pipeline.cache.claims import ShardClaim
     from pipeline.extract.quality_report import finalize_cache
     from pipeline.extract.sharding import Shard
 
@@ -234,8 +234,8 @@ def test_only_a_single_process_draws_a_progress_bar(monkeypatch):
     from types import SimpleNamespace
 
     from pipeline import progress
+    from pipeline.extract.launch import torchrun_launch
     from pipeline.extract.loop import EmbeddingLoop
-    from pipeline.extract.sharding import torchrun_launch
 
     monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     launch = torchrun_launch({"TORCHELASTIC_RUN_ID": "job", "RANK": "0", "WORLD_SIZE": "2"})

@@ -12,20 +12,9 @@ from PIL import Image
 from pipeline.data.records import ImageRecord
 from pipeline.errors import ConfigError
 from pipeline.extract import settings as settings_module
+from pipeline.extract.launch import JobStore, Launch, local_device, log_prefix, resolve_shard, torchrun_launch
 from pipeline.extract.settings import ExtractionSettings, default_workers
-from pipeline.extract.sharding import (
-    JobStore,
-    Launch,
-    Shard,
-    local_device,
-    log_prefix,
-    parse_shard,
-    partition,
-    pixel_counts,
-    resolve_shard,
-    shard_records,
-    torchrun_launch,
-)
+from pipeline.extract.sharding import Shard, parse_shard, partition, pixel_counts, shard_records
 
 TORCHRUN_ENV = {"TORCHELASTIC_RUN_ID": "job-7", "RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1",
                 "LOCAL_WORLD_SIZE": "4", "TORCHELASTIC_RESTART_COUNT": "2"}
@@ -102,7 +91,7 @@ def test_pixel_counts_come_from_headers_without_decoding(tmp_path):
     records = [ImageRecord(f"train/{name}", "train", f"{name}.png", tmp_path / f"{name}.png", None)
                for name in ("a", "huge", "bad", "missing")]
     assert pixel_counts(records) == [600, 900_000_000, 0, 0]
-    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own limit is back
+    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own limit is never changed
 
 
 def test_shard_records_split_a_data_folder(make_data):

@@ -12,11 +12,11 @@ from PIL import Image
 from pipeline import cache
 from pipeline.cache import store
 from pipeline.cache.atomic import host_name
+from pipeline.cache.claims import ShardClaim
 from pipeline.cli.extract import main
 from pipeline.data.tiling import TilingSettings
 from pipeline.embed import loading
 from pipeline.extract import loop, plan
-from pipeline.extract.claims import ShardClaim
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.verify import verify_cache

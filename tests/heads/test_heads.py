@@ -192,13 +192,13 @@ def test_the_linear_head_imports_neither_torch_nor_lightgbm():
 @pytest.mark.parametrize(
     "head, message",
     [
-        (LogRegHead(C=-1), "The 'C' parameter of LogRegHead must be a float in the range (0, inf). Got -1 instead."),
+        (LogRegHead(C=-1), "The 'C' parameter of LogRegHead must be a float in the range (0.0, inf). Got -1 instead."),
         (LogRegHead(max_iter=0), "The 'max_iter' parameter of LogRegHead must be an int in the range [1, inf). Got 0"),
         (LGBMHead(num_leaves=1), "The 'num_leaves' parameter of LGBMHead must be an int in the range [2, inf). Got 1"),
-        (LGBMHead(subsample=1.5), "The 'subsample' parameter of LGBMHead must be a float in the range (0, 1]. Got 1.5"),
+        (LGBMHead(subsample=1.5), "The 'subsample' parameter of LGBMHead must be a float in the range (0.0, 1.0]. Got"),
         (
             LGBMHead(class_weight="auto"),
-            "The 'class_weight' parameter of LGBMHead must be 'balanced' or None. Got 'auto'",
+            "The 'class_weight' parameter of LGBMHead must be a str among {'balanced'} or None. Got 'auto'",
         ),
         (
             LogRegHead(seed=-2),

@@ -115,12 +115,12 @@ def test_build_network_shapes():
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"dropout": 1.0}, "The 'dropout' parameter of MLPHead must be a float in the range [0, 1). Got 1.0 instead."),
-        ({"lr": 0}, "The 'lr' parameter of MLPHead must be a float in the range (0, inf). Got 0 instead."),
+        ({"dropout": 1.0}, "The 'dropout' parameter of MLPHead must be a float in the range [0.0, 1.0). Got 1.0"),
+        ({"lr": 0}, "The 'lr' parameter of MLPHead must be a float in the range (0.0, inf). Got 0 instead."),
         ({"batch_size": 2.5}, "The 'batch_size' parameter of MLPHead must be an int in the range [1, inf). Got 2.5"),
         (
             {"validation_fraction": 1},
-            "The 'validation_fraction' parameter of MLPHead must be a float in the range (0, 1)",
+            "The 'validation_fraction' parameter of MLPHead must be a float in the range (0.0, 1.0)",
         ),
         (
             {"hidden_dims": (64, 0)},
@@ -128,7 +128,7 @@ def test_build_network_shapes():
         ),
         (
             {"activation": "tanh"},
-            "The 'activation' parameter of MLPHead must be one of gelu, relu. Got 'tanh' instead.",
+            "The 'activation' parameter of MLPHead must be a str among {",
         ),
     ],
 )

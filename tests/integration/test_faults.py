@@ -20,12 +20,12 @@ import pytest
 
 from pipeline import cache
 from pipeline.cache import atomic, store
+from pipeline.cache.claims import ShardClaim, live_claims
 from pipeline.classify.classifier import Classifier
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.cli.extract import main as extract_main
 from pipeline.data.tiling import TilingSettings
 from pipeline.errors import CacheError, ModelLoadError
-from pipeline.extract.claims import ShardClaim, live_claims
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.heads.persistence import load_head

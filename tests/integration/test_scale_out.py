@@ -16,13 +16,13 @@ import pytest
 
 from pipeline import cache
 from pipeline.cache import store
+from pipeline.cache.claims import live_claims
 from pipeline.classify.run import run_classification
 from pipeline.classify.settings import ClassificationSettings
 from pipeline.cli.extract import main as extract_main
 from pipeline.data.records import find_records
 from pipeline.data.tiling import TilingSettings
 from pipeline.errors import CacheError
-from pipeline.extract.claims import live_claims
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.sharding import Shard, shard_records

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cache import atomic
-from pipeline.errors import CacheError
-from pipeline.extract import claims
-from pipeline.extract.claims import (
+from pipeline.cache import atomic, claims
+from pipeline.cache.claims import (
     CLAIMS_DIR,
     ShardClaim,
     dead_temporaries,
@@ -19,6 +17,7 @@ from pipeline.extract.claims import (
     process_start,
     remove_dead_temporaries,
 )
+from pipeline.errors import CacheError
 from tests.conftest import dead_pid
 
 KEY = "all-1of2"

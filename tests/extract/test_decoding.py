@@ -1,0 +1,69 @@
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from pipeline.data.records import find_records
+from pipeline.data.tiling import TilingSettings
+from pipeline.extract import decoding
+from pipeline.extract.decoding import TileDataset, TileSlots, keep_as_is
+
+SHAPE = (4, 4, 3)
+
+
+def test_a_slot_is_reused_only_after_its_item_is_released(monkeypatch):
+    slots = TileSlots(workers=1)
+    monkeypatch.setattr(decoding, "get_worker_info", lambda: SimpleNamespace(id=0))
+    first, ticket0 = slots.buffer(3, SHAPE)
+    second, ticket1 = slots.buffer(2, SHAPE)
+    assert ticket0 == (0, 0, 0) and ticket1 == (0, 1, 1)  # item 0 is not released: a second slot
+    assert first.is_shared() and second.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+    slots.release(ticket0)
+    third, ticket2 = slots.buffer(2, SHAPE)
+    assert ticket2 == (0, 2, 0) and third.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+    bigger, ticket3 = slots.buffer(5, SHAPE)  # slot 1 is free once item 2 is released, but too small: a new one
+    slots.release(ticket2)
+    assert ticket3 == (0, 3, 2) and len(bigger) == 5
+
+
+def test_past_the_memory_bound_or_outside_a_worker_a_fresh_tensor_carries_the_tiles(monkeypatch):
+    slots = TileSlots(workers=1)
+    assert slots.buffer(2, SHAPE)[1] is None  # the main process itself (workers=0): no slot, no ticket
+    monkeypatch.setattr(decoding, "get_worker_info", lambda: SimpleNamespace(id=0))
+    monkeypatch.setattr(decoding, "SLOT_BYTES_PER_WORKER", 3 * int(np.prod(SHAPE)))
+    _, kept = slots.buffer(3, SHAPE)
+    fresh, ticket = slots.buffer(1, SHAPE)
+    assert kept[2] == 0 and ticket == (0, 1, -1) and not fresh.is_shared()
+    slots.release(ticket)  # releases item 0 too: a worker's items are embedded in order
+    assert int(slots.released[0]) == 2 and slots.buffer(3, SHAPE)[1] == (0, 2, 0)
+
+
+def test_tiles_through_reused_slots_equal_tiles_without(make_data):
+    records = find_records(make_data(n_train=12, n_test=0, size=(96, 64)), "all")
+    tiling = TilingSettings(tile_size=32, min_coverage=0.5)
+    plain = [TileDataset(records, tiling, 10**8)[i].tiles.clone() for i in range(len(records))]
+    slots = TileSlots(workers=1)
+    loader = DataLoader(TileDataset(records, tiling, 10**8, slots=slots), batch_size=None, collate_fn=keep_as_is,
+                        num_workers=1, prefetch_factor=2)
+    tickets = []
+    for item in loader:
+        np.testing.assert_array_equal(item.tiles.numpy(), plain[item.position].numpy())
+        assert torch.equal(item.tiles, plain[item.position])
+        tickets.append(item.ticket)
+        slots.release(item.ticket)  # embedded: the worker may refill its slot
+    assert len(tickets) == len(records) and all(ticket[2] >= 0 for ticket in tickets)
+    assert len({ticket[2] for ticket in tickets}) < len(records)  # slots were reused, not one per image
+
+
+def test_tiles_of_another_size_than_the_encoders_are_resized_by_the_worker_with_pillow(make_data):
+    from pipeline.data.tiling import resize_tiles
+
+    records = find_records(make_data(n_train=2, n_test=0, size=(96, 64)), "all")
+    tiling = TilingSettings(tile_size=32, min_coverage=0.5)
+    cut = TileDataset(records, tiling, 10**8)[0].tiles.numpy()
+    fed = TileDataset(records, tiling, 10**8, resize=(24, "bicubic"))[0].tiles.numpy()
+    assert cut.shape[1:] == (32, 32, 3) and fed.shape == (len(cut), 24, 24, 3)
+    np.testing.assert_array_equal(fed, resize_tiles(cut, 24, "bicubic"))
+    same = TileDataset(records, tiling, 10**8, resize=(32, "bicubic"))[0].tiles.numpy()
+    np.testing.assert_array_equal(same, cut)  # the encoder's size already: untouched
