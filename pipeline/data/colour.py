@@ -2,7 +2,7 @@
 
 One implementation for every reader of colour: the hygiene scores (:mod:`pipeline.hygiene.stain`) and a tissue
 detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balance`, :func:`optical_density`,
-:func:`od_hue_and_chroma` and :func:`pen_mask` on an (H, W, 3) uint8 RGB array. numpy only.
+:func:`od_hue_and_chroma`, :func:`pen_mask` and :func:`ink_contrast` on an (H, W, 3) uint8 RGB array.
 
 - ``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration scales a pixel's OD vector, a
   brighter or darker exposure adds the same OD to every channel. Its colour part ``OD - mean(OD)`` is a 2-D vector
@@ -16,7 +16,10 @@ detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balanc
 - *Pen* (:func:`pen_mask`, on a balanced image): green and teal ink by OD hue; blue ink by a hue short of
   haematoxylin's, or, for blue-violet ink that shares its hue, by an OD chroma that stain never reaches; black ink
   by a dark, nearly neutral OD. Pen over dense tissue adds the stain's OD to its own, so there it can look like
-  stain. Strokes are told from scattered pixels by the caller (connected components, which need more than numpy).
+  stain. Strokes are told from scattered pixels by the caller (connected components).
+- *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings is
+  the ink's own colour over glass and stain alike, and a cast cancels; it names blue over eosin, which has
+  haematoxylin's hue, and ink on images without glass (:func:`find_glass` None), whose colours a cast can mimic.
 
 A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`white_balance`) and not
 :func:`pen_mask`.
@@ -25,6 +28,7 @@ A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import grey_opening
 
 HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin 152, red cells and pigment <= 250
 GREEN_HUE = (285.0, 42.0)  # OD-hue sector of green and teal inks (wraps through 0), also over tissue (35-40)
@@ -46,6 +50,13 @@ MIN_GLASS_LEVEL = 170.0  # a glass estimate darker than this in any channel is t
 MIN_CAST_CHROMA = 0.02  # without glass, brightest pixels of less OD chroma are neutral: nothing to correct
 MAX_CAST_CHROMA = 0.15  # more OD chroma is a coloured object (a sky-blue fill 0.18), not a cast (x1.5: 0.12)
 PEN_COLOURS = ("green", "blue", "black")
+CONTRAST_WINDOW = 9  # background of :func:`ink_contrast`: OD opened by this square (thumbnail px), wider than a stroke
+MIN_CONTRAST_OD = 0.2  # ink adds at least this mean OD to its surroundings (a pen at 60% coverage ~0.3) ...
+CONTRAST_GREEN_HUE = (285.0, 50.0)  # ... in the OD hue of green ink (~1 degree) ...
+CONTRAST_BLUE_HUE = (40.0, 90.0)  # ... or of blue ink (~68; a nucleus adds haematoxylin, 96 and above) ...
+MIN_CONTRAST_CHROMA = (0.1, 0.15)  # ... with at least this OD chroma (green, blue; the ink alone ~0.4) ...
+MIN_CONTRAST_BLACK_OD = 0.4  # ... or, for black, at least this mean OD ...
+MAX_CONTRAST_BLACK_RATIO = MAX_BLACK_CHROMA_RATIO  # ... and OD chroma below this share of it
 
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
@@ -88,6 +99,34 @@ def _level(colour: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(colour), 0, 255).astype(np.uint8)
 
 
+def _flat_bright(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float32 pixels of (H, W, 3) ``rgb`` and (N,) bool: bright (:data:`GLASS_PERCENTILE`) and flat."""
+    values = rgb.reshape(-1, 3).astype(np.float32)
+    grey = values.mean(axis=-1)
+    bright = grey >= np.percentile(grey, GLASS_PERCENTILE)
+    return values, bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
+
+
+def find_glass(rgb: np.ndarray) -> np.ndarray | None:
+    """The glass's colour, (3,) float32 RGB, or None when the image shows too little glass to tell (see below).
+
+    Glass = the brightest (:data:`GLASS_PERCENTILE`), flat (:data:`GLASS_MAX_STD`) pixels, their per-channel median;
+    it counts with at least :data:`MIN_GLASS_SHARE` of the image, every channel >= :data:`MIN_GLASS_LEVEL` and an
+    OD chroma <= :data:`MAX_CAST_CHROMA`. Without glass (tissue everywhere, a coloured drawing) a pixel's colour
+    cannot be told from a cast's: hygiene then asks more colour of ink and finds blue ink by contrast alone.
+
+    Args:
+        rgb: (H, W, 3) uint8.
+    """
+    values, glass = _flat_bright(rgb)
+    if glass.sum() < MIN_GLASS_SHARE * glass.size:
+        return None
+    white = np.median(values[glass], axis=0).astype(np.float32)
+    if white.min() < MIN_GLASS_LEVEL or od_hue_and_chroma(optical_density(_level(white)))[1] > MAX_CAST_CHROMA:
+        return None
+    return white
+
+
 def glass_white(rgb: np.ndarray) -> np.ndarray:
     """The white to balance against: (3,) float32 RGB; (255, 255, 255) means nothing to correct.
 
@@ -101,14 +140,12 @@ def glass_white(rgb: np.ndarray) -> np.ndarray:
     Args:
         rgb: (H, W, 3) uint8, e.g. a thumbnail (a few hundred pixels a side is plenty).
     """
+    white = find_glass(rgb)
+    if white is not None:
+        return white
     values = rgb.reshape(-1, 3).astype(np.float32)
     grey = values.mean(axis=-1)
     bright = grey >= np.percentile(grey, GLASS_PERCENTILE)
-    glass = bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
-    if glass.sum() >= MIN_GLASS_SHARE * grey.size:
-        white = np.median(values[glass], axis=0).astype(np.float32)
-        if white.min() >= MIN_GLASS_LEVEL and od_hue_and_chroma(optical_density(_level(white)))[1] <= MAX_CAST_CHROMA:
-            return white
     brightest = np.median(values[bright], axis=0).astype(np.float32)
     hue, chroma = od_hue_and_chroma(optical_density(_level(brightest)))
     if not MIN_CAST_CHROMA <= chroma <= MAX_CAST_CHROMA or in_sector(hue, HE_HUE) or brightest.min() <= 0:
@@ -131,7 +168,11 @@ def white_balance(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
 
 
 def pen_mask(
-    rgb: np.ndarray, min_chroma: float = 0.0, thumbnail_violet_chroma: float | None = None
+    rgb: np.ndarray,
+    min_chroma: float = 0.0,
+    thumbnail_violet_chroma: float | None = None,
+    *,
+    colour: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-pixel pen colour of a white-balanced image: ``{"green", "blue", "black"}`` -> (H, W) bool, disjoint.
 
@@ -149,9 +190,9 @@ def pen_mask(
             averages keep far less chroma than :data:`MIN_VIOLET_CHROMA` (a made slide's tissue at 4 um/px: 99.9%
             <= 0.14; blue ink over it 0.36-0.53 at hues 75-92), so the tissue detector passes a floor read off the
             picture's own stain. None (hygiene): no such rule.
+        colour: ``(optical_density(rgb), *od_hue_and_chroma(od))`` when the caller has them already.
     """
-    od = optical_density(rgb)
-    hue, chroma = od_hue_and_chroma(od)
+    od, hue, chroma = colour if colour is not None else (optical_density(rgb), *od_hue_and_chroma(optical_density(rgb)))
     mean_od = od.mean(axis=-1)
     black = (mean_od >= MIN_BLACK_OD) & (chroma < MAX_BLACK_CHROMA_RATIO * mean_od)
     green = in_sector(hue, GREEN_HUE) & (chroma >= max(MIN_GREEN_CHROMA, min_chroma)) & (mean_od * 3 <= MAX_STAIN_OD)
@@ -161,3 +202,27 @@ def pen_mask(
     if thumbnail_violet_chroma is not None:
         blue |= in_sector(hue, THUMBNAIL_VIOLET_HUE) & (chroma >= thumbnail_violet_chroma)
     return {"green": green & ~black, "blue": blue & ~black, "black": black}
+
+
+def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.ndarray]:
+    """Per-pixel pen colour of what a thin dark structure adds to its surroundings: colour -> (h, w) bool, disjoint.
+
+    Ink on a slide adds its own OD vector to the tissue's (Beer-Lambert), so the OD a stroke adds to its
+    surroundings is the ink's colour whatever it covers, and a colour cast (the same OD everywhere) cancels out. The
+    surroundings are the OD opened (per channel, a square ``window`` px wide: structures narrower than it vanish);
+    the difference is classed green, blue or black as :func:`pen_mask` classes colours (sectors
+    :data:`CONTRAST_GREEN_HUE`, :data:`CONTRAST_BLUE_HUE`). A nucleus adds haematoxylin, whose hue (96) is no ink's
+    here, but a few of its pixels may be: tell strokes by their length (the caller).
+
+    Args:
+        od: (h, w, 3) optical density (:func:`optical_density`), e.g. of a thumbnail; balanced or not.
+        window: Width of the opening (thumbnail px); strokes up to about ``window - 3`` px wide are measured.
+    """
+    background = np.stack([grey_opening(od[..., c], size=(window, window)) for c in range(3)], axis=-1)
+    added = od - background  # (h, w, 3) >= 0
+    hue, chroma = od_hue_and_chroma(added)
+    mean = added.mean(axis=-1)
+    black = (mean >= MIN_CONTRAST_BLACK_OD) & (chroma < MAX_CONTRAST_BLACK_RATIO * mean)
+    strong = (mean >= MIN_CONTRAST_OD) & ~black
+    return {"green": strong & in_sector(hue, CONTRAST_GREEN_HUE) & (chroma >= MIN_CONTRAST_CHROMA[0]),
+            "blue": strong & in_sector(hue, CONTRAST_BLUE_HUE) & (chroma >= MIN_CONTRAST_CHROMA[1]), "black": black}

@@ -36,11 +36,11 @@ class QualitySettings:
         help="non_tissue above this share of perfectly flat, drawing-like tissue, if also a robust outlier of the "
         "dataset",
     )
-    # clean <= 0.0005; a 35 px green blob on 600x400 >= 0.03
+    # clean <= 0.0005 (stress 0.0016); 8 px green strokes >= 0.0043; a 35 px green blob on 600x400 >= 0.03
     max_green_ink_fraction: float = setting(
-        0.005, help="ink above this share of masked pixels in green pen strokes (after white balance)"
+        0.003, help="ink above this share of masked pixels in green pen strokes (after white balance)"
     )
-    # clean <= 0.0022 (casts x1.5: 0.024); blue strokes: docs/hygiene.md
+    # clean <= 0.0022 (casts: 0.0026); 8 px blue strokes: docs/hygiene.md
     max_blue_ink_fraction: float = setting(0.003, help="ink above this share of masked pixels in blue pen strokes")
     # clean <= 0.0034 (HED jitter); 8 px black strokes >= 0.0048
     max_black_ink_fraction: float = setting(0.004, help="ink above this share of masked pixels in black pen strokes")

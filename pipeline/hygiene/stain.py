@@ -29,7 +29,11 @@ as stored; docs/hygiene.md has what each threshold was read off):
   that colour (:func:`pipeline.data.colour.pen_mask`, green and blue with the same floor: fading or desaturating an
   image pales its ink with its stain, so the ratio holds). A stroke is a connected set (8-neighbours, gaps of one
   thumbnail pixel bridged) of at least 8 pen pixels spanning at least 5, on or beside tissue: the scattered dark
-  or saturated pixels of real nuclei are no stroke.
+  or saturated pixels of real nuclei are no stroke. Added to them: strokes by contrast
+  (:func:`pipeline.data.colour.ink_contrast`, components spanning at least 30), which name blue over stained tissue
+  and are blind to casts. An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
+  judge colour against: there green ink needs 80% of the stain's OD chroma (at most 0.25), off-hue colour 0.15,
+  and blue ink is found by contrast alone.
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
   as drawn fills are even after JPEG; tissue keeps its grain when faded.
 - ``white_fraction``: share of masked pixels that are not tissue (for the report).
@@ -45,10 +49,13 @@ from scipy.ndimage import binary_dilation, find_objects, label, uniform_filter
 
 from pipeline.data.colour import (
     HE_HUE,
+    MAX_CAST_CHROMA,
     MAX_STAIN_OD,
     PEN_COLOURS,
+    find_glass,
     glass_white,
     in_sector,
+    ink_contrast,
     od_hue_and_chroma,
     optical_density,
     pen_mask,
@@ -67,6 +74,9 @@ FLAT_STD = 0.5  # grey-level standard deviation (of 255) of a 3x3 neighbourhood 
 STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
+MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
+BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
+BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
 NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
 
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -110,7 +120,7 @@ def _saturated_off_hue(small: np.ndarray) -> np.ndarray:
     return saturated & (hue > 45.0) & (hue < 190.0)
 
 
-def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.ndarray]:
+def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN_STROKE_SPAN) -> dict[str, np.ndarray]:
     """The pen pixels that form strokes on or beside ``tissue``, each stroke in the colour of most of its pixels.
 
     Components are taken over all colours after one dilation, so that a thin stroke sampled every k-th pixel stays
@@ -119,6 +129,7 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.nda
     Args:
         pens: Colour -> (h, w) bool pen pixels (:func:`pipeline.data.colour.pen_mask`).
         tissue: (h, w) bool.
+        min_span: A stroke spans at least this many pixels (height or width of its box).
 
     Returns:
         Colour -> (h, w) bool stroke pixels, disjoint.
@@ -132,7 +143,7 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray) -> dict[str, np.nda
     keep = np.zeros(n + 1, dtype=bool)
     for index, box in enumerate(find_objects(labels), start=1):
         span = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-        keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= MIN_STROKE_SPAN and near[index]
+        keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= min_span and near[index]
     colour_of = np.where(keep, counts.argmax(axis=0), -1)[labels]  # (h, w): the stroke's colour, -1 for none
     return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
 
@@ -146,7 +157,9 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """
     step = thumbnail_step(pixels.shape)
     small = np.ascontiguousarray(pixels[::step, ::step])
-    small = white_balance(small, glass_white(small))
+    glass = find_glass(small)
+    blind = glass is None
+    small = white_balance(small, glass_white(small) if blind else glass)
     mask = inside[::step, ::step]
     if not mask.any():
         mask = np.ones(mask.shape, dtype=bool)
@@ -161,15 +174,25 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     # ink and off-hue colour must be at least INK_RELATIVE_CHROMA as intense as the image's own stain: a faint tint of
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
     floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
-    pens = pen_mask(small, floor)
+    off_hue_floor, ink_floor = floor, floor
+    if blind:  # no glass to judge colour against: colour counts only beyond what a cast can add ...
+        off_hue_floor = max(floor, MAX_CAST_CHROMA)
+        ink_floor = max(floor, min(BLIND_INK_CHROMA, BLIND_INK_RELATIVE * stain_chroma))
+    pens = pen_mask(small, ink_floor, colour=(od, hue, chroma))
+    if blind:  # ... and blue ink only by contrast: a cast turns pale haematoxylin as blue as a pen on glass
+        pens["blue"] = np.zeros_like(mask)
     any_pen = np.any(list(pens.values()), axis=0)
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
     pens = strokes(pens, beside)
+    # thin strokes by the OD they add to their surroundings: found over stained tissue too, whatever the cast
+    contrast = strokes(ink_contrast(od), beside, MIN_CONTRAST_SPAN)
+    taken = np.any(list(pens.values()), axis=0)
+    pens = {colour: pens[colour] | (contrast[colour] & ~taken) for colour in PEN_COLOURS}
     flat = _local_std(small.astype(np.float32) @ _GREY_WEIGHTS) < FLAT_STD
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
         "stain_chroma": stain_chroma,
-        "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= floor) & mask).sum() / n_inside),
+        "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= off_hue_floor) & mask).sum() / n_inside),
         **{f"{colour}_ink_fraction": float((pens[colour] & mask).sum() / n_inside) for colour in PEN_COLOURS},
         "flat_fill_fraction": float((flat & tissue).sum() / max(n_tissue, 1.0)),
         "white_fraction": 1.0 - n_tissue / n_inside,

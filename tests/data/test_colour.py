@@ -67,6 +67,33 @@ def test_pen_mask_leaves_real_nuclei_and_dark_tissue_alone(glas15, lung):
         assert all(m.mean() < 0.01 for m in masks.values()), {k: m.mean() for k, m in masks.items()}
 
 
+def _lung(lung, k=0):
+    return _image(lung, sorted(p.name for p in (lung / "train_data").iterdir())[k])
+
+
+def test_glass_is_found_on_a_slide_but_not_on_tissue_everywhere_nor_on_a_drawings_fill(glas15, lung):
+    assert colour.find_glass(_image(glas15)) is not None
+    assert colour.find_glass(_lung(lung, 9)[::2, ::2]) is None  # tile 9: tissue everywhere
+    sky = np.zeros((60, 80, 3), np.uint8) + np.array([140, 200, 250], np.uint8)  # a drawing's flat sky-blue fill
+    assert colour.find_glass(sky) is None  # bright and flat, but no colour a cast gives glass
+
+
+@pytest.mark.parametrize("pen", ["green", "blue", "black"])
+def test_ink_contrast_names_a_stroke_over_stained_tissue_whatever_the_cast(lung, pen):
+    # a lung tile is tissue everywhere: the stroke's own colour is the tissue's plus the ink's (blue over eosin has
+    # haematoxylin's hue); the OD it adds to its surroundings is the ink's, and a cast adds the same OD everywhere
+    pixels = _lung(lung)[::5, ::5]  # the scale of a hygiene thumbnail
+    coverage = stroke_coverage(pixels.shape[:2], 4, np.random.default_rng(1)) > 0.99
+    for tinted in (pixels, cast(pixels, "green", 1.0), cast(pixels, "yellow", 1.5)):
+        inked = pen_stroke(tinted, pen, 4, np.random.default_rng(1))
+        masks = colour.ink_contrast(colour.optical_density(inked))
+        assert masks[pen][coverage].mean() > 0.6, (pen, masks[pen][coverage].mean())
+        others = sum(int(masks[other][coverage].sum()) for other in colour.PEN_COLOURS if other != pen)
+        assert others < 0.2 * coverage.sum()
+        plain = colour.ink_contrast(colour.optical_density(tinted))  # the tissue alone: nuclei add haematoxylin
+        assert all(m.mean() < 0.01 for m in plain.values())
+
+
 def test_a_thumbnails_blue_ink_over_tissue_is_ink_only_when_asked_and_bluer_than_haematoxylin():
     ink_over_tissue = np.array([[(45, 56, 153)]], np.uint8)  # OD hue 80, chroma 0.40: a made slide's blue band
     nuclei = np.array([[(100, 40, 140)]], np.uint8)  # OD hue 135, chroma 0.39: purple, haematoxylin's side

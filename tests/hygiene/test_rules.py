@@ -57,7 +57,7 @@ def test_rule_lines_name_every_rule_and_its_threshold():
     lines = rule_lines(QualitySettings(min_stain_fraction=0.2))
     assert set(lines) == set(RULES)
     assert lines["little_stain"].startswith("non_tissue: stain_fraction < 0.2 and more than 3 robust SDs below")
-    assert lines["green_ink"] == "ink: green_ink_fraction > 0.005"
+    assert lines["green_ink"] == "ink: green_ink_fraction > 0.003"
 
 
 def test_scores_of_missing_keys_are_nan():

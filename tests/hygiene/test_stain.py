@@ -120,3 +120,33 @@ def test_scattered_pen_coloured_pixels_are_no_stroke(tissue):
     speckled[4::9, 4::9] = (30, 30, 35)
     found = scores(speckled)
     assert found["blue_ink_fraction"] == 0.0 and found["black_ink_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("pen", ["green", "blue", "black"])
+def test_strokes_over_tissue_everywhere_are_found_by_their_contrast(lung, pen):
+    # lung tiles have no glass: a blue stroke over their stain has haematoxylin's hue, found only by the OD it adds
+    pixels = np.asarray(Image.open(sorted((lung / "train_data").iterdir())[0]).convert("RGB"))
+    inside = np.ones(pixels.shape[:2], bool)
+    assert _fired(scores(pixels, inside)) == []
+    inked = colour_variants.pen_stroke(pixels, pen, 6, np.random.default_rng(0))
+    assert _fired(scores(inked, inside)) == [f"{pen}_ink"]
+
+
+@pytest.mark.parametrize("tint", ["green", "cyan", "yellow"])
+def test_a_strong_cast_of_tiles_without_glass_flags_nothing(lung, tint):
+    # with tissue everywhere there is no white to balance against: colour counts as ink or off-hue only beyond what a
+    # cast adds, blue ink only by its contrast (a cast turns pale haematoxylin as blue as a pen on glass)
+    for path in sorted((lung / "train_data").iterdir())[:8]:
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        inside = np.ones(pixels.shape[:2], bool)
+        assert _fired(scores(colour_variants.cast(pixels, tint, 1.5), inside)) == [], path.name
+
+
+def test_faded_ink_on_an_image_without_glass_is_still_ink(glas15):
+    # without glass, ink by colour must be 80% as intense as the stain: fading pales ink and stain alike
+    from pipeline.data.colour import find_glass
+
+    pixels, inside = _glas(glas15, 7)
+    faded = variants.fade(variants.green_blob(pixels, inside.astype(np.uint8) * 255), 0.35)
+    assert find_glass(faded[::4, ::4]) is None
+    assert _fired(scores(faded, inside)) == ["green_ink"]
