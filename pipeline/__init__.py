@@ -13,40 +13,31 @@ Packages, top to bottom (each imports only the ones below it): ``cli``; ``report
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipeline.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 _API = {
-    "ExtractionSettings": "pipeline.extract.settings",
-    "ExtractionSummary": "pipeline.extract.summary",
-    "run_extraction": "pipeline.extract.run",
-    "verify_cache": "pipeline.extract.verify",
-    "ClassificationSettings": "pipeline.classify.settings",
-    "ClassificationResult": "pipeline.classify.results",
-    "run_classification": "pipeline.classify.run",
-    "Classifier": "pipeline.classify.classifier",
-    "write_run_folder": "pipeline.report.run",
-    "classify_and_write": "pipeline.report.run",
-    "FeatureSet": "pipeline.cache.featureset",
-    "load_split": "pipeline.cache.featureset",
-    "resolve_cache": "pipeline.cache.lookup",
-    "load_model": "pipeline.embed.loading",
-    "make_head": "pipeline.heads.registry",
-    "load_head": "pipeline.heads.persistence",
-    "TilingSettings": "pipeline.data.tiling",
-    "QualitySettings": "pipeline.hygiene.settings",
-    "PipelineError": "pipeline.errors",
+    "ExtractionSettings": "extract.settings",
+    "ExtractionSummary": "extract.summary",
+    "run_extraction": "extract.run",
+    "verify_cache": "extract.verify",
+    "ClassificationSettings": "classify.settings",
+    "ClassificationResult": "classify.results",
+    "run_classification": "classify.run",
+    "Classifier": "classify.classifier",
+    "write_run_folder": "report.run",
+    "classify_and_write": "report.run",
+    "FeatureSet": "cache.featureset",
+    "load_split": "cache.featureset",
+    "resolve_cache": "cache.lookup",
+    "load_model": "embed.loading",
+    "make_head": "heads.registry",
+    "load_head": "heads.persistence",
+    "TilingSettings": "data.tiling",
+    "QualitySettings": "hygiene.settings",
+    "PipelineError": "errors",
 }
 __all__ = sorted(_API)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _API, globals())

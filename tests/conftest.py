@@ -247,3 +247,12 @@ def unreachable_hub(online, monkeypatch):
     _point_hub_at(monkeypatch, endpoint.url)
     yield endpoint
     endpoint.close()
+
+
+@pytest.fixture(scope="session")
+def patches():
+    """H&E patches for made slides (benchmarks/slide_maker.py): from glas15 when present, else synthetic."""
+    from benchmarks import slide_maker
+
+    glas = SHARED_DATA / "glas15"
+    return slide_maker.he_patches(glas) if (glas / "train_data").is_dir() else slide_maker.synthetic_patches()

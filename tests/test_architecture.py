@@ -25,6 +25,7 @@ LAYERS = {
     "errors": 0,
     "defaults": 0,
     "flags": 0,
+    "lazy": 0,
     "provenance": 0,
     "progress": 0,
 }

@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipeline.lazy import lazy_exports
 
 # name -> module of this package; each module is imported on first use, so that importing one light module of the
 # package (the flags' choices for --help) does not pay for h5py and scipy
@@ -53,17 +52,4 @@ _API = {
 }
 __all__ = sorted(_API)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        value = getattr(importlib.import_module(f"pipeline.cache.{_API[name]}"), name)
-        globals()[name] = value
-        return value
-    try:  # a submodule used as an attribute (cache.store) before anyone imported it
-        return importlib.import_module(f"pipeline.cache.{name}")
-    except ModuleNotFoundError:
-        raise AttributeError(f"module 'pipeline.cache' has no attribute {name!r}") from None
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _API, globals())

@@ -6,8 +6,7 @@ torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pipeline.lazy import lazy_exports
 
 _API = {
     "Head": "base",
@@ -21,17 +20,4 @@ _API = {
 }
 __all__ = sorted(_API)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        value = getattr(importlib.import_module(f"pipeline.heads.{_API[name]}"), name)
-        globals()[name] = value
-        return value
-    try:  # a submodule used as an attribute before anyone imported it
-        return importlib.import_module(f"pipeline.heads.{name}")
-    except ModuleNotFoundError:
-        raise AttributeError(f"module 'pipeline.heads' has no attribute {name!r}") from None
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _API, globals())

@@ -13,13 +13,6 @@ from pipeline.data.slide_tiles import (
 )
 from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings, plan_tiles
-from tests.conftest import SHARED_DATA
-
-
-@pytest.fixture(scope="module")
-def patches():
-    glas = SHARED_DATA / "glas15"
-    return slide_maker.he_patches(glas) if (glas / "train_data").is_dir() else slide_maker.synthetic_patches()
 
 
 def _doubled(layout):

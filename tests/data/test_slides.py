@@ -13,15 +13,9 @@ from pipeline.data import slide_backends, slides
 from pipeline.data.slide_backends import is_slide
 from pipeline.data.slides import Slide
 from pipeline.errors import ImageReadError, SlideLibraryError, SlideMppError, SlideReadError
-from tests.conftest import SHARED_DATA
 
 BACKENDS = ("openslide", "tiffslide")
 
-
-@pytest.fixture(scope="module")
-def patches():
-    glas = SHARED_DATA / "glas15"
-    return slide_maker.he_patches(glas) if (glas / "train_data").is_dir() else slide_maker.synthetic_patches()
 
 
 @pytest.fixture(scope="module")

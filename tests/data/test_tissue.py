@@ -16,11 +16,6 @@ DOWNSAMPLE = 16  # the thumbnails below are the made slides' 1/16 level: 4 um/px
 THUMB_MPP = 0.25 * DOWNSAMPLE
 
 
-@pytest.fixture(scope="module")
-def patches():
-    glas = SHARED_DATA / "glas15"
-    return slide_maker.he_patches(glas) if (glas / "train_data").is_dir() else slide_maker.synthetic_patches()
-
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory, patches):
