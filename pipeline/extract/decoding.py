@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -212,7 +213,8 @@ class TileDataset(Dataset):
             "image_width": level0[0],
             "image_height": level0[1],
             "image_sha256": file_sha256(record.image_path) or "",
-            "pixels_sha256": "",  # a slide's pixels are never decoded whole
+            # a slide's pixels are never decoded whole: its thumbnail's stand for them (hygiene's exact duplicates)
+            "pixels_sha256": hashlib.sha256(np.ascontiguousarray(found.thumbnail).data).hexdigest(),
             "mask_sha256": "",
             "mask_fraction": float(found.tissue.mean()),
             "fallback": plan.fallback,

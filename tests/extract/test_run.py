@@ -99,7 +99,8 @@ def test_bad_images_are_skipped_and_listed(make_data, tmp_path, tiny_model):
     (root / "train_data" / "img_0001.png").write_bytes(b"")
     (root / "train_data" / "mask_0002.png").unlink()
     Image.new("L", (10, 10)).save(root / "train_data" / "mask_0003.png")
-    summary = run_extraction(_settings(root, tmp_path), tiny_model)
+    # --tissue mask: an image without its mask is skipped (auto finds its tissue: tests/integration/test_slides_*)
+    summary = run_extraction(_settings(root, tmp_path, tissue="mask"), tiny_model)
     assert summary.n_embedded == 2
     assert set(summary.skipped) == {"train/img_0001", "train/img_0002", "train/img_0003"}
     assert "file is empty" in summary.skipped["train/img_0001"]
