@@ -17,6 +17,7 @@ from pipeline.embed.embedder import Embedder
 from pipeline.errors import ImageReadError
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
+from pipeline.extract.verify import verify_cache
 from tests.conftest import SHARED_DATA, TINY_SIZE
 
 openslide = pytest.importorskip("openslide")
@@ -164,6 +165,13 @@ def test_a_second_run_embeds_nothing(extracted, slide_data, tiny_model):
     assert again.n_embedded == 0 and again.n_reused == 4
 
 
+def test_verify_checks_slide_files_without_a_model(extracted, slide_data):
+    summary, _, _ = extracted
+    report = verify_cache(_settings(slide_data[0], summary.cache_dir))
+    assert report.cache_dir == summary.cache_dir and report.n_images == 5 and report.n_ok == 4
+    assert not report.to_embed and set(report.skipped) == {"train/nompp"} and not report.orphans
+
+
 def test_strict_stops_at_the_slide_without_mpp(slide_data, tmp_path, tiny_model):
     with pytest.raises(ImageReadError, match="nompp.tif.*--mpp"):
         run_extraction(_settings(slide_data[0], tmp_path, strict=True), tiny_model)
@@ -175,7 +183,6 @@ def test_tissue_mask_mode_skips_slides_and_unmasked_images_as_before(slide_data,
     assert "_tissuemask_" in summary.cache_dir.name
 
 
-@pytest.mark.slow
 def test_classify_runs_unchanged_on_a_slide_cache(tmp_path, patches, tiny_model):
     root = tmp_path / "data"
     folder = root / "train_data"
