@@ -2,6 +2,7 @@
 TRIDENT's attributes, features equal to OpenSlide's own pixels, bad slides reported, resume, classify unchanged."""
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -12,11 +13,13 @@ from PIL import Image
 from benchmarks import slide_maker
 from pipeline import cache
 from pipeline.cli.classify import main as classify_main
+from pipeline.data.records import find_records
 from pipeline.data.tiling import TilingSettings
 from pipeline.embed.embedder import Embedder
-from pipeline.errors import ImageReadError
+from pipeline.errors import CacheError, ImageReadError
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
+from pipeline.extract.sharding import pixel_counts
 from pipeline.extract.verify import verify_cache
 from tests.conftest import SHARED_DATA, TINY_SIZE
 
@@ -170,6 +173,21 @@ def test_verify_checks_slide_files_without_a_model(extracted, slide_data):
     report = verify_cache(_settings(slide_data[0], summary.cache_dir))
     assert report.cache_dir == summary.cache_dir and report.n_images == 5 and report.n_ok == 4
     assert not report.to_embed and set(report.skipped) == {"train/nompp"} and not report.orphans
+
+
+def test_shards_weigh_slides_by_their_level0_area_and_classify_sees_a_missing_slide(extracted, slide_data, tmp_path):
+    summary, _, _ = extracted
+    records = find_records(slide_data[0], "train", slides=True)
+    weights = dict(zip([r.image_path.name for r in records], pixel_counts(records), strict=True))
+    assert weights == {"img_0001.png": 512 * 512, "a20.svs": 4096**2, "a40.svs": 8192**2, "g20.tif": 4096**2,
+                       "nompp.tif": 1024**2}
+    settings = cache.read_settings(summary.cache_dir)
+    cache.check_complete(summary.cache_dir, settings)  # every slide has a file or a skip entry
+    copy = tmp_path / "copy"
+    shutil.copytree(summary.cache_dir, copy)
+    (copy / "train" / "a40.h5").unlink()
+    with pytest.raises(CacheError, match="lacks 1 image.*train/a40"):
+        cache.check_complete(copy, settings)
 
 
 def test_strict_stops_at_the_slide_without_mpp(slide_data, tmp_path, tiny_model):
