@@ -171,8 +171,9 @@ class TileDataset(Dataset):
             )
         image = read_image(record.image_path, self.max_pixels)
         height, width = image.pixels.shape[:2]
-        if self.tissue == "all":
-            inside, mask_sha = np.ones((height, width), bool), ""
+        if self.tissue == "all":  # a mask file is not used, but its checksum is what resume compares
+            inside = np.ones((height, width), bool)
+            mask_sha = (file_sha256(record.mask_path) or "") if record.mask_path else ""
         elif record.mask_path is None:
             inside, mask_sha = image_tissue(image.pixels, self.input_mpp), ""
             if not inside.any():
