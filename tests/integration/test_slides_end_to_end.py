@@ -217,5 +217,6 @@ def test_classify_runs_unchanged_on_a_slide_cache(tmp_path, patches, tiny_model)
     summary = run_extraction(_settings(root, tmp_path / "f", target_mpp=2.0), tiny_model)
     assert summary.n_embedded == 8
     assert classify_main(["--features", str(summary.cache_dir), "--head", "logreg", "--folds", "2", "--out",
-                          str(tmp_path / "run"), "--no-pictures", "-q"]) == 0
-    assert json.loads((tmp_path / "run" / "config.json").read_text())
+                          str(tmp_path / "run"), "-q"]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (tmp_path / "run" / "report.html").is_file()  # the report, pictures included, on a cache of slides
