@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ class SlideInput:
 
 def read_slide_input(
     slide: Slide, tissue: str, target_mpp: float | None, out_px: int, resample: str, tiling: TilingSettings,
-    slide_id: str,
+    slide_id: str, allocate: Callable[[int], np.ndarray] | None = None,
 ) -> SlideInput:
     """Find the tissue of ``slide`` (``tissue="all"``: its whole area), plan its tiles and read them.
 
@@ -55,6 +56,8 @@ def read_slide_input(
         resample: Pillow filter of the resize ("bilinear", "bicubic", ...).
         tiling: ``min_coverage``, ``step`` (in tile pixels), ``max_tiles``, ``seed``.
         slide_id: ``<split>/<stem>``, seeds the sampler.
+        allocate: Gives the (n, out_px, out_px, 3) uint8 array to read n tiles into (e.g. shared memory, so that
+            a slide's tiles are not copied once read); a new array when None.
 
     Raises:
         SlideMppError: No MPP in the metadata and none given.
@@ -74,7 +77,8 @@ def read_slide_input(
                             slide_id=slide_id)
     if plan.fallback == "no_tissue":
         raise ImageReadError(f"{slide.path}: {plan.note}; or pass --tissue all to tile the whole slide.")
-    tiles = np.empty((len(plan.coords), out_px, out_px, 3), np.uint8)
+    n = len(plan.coords)
+    tiles = allocate(n) if allocate is not None else np.empty((n, out_px, out_px, 3), np.uint8)
     for row, (x0, y0) in enumerate(plan.coords):
         tiles[row] = slide.read_tile(int(x0), int(y0), size0, out_px, resample)
     return SlideInput(tiles, found, plan, slide.mpp, target_mpp)

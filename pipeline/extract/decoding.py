@@ -205,8 +205,16 @@ class TileDataset(Dataset):
 
     def _load_slide(self, position: int, record: ImageRecord) -> ImageTiles:
         side, resample = self.resize if self.resize is not None else (self.tiling.tile_size, "bilinear")
+        held: list[tuple[torch.Tensor, Ticket | None]] = []
+
+        def allocate(n: int) -> np.ndarray:  # tiles are read straight into what goes to the main process
+            held.append(self.slots.buffer(n, (side, side, 3)) if self.slots else (torch.empty((n, side, side, 3),
+                                                                                              dtype=torch.uint8), None))
+            return held[-1][0].numpy()
+
         with Slide(record.image_path, mpp=self.input_mpp) as slide:
-            read = read_slide_input(slide, self.tissue, self.target_mpp, side, resample, self.tiling, record.image_id)
+            read = read_slide_input(slide, self.tissue, self.target_mpp, side, resample, self.tiling, record.image_id,
+                                    allocate)
             level0, power = slide.dimensions, slide.objective_power
         found, plan = read.found, read.plan
         write_tissue_mask(self.tissue_dir, record.image_id, found.tissue)
@@ -226,15 +234,15 @@ class TileDataset(Dataset):
             plan.size0 * self.tiling.step / self.tiling.tile_size)
         coords_attrs = coords_attributes(side, plan.size0, level0, read.mpp, read.target_mpp, power, step0)
         view = small_view(record.image_path.name, found, plan)
-        return self._tiles(position, read.tiles, plan.coords.astype(np.int32), plan.coverage, attrs, plan.note,
-                           coords_attrs, view)
+        tiles, ticket = held[-1]
+        return ImageTiles(position, tiles, plan.coords.astype(np.int32), plan.coverage, attrs, plan.note, ticket,
+                          coords_attrs, view)
 
     def _tiles(self, position: int, tiles: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict,
-               note: str, coords_attrs: dict, view: SlideView | None = None) -> ImageTiles:
+               note: str, coords_attrs: dict) -> ImageTiles:
         """The item, its tiles copied into a reused shared-memory slot when there is one."""
         if self.slots is None:
-            return ImageTiles(position, torch.from_numpy(tiles), coords, coverage, attrs, note, None, coords_attrs,
-                              view)
+            return ImageTiles(position, torch.from_numpy(tiles), coords, coverage, attrs, note, None, coords_attrs)
         buffer, ticket = self.slots.buffer(len(tiles), tiles.shape[1:])
         np.copyto(buffer.numpy(), tiles)
-        return ImageTiles(position, buffer, coords, coverage, attrs, note, ticket, coords_attrs, view)
+        return ImageTiles(position, buffer, coords, coverage, attrs, note, ticket, coords_attrs)

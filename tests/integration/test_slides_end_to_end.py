@@ -190,6 +190,18 @@ def test_shards_weigh_slides_by_their_level0_area_and_classify_sees_a_missing_sl
         cache.check_complete(copy, settings)
 
 
+def test_a_decoding_worker_gives_the_same_files(extracted, slide_data, tmp_path, tiny_model):
+    summary, _, _ = extracted
+    other = run_extraction(_settings(slide_data[0], tmp_path, workers=1), tiny_model)  # tiles via shared memory
+    assert other.n_embedded == 4 and set(other.skipped) == {"train/nompp"}
+    for stem in ("a20", "a40", "g20", "img_0001"):
+        ours, theirs = (cache.store.read_image_features(s.cache_dir / "train" / f"{stem}.h5") for s in (summary, other))
+        np.testing.assert_array_equal(ours.coords, theirs.coords)
+        np.testing.assert_allclose(ours.features, theirs.features, atol=1e-6)
+        assert ours.coords_attrs == theirs.coords_attrs
+    assert (other.cache_dir / cache.SLIDE_SHEET).is_file()
+
+
 def test_strict_stops_at_the_slide_without_mpp(slide_data, tmp_path, tiny_model):
     with pytest.raises(ImageReadError, match="nompp.tif.*--mpp"):
         run_extraction(_settings(slide_data[0], tmp_path, strict=True), tiny_model)
