@@ -92,6 +92,10 @@ def plan_extraction(
     model = model or load_model(settings.model)
     precision = resolve_precision(settings.precision, device, model.module)
     name = cache.cache_name(model.slug, settings.tiling, precision, settings.tissue, settings.target_mpp)
+    unmasked = [record.image_path.name for record in records if record.kind == "unmasked_image"]
+    if unmasked and settings.tissue == "auto":  # before slides were read these were skipped: say what happens now
+        logger.warning("%d image(s) have no mask file (e.g. %s): their tissue is found automatically; --tissue mask "
+                       "skips them instead", len(unmasked), unmasked[0])
     target_mpp = slide_target_mpp(settings.model, settings.target_mpp)
     if target_mpp is None and any(record.kind == "slide" for record in records):
         logger.info("%s is not in the encoder table and --target-mpp is not given: slides are tiled at --tile-size "

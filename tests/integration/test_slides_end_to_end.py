@@ -1,7 +1,9 @@
 """extract.py on a folder of made slides and an image without a mask: tissue found, tiles of a physical size,
 TRIDENT's attributes, features equal to OpenSlide's own pixels, bad slides reported, resume, classify unchanged."""
 
+import contextlib
 import json
+import logging
 import shutil
 
 import h5py
@@ -70,10 +72,25 @@ def _settings(root, out, **overrides):
     return ExtractionSettings(**{**values, **overrides})
 
 
+@contextlib.contextmanager
+def _plan_warnings():
+    """The messages extraction's plan logs at WARNING, as a list filled while the block runs."""
+    lines, handler = [], logging.Handler(logging.WARNING)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    planner = logging.getLogger("pipeline.extract.plan")
+    planner.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        planner.removeHandler(handler)
+
+
 @pytest.fixture(scope="module")
 def extracted(slide_data, tmp_path_factory, tiny_model):
     root, layouts, plain = slide_data
-    summary = run_extraction(_settings(root, tmp_path_factory.mktemp("features")), tiny_model)
+    with _plan_warnings() as lines:  # caplog is function-scoped
+        summary = run_extraction(_settings(root, tmp_path_factory.mktemp("features")), tiny_model)
+    assert any("1 image(s) have no mask file (e.g. img_0001.png)" in line for line in lines)
     return summary, layouts, plain
 
 
