@@ -10,10 +10,14 @@ Layout: ``features/<data folder>-<hash>/<model>_t<tile>_s<stride>_c<coverage>_n<
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from pipeline.cache import atomic, store
 from pipeline.cache.schema import QUALITY_VERSION_KEY, mismatched_keys
@@ -23,6 +27,8 @@ from pipeline.errors import CacheError
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
+SLIDE_SHEET = "slides.png"  # the slides' contact sheet: thumbnail, tissue outline and tiles of each slide
+TISSUE_DIR = "tissue"  # the tissue masks found automatically: <cache>/tissue/<split>/<stem>.png
 SKIPPED_FILE = "skipped.json"
 
 def data_key(data_dir: Path) -> str:
@@ -52,14 +58,22 @@ def grid_tag(layout: str = GRID_LAYOUT) -> str:
     return "g" + re.sub(r"[^A-Za-z0-9]+", "", layout.replace("-v", ""))
 
 
-def cache_name(model_slug: str, tiling: TilingSettings, precision: str) -> str:
+def cache_name(
+    model_slug: str, tiling: TilingSettings, precision: str, tissue: str = "auto", target_mpp: float | None = None
+) -> str:
     """Folder name from the model, tiling settings and tile layout, e.g. ``phikon_t224_s224_c0.50_n0_gcover1_fp32``.
 
     Caches made before the layout had a name lack the ``_g<grid>`` part, so they are never found as a current cache.
+    ``--tissue`` other than ``auto`` adds ``_tissue<mode>`` and an explicit ``--target-mpp`` adds ``_m<um>``, so the
+    common case (images with masks, defaults) keeps the name it had before slides were read.
     """
     name = f"{model_slug}_t{tiling.tile_size}_s{tiling.step}_c{tiling.min_coverage:.2f}_n{tiling.max_tiles}"
     if tiling.max_tiles:
         name += f"_r{tiling.seed}"
+    if tissue != "auto":
+        name += f"_tissue{tissue}"
+    if target_mpp is not None:
+        name += f"_m{target_mpp:g}"
     return f"{name}_{grid_tag()}_{precision}"
 
 
@@ -102,6 +116,8 @@ def _staleness(
     if item.attrs.get("image_sha256") != image_sha:
         return "the image file changed since it was embedded", False, item.attrs
     if item.attrs.get("mask_sha256") != mask_sha:
+        if not mask_sha:  # "": no mask file now (tissue is found automatically), one when the file was made
+            return "the mask file is missing", False, item.attrs
         return "the mask file changed since it was embedded", False, item.attrs
     return None, False, item.attrs
 
@@ -183,3 +199,18 @@ def list_image_files(cache_dir: Path, split: str) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.h5") if not p.name.startswith("."))
+
+
+def write_tissue_mask(tissue_dir: Path | None, image_id: str, mask: np.ndarray) -> None:
+    """Save a mask found automatically as ``<tissue_dir>/<split>/<stem>.png`` (white: tissue), atomically.
+
+    Args:
+        tissue_dir: ``<cache>/tissue``; None saves nothing.
+        image_id: ``<split>/<stem>``.
+        mask: (h, w) bool, at the resolution it was found (a slide's thumbnail, an image's reduced copy or itself).
+    """
+    if tissue_dir is None:
+        return
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(mask, bool)).save(buffer, format="PNG")
+    store.write_file_atomic(Path(tissue_dir) / f"{image_id}.png", buffer.getvalue())

@@ -44,6 +44,8 @@ RUN_ATTRS = (
     "seed",
     "grid",
     "feature_dim",
+    "tissue",
+    "target_mpp",
 )
 # What identifies the image and how its tiles were chosen.
 IMAGE_ATTRS = (
@@ -63,6 +65,9 @@ IMAGE_ATTRS = (
 # pipeline.hygiene.checks.QUALITY_VERSION; the cache only compares it.
 QUALITY_VERSION_KEY = "q_version"
 # Attributes that must be equal for two files to belong to the same cache (model weights and tiling settings).
+# ``tissue`` (``--tissue`` other than ``auto``) and ``target_mpp`` (an explicit ``--target-mpp``; the registry's
+# default follows from the model) are written only when not default, so files of the common case, made before
+# slides were read, keep their identity (absent reads as None on both sides).
 # ``grid`` is the tile layout (:data:`pipeline.data.tiling.GRID_LAYOUT`); files made before it existed lack it, read
 # as None, and so never match a cache of the current layout.
 IDENTITY_KEYS = (
@@ -76,11 +81,21 @@ IDENTITY_KEYS = (
     "max_tiles",
     "seed",
     "grid",
+    "tissue",
+    "target_mpp",
 )
 
 
-def run_attributes(model: LoadedModel, tiling: TilingSettings, precision: str) -> dict:
-    """The run-level attributes every feature file of one cache carries (identity keys included)."""
+def run_attributes(
+    model: LoadedModel, tiling: TilingSettings, precision: str, tissue: str = "auto", target_mpp: float | None = None
+) -> dict:
+    """The run-level attributes every feature file of one cache carries (identity keys included).
+
+    ``tissue`` and ``target_mpp`` appear only when not default (see :data:`IDENTITY_KEYS`).
+    """
+    optional = {"tissue": tissue} if tissue != "auto" else {}
+    if target_mpp is not None:
+        optional["target_mpp"] = float(target_mpp)
     return {
         "schema_version": SCHEMA_VERSION,
         "model": model.name,
@@ -96,6 +111,7 @@ def run_attributes(model: LoadedModel, tiling: TilingSettings, precision: str) -
         "seed": tiling.seed,
         "grid": GRID_LAYOUT,
         "feature_dim": model.dim,
+        **optional,
     }
 
 
@@ -131,7 +147,7 @@ def missing_attributes(attrs: dict) -> list[str]:
     A file without ``grid`` predates the attribute: it is readable, and its identity differs from the current
     layout's (see :data:`IDENTITY_KEYS`).
     """
-    optional = ("feature_dim", "n_tiles", "grid")
+    optional = ("feature_dim", "n_tiles", "grid", "tissue", "target_mpp")
     return [key for key in (*RUN_ATTRS, *IMAGE_ATTRS) if key not in optional and key not in attrs]
 
 

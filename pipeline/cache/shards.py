@@ -111,7 +111,9 @@ def check_complete(cache_dir: Path, cache_settings: dict) -> None:
     requested = {split for r in read_shard_records(cache_dir) for split in resolve_splits(r.get("split", "all"))}
     splits = requested or {split for split in ("train", "test") if list_image_files(cache_dir, split)}
     try:
-        records = [r for r in find_records(data_dir, "all") if r.split in splits]
+        # slides are listed unless the cache was made with --tissue mask (its settings say "tissue" only then)
+        slides = cache_settings.get("tissue", "auto") != "mask"
+        records = [r for r in find_records(data_dir, "all", slides=slides) if r.split in splits]
     except PipelineError as exc:
         logger.debug("not checking %s for missing images: %s", cache_dir, exc)
         return

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -47,12 +47,14 @@ class ImageFeatures:
         coords: (n_tiles, 2) int32 (x, y).
         coverage: (n_tiles,) float32.
         attrs: The file's attributes as Python values.
+        coords_attrs: The ``coords`` dataset's attributes (TRIDENT's: ``patch_size``, ``patch_size_level0``, ...).
     """
 
     features: np.ndarray
     coords: np.ndarray
     coverage: np.ndarray
     attrs: dict
+    coords_attrs: dict = field(default_factory=dict)
 
 
 def _to_python(value: object) -> object:
@@ -71,7 +73,9 @@ def attrs_as_stored(attrs: dict) -> dict:
     return {**stored, "schema_version": SCHEMA_VERSION}
 
 
-def encode_image_features(features: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict) -> bytes:
+def encode_image_features(
+    features: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict, coords_attrs: dict | None = None
+) -> bytes:
     """Build one image's HDF5 file in memory (so a failing disk never leaves HDF5 half-way through a write).
 
     Args:
@@ -79,6 +83,7 @@ def encode_image_features(features: np.ndarray, coords: np.ndarray, coverage: np
         coords: (n, 2) int; stored as int32.
         coverage: (n,) float; stored as float32.
         attrs: Attribute values (str, int, float, bool); dicts and lists are stored as JSON strings.
+        coords_attrs: Attributes of the ``coords`` dataset (where TRIDENT and CLAM read the tile size and scale).
 
     Returns:
         The bytes of the file.
@@ -92,7 +97,9 @@ def encode_image_features(features: np.ndarray, coords: np.ndarray, coverage: np
     buffer = io.BytesIO()
     with h5py.File(buffer, "w", libver=FILE_FORMAT) as handle:
         handle.create_dataset("features", data=features, **checksum)
-        handle.create_dataset("coords", data=coords, **checksum)
+        coords_set = handle.create_dataset("coords", data=coords, **checksum)
+        for key, value in (coords_attrs or {}).items():
+            coords_set.attrs[key] = value
         handle.create_dataset("coverage", data=coverage, **checksum)
         _write_attributes(handle, {**attrs, "schema_version": SCHEMA_VERSION})
     return buffer.getvalue()
@@ -118,14 +125,15 @@ def _write_attributes(handle: h5py.File, attrs: dict) -> None:
 
 
 def write_image_features(
-    path: Path, features: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict
+    path: Path, features: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict,
+    coords_attrs: dict | None = None,
 ) -> None:
     """Write one image's file atomically (arrays as in :func:`encode_image_features`; its folder is created).
 
     Raises:
         CacheError: The file cannot be written (disk full, permissions); no partial file is left behind.
     """
-    write_file_atomic(Path(path), encode_image_features(features, coords, coverage, attrs))
+    write_file_atomic(Path(path), encode_image_features(features, coords, coverage, attrs, coords_attrs))
 
 
 def update_attributes(path: Path, update: dict, keep: Callable[[str], bool] = lambda key: True) -> ImageFeatures:
@@ -146,8 +154,8 @@ def update_attributes(path: Path, update: dict, keep: Callable[[str], bool] = la
     path = Path(path)
     item = read_image_features(path)
     attrs = {**{key: value for key, value in item.attrs.items() if keep(key)}, **update}
-    write_file_atomic(path, encode_image_features(item.features, item.coords, item.coverage, attrs))
-    return ImageFeatures(item.features, item.coords, item.coverage, attrs_as_stored(attrs))
+    write_file_atomic(path, encode_image_features(item.features, item.coords, item.coverage, attrs, item.coords_attrs))
+    return ImageFeatures(item.features, item.coords, item.coverage, attrs_as_stored(attrs), item.coords_attrs)
 
 
 def read_attrs(path: Path) -> dict:
@@ -181,6 +189,7 @@ def read_image_features(path: Path) -> ImageFeatures:
                 )
             features = handle["features"][()]
             coords = handle["coords"][()]
+            coords_attrs = {key: _to_python(value) for key, value in handle["coords"].attrs.items()}
             coverage = handle["coverage"][()]
     except FileProblem:
         raise
@@ -196,7 +205,7 @@ def read_image_features(path: Path) -> ImageFeatures:
             f"inconsistent shapes features {np.shape(features)}, coords {np.shape(coords)}, coverage "
             f"{np.shape(coverage)}",
         )
-    return ImageFeatures(features, coords, coverage, attrs)
+    return ImageFeatures(features, coords, coverage, attrs, coords_attrs)
 
 
 def value_problem(item: ImageFeatures) -> str | None:

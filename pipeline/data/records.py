@@ -201,9 +201,12 @@ def _pick_mask(candidates: list[Path]) -> Path | None:
 
 
 def file_checksums(records: list[ImageRecord]) -> list[tuple[str | None, str | None]]:
-    """(image SHA-256, mask SHA-256) of every record's files; None for a file that is missing or unreadable."""
+    """(image SHA-256, mask SHA-256) of every record's files; None for a file that is missing or unreadable.
+
+    A record without a mask file (tissue found automatically) gets "" for its mask, as its feature file records.
+    """
     # hashlib releases the GIL on large buffers, so threads hash files in parallel.
     with ThreadPoolExecutor(max_workers=4) as pool:
         images = list(pool.map(file_sha256, [r.image_path for r in records]))
-        masks = list(pool.map(lambda r: file_sha256(r.mask_path) if r.mask_path else None, records))
+        masks = list(pool.map(lambda r: file_sha256(r.mask_path) if r.mask_path else "", records))
     return list(zip(images, masks, strict=True))

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from pipeline.data.images import read_image, read_mask
+from pipeline.cache.folder import write_tissue_mask
+from pipeline.data.images import file_sha256, read_image, read_mask
 from pipeline.data.records import ImageRecord
+from pipeline.data.slide_input import coords_attributes, image_tissue, read_slide_input
+from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings, cut_tiles, plan_tiles, resize_tiles
 from pipeline.errors import ImageReadError
 from pipeline.hygiene.checks import image_quality
+from pipeline.hygiene.slide_sheet import SlideView, small_view
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +95,8 @@ class ImageTiles:
         image_attrs: Per-image attributes for the cache file (size, checksums, mask fraction, fallback).
         note: For a fallback tile, what happened and what to change (:attr:`pipeline.data.tiling.TilePlan.note`).
         ticket: Where ``tiles`` live (:class:`TileSlots`); hand it back to :meth:`TileSlots.release` once embedded.
+        coords_attrs: Attributes of the ``coords`` dataset (TRIDENT's tile size and scale, the MPPs used).
+        view: A slide's panel of the slides' contact sheet (small thumbnail, tissue, tiles), else None.
     """
 
     position: int
@@ -98,6 +106,8 @@ class ImageTiles:
     image_attrs: dict
     note: str = ""
     ticket: Ticket | None = None
+    coords_attrs: dict = field(default_factory=dict)
+    view: SlideView | None = None
 
 
 @dataclass
@@ -118,7 +128,8 @@ class TileDataset(Dataset):
 
     def __init__(
         self, records: Sequence[ImageRecord], tiling: TilingSettings, max_pixels: int, quality: bool = True,
-        slots: TileSlots | None = None, resize: tuple[int, str] | None = None,
+        slots: TileSlots | None = None, resize: tuple[int, str] | None = None, tissue: str = "mask",
+        target_mpp: float | None = None, input_mpp: float | None = None, tissue_dir: Path | None = None,
     ) -> None:
         self.records = list(records)
         self.tiling = tiling
@@ -127,6 +138,8 @@ class TileDataset(Dataset):
         self.slots = slots  # reused shared-memory buffers for the tiles (None: a new tensor per image)
         # (side, filter): tiles of another size are resized here with Pillow, as the encoder's authors resize
         self.resize = resize
+        # --tissue, the MPP of slide tiles, --mpp (overrides a slide's metadata), where the masks found are saved
+        self.tissue, self.target_mpp, self.input_mpp, self.tissue_dir = tissue, target_mpp, input_mpp, tissue_dir
 
     def __len__(self) -> int:
         return len(self.records)
@@ -143,7 +156,9 @@ class TileDataset(Dataset):
             return ImageFailure(position, f"{record.image_path}: unexpected {type(exc).__name__}: {exc}")
 
     def _load(self, position: int, record: ImageRecord) -> ImageTiles:
-        if record.mask_path is None:
+        if record.kind == "slide":
+            return self._load_slide(position, record)
+        if record.mask_path is None and self.tissue == "mask":
             expected = record.image_path.name.replace("img_", "mask_", 1)
             # A test image must stay: removing it would drop it from the submission.
             fix = (
@@ -156,8 +171,19 @@ class TileDataset(Dataset):
             )
         image = read_image(record.image_path, self.max_pixels)
         height, width = image.pixels.shape[:2]
-        mask = read_mask(record.mask_path, (width, height), self.max_pixels)
-        plan = plan_tiles(mask.inside, self.tiling, record.image_id)
+        if self.tissue == "all":  # a mask file is not used, but its checksum is what resume compares
+            inside = np.ones((height, width), bool)
+            mask_sha = (file_sha256(record.mask_path) or "") if record.mask_path else ""
+        elif record.mask_path is None:
+            inside, mask_sha = image_tissue(image.pixels, self.input_mpp), ""
+            if not inside.any():
+                raise ImageReadError(f"{record.image_path}: no tissue was found on it (no mask file beside it). Add "
+                                     "its mask, or pass --tissue all to tile the whole image.")
+            write_tissue_mask(self.tissue_dir, record.image_id, inside)
+        else:
+            mask = read_mask(record.mask_path, (width, height), self.max_pixels)
+            inside, mask_sha = mask.inside, mask.file_sha256
+        plan = plan_tiles(inside, self.tiling, record.image_id)
         tiles = cut_tiles(image.pixels, plan.coords, self.tiling.tile_size)
         if self.resize is not None:
             tiles = resize_tiles(tiles, *self.resize)
@@ -166,14 +192,57 @@ class TileDataset(Dataset):
             "image_height": height,
             "image_sha256": image.file_sha256,
             "pixels_sha256": image.pixels_sha256,
-            "mask_sha256": mask.file_sha256,
-            "mask_fraction": np.count_nonzero(mask.inside) / mask.inside.size,  # = inside.mean(), 10x cheaper
+            "mask_sha256": mask_sha,
+            "mask_fraction": np.count_nonzero(inside) / inside.size,  # = inside.mean(), 10x cheaper
             "fallback": plan.fallback,
         }
         if self.quality:
-            attrs.update(image_quality(image.pixels, mask.inside))
+            attrs.update(image_quality(image.pixels, inside))
+        side = self.resize[0] if self.resize is not None else self.tiling.tile_size
+        coords_attrs = coords_attributes(side, self.tiling.tile_size, (width, height), self.input_mpp, None,
+                                         step0=self.tiling.step)
+        return self._tiles(position, tiles, plan.coords, plan.coverage, attrs, plan.note, coords_attrs)
+
+    def _load_slide(self, position: int, record: ImageRecord) -> ImageTiles:
+        side, resample = self.resize if self.resize is not None else (self.tiling.tile_size, "bilinear")
+        held: list[tuple[torch.Tensor, Ticket | None]] = []
+
+        def allocate(n: int) -> np.ndarray:  # tiles are read straight into what goes to the main process
+            held.append(self.slots.buffer(n, (side, side, 3)) if self.slots else (torch.empty((n, side, side, 3),
+                                                                                              dtype=torch.uint8), None))
+            return held[-1][0].numpy()
+
+        with Slide(record.image_path, mpp=self.input_mpp) as slide:
+            read = read_slide_input(slide, self.tissue, self.target_mpp, side, resample, self.tiling, record.image_id,
+                                    allocate)
+            level0, power = slide.dimensions, slide.objective_power
+        found, plan = read.found, read.plan
+        write_tissue_mask(self.tissue_dir, record.image_id, found.tissue)
+        attrs = {
+            "image_width": level0[0],
+            "image_height": level0[1],
+            "image_sha256": file_sha256(record.image_path) or "",
+            # a slide's pixels are never decoded whole: its thumbnail's stand for them (hygiene's exact duplicates)
+            "pixels_sha256": hashlib.sha256(np.ascontiguousarray(found.thumbnail).data).hexdigest(),
+            "mask_sha256": "",
+            "mask_fraction": float(found.tissue.mean()),
+            "fallback": plan.fallback,
+        }
+        if self.quality:  # on the thumbnail, the slide's only whole picture
+            attrs.update(image_quality(found.thumbnail, found.tissue))
+        step0 = None if self.tiling.step == self.tiling.tile_size else round(
+            plan.size0 * self.tiling.step / self.tiling.tile_size)
+        coords_attrs = coords_attributes(side, plan.size0, level0, read.mpp, read.target_mpp, power, step0)
+        view = small_view(record.image_path.name, found, plan)
+        tiles, ticket = held[-1]
+        return ImageTiles(position, tiles, plan.coords.astype(np.int32), plan.coverage, attrs, plan.note, ticket,
+                          coords_attrs, view)
+
+    def _tiles(self, position: int, tiles: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict,
+               note: str, coords_attrs: dict) -> ImageTiles:
+        """The item, its tiles copied into a reused shared-memory slot when there is one."""
         if self.slots is None:
-            return ImageTiles(position, torch.from_numpy(tiles), plan.coords, plan.coverage, attrs, plan.note)
+            return ImageTiles(position, torch.from_numpy(tiles), coords, coverage, attrs, note, None, coords_attrs)
         buffer, ticket = self.slots.buffer(len(tiles), tiles.shape[1:])
         np.copyto(buffer.numpy(), tiles)
-        return ImageTiles(position, buffer, plan.coords, plan.coverage, attrs, plan.note, ticket)
+        return ImageTiles(position, buffer, coords, coverage, attrs, note, ticket, coords_attrs)

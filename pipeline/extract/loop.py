@@ -27,6 +27,7 @@ from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, Til
 from pipeline.extract.plan import ExtractionPlan
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
+from pipeline.hygiene.slide_sheet import SlideView
 from pipeline.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -65,12 +66,14 @@ class EmbeddingLoop:
     Attributes:
         fresh: Image id -> (file attributes, (D,) float32 mean embedding) of every file handed to the writer, so the
             quality report need not read them back.
+        slide_views: The slides' panels (small thumbnail, tissue, tiles) for the slides' contact sheet.
     """
 
     def __init__(self, plan: ExtractionPlan, todo: list[ImageRecord], writer: FeatureWriter,
                  summary: ExtractionSummary) -> None:
         self.plan, self.todo, self.writer, self.summary = plan, todo, writer, summary
         self.fresh: dict[str, tuple[dict, np.ndarray]] = {}
+        self.slide_views: list[SlideView] = []  # a panel of the slides' contact sheet per slide embedded
         self._pending: dict[int, _Pending] = {}
         self._queue = TileQueue()
         self._slots = TileSlots(0)  # replaced by the loader's, which knows the workers
@@ -105,8 +108,10 @@ class EmbeddingLoop:
         workers = plan.workers
         self._slots = TileSlots(workers)
         preprocessing = plan.model.preprocessing
-        dataset = TileDataset(self.todo, plan.settings.tiling, plan.settings.max_pixels, plan.settings.quality_checks,
-                              self._slots, (preprocessing.resized_side, preprocessing.interpolation))
+        settings = plan.settings
+        dataset = TileDataset(self.todo, settings.tiling, settings.max_pixels, settings.quality_checks,
+                              self._slots, (preprocessing.resized_side, preprocessing.interpolation),
+                              settings.tissue, plan.target_mpp, settings.input_mpp, plan.cache_dir / cache.TISSUE_DIR)
         return DataLoader(dataset, batch_size=None, collate_fn=keep_as_is, num_workers=workers,
                           prefetch_factor=4 if workers else None)
 
@@ -154,6 +159,8 @@ class EmbeddingLoop:
             record = self.todo[item.position]
             self.summary.fallbacks[record.image_id] = fallback
             logger.info("%s: %s", record.image_id, item.note)
+        if item.view is not None:
+            self.slide_views.append(item.view)
         self._pending[item.position] = _Pending(item, self.plan.model.dim)
         if item.ticket is not None and item.ticket[2] >= 0:
             # this process's mapping of a slot's shared memory lives as long as a tensor on it: keep one, so that
@@ -180,7 +187,7 @@ class EmbeddingLoop:
         attrs = file_attributes(self.plan.run_attrs, item.image_attrs, record.image_id, record.sample_index,
                                 len(entry.features))
         path = cache.feature_path(self.plan.cache_dir, record.image_id)
-        self.writer.submit(path, entry.features, item.coords, item.coverage, attrs)
+        self.writer.submit(path, entry.features, item.coords, item.coverage, attrs, item.coords_attrs)
         self.fresh[record.image_id] = (attrs, cache.mean_embedding(entry.features))
         self.summary.n_tiles += len(entry.features)
         self._progress.update(1, tiles=len(entry.features))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from pipeline.embed.loading import load_model
 from pipeline.embed.model import LoadedModel
 from pipeline.embed.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
 from pipeline.extract.launch import Launch, local_device, resolve_shard
-from pipeline.extract.settings import ExtractionSettings, default_workers
+from pipeline.extract.settings import ExtractionSettings, default_workers, slide_target_mpp
 from pipeline.extract.sharding import Shard, shard_records
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ExtractionPlan:
         run_attrs: The attributes every feature file of the cache carries (see
             :func:`pipeline.cache.schema.run_attributes`).
         cache_dir: ``<out>/<data folder key>/<cache name>`` (:func:`pipeline.cache.folder.cache_dir`).
+        target_mpp: Micrometres per pixel of slide tiles (:func:`~pipeline.extract.settings.slide_target_mpp`);
+            None: slides are tiled at the tile size in level-0 pixels.
     """
 
     settings: ExtractionSettings
@@ -53,6 +58,7 @@ class ExtractionPlan:
     workers: int
     run_attrs: dict
     cache_dir: Path
+    target_mpp: float | None = None
 
     @property
     def tile_shape(self) -> tuple[int, int, int]:
@@ -78,14 +84,22 @@ def plan_extraction(
     """
     settings = settings.resolved()  # validated; --mpp turned into the tile size the encoder's magnification needs
     shard = resolve_shard(settings.shard, launch)
-    records = find_records(settings.data_dir, settings.split)
+    records = find_records(settings.data_dir, settings.split, slides=settings.tissue != "mask")
     cache.extraction_cache_dir(settings.out_dir, settings.data_dir)  # a wrong --out fails before the model loads
     device = local_device(resolve_device(settings.device), launch)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # pinned buffers and caches go to this rank's GPU, not to cuda:0
     model = model or load_model(settings.model)
     precision = resolve_precision(settings.precision, device, model.module)
-    name = cache.cache_name(model.slug, settings.tiling, precision)
+    name = cache.cache_name(model.slug, settings.tiling, precision, settings.tissue, settings.target_mpp)
+    unmasked = [record.image_path.name for record in records if record.kind == "unmasked_image"]
+    if unmasked and settings.tissue == "auto":  # before slides were read these were skipped: say what happens now
+        logger.warning("%d image(s) have no mask file (e.g. %s): their tissue is found automatically; --tissue mask "
+                       "skips them instead", len(unmasked), unmasked[0])
+    target_mpp = slide_target_mpp(settings.model, settings.target_mpp)
+    if target_mpp is None and any(record.kind == "slide" for record in records):
+        logger.info("%s is not in the encoder table and --target-mpp is not given: slides are tiled at --tile-size "
+                    "%d level-0 pixels, whatever their magnification", settings.model, settings.tiling.tile_size)
     return ExtractionPlan(
         settings=settings,
         records=records,
@@ -100,6 +114,7 @@ def plan_extraction(
         workers=default_workers(device.type, launch.local_world_size if launch else 1)
         if settings.workers is None
         else settings.workers,
-        run_attrs=run_attributes(model, settings.tiling, precision),
+        run_attrs=run_attributes(model, settings.tiling, precision, settings.tissue, settings.target_mpp),
         cache_dir=cache.extraction_cache_dir(settings.out_dir, settings.data_dir, name),
+        target_mpp=target_mpp,
     )

@@ -171,7 +171,7 @@ def finalize_cache(settings: ExtractionSettings) -> FinalizeReport:
     """
     settings = settings.resolved()  # --mpp: the tile size it implies
     cache_dir = find_cache_dir(settings)
-    records = find_records(settings.data_dir, settings.split)
+    records = find_records(settings.data_dir, settings.split, slides=settings.tissue != "mask")
     report = FinalizeReport(cache_dir, n_images=len(records))
     report.quality, report.missing = finish_cache(cache_dir, records, settings.quality, {})
     skipped = cache.read_skipped(cache_dir)

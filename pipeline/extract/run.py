@@ -31,6 +31,7 @@ from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
 from pipeline.hygiene.checks import QUALITY_VERSION
 from pipeline.hygiene.rescore import rescore_files
+from pipeline.hygiene.slide_sheet import write_slide_sheet
 from pipeline.provenance import versions
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,18 @@ def _embed(plan: ExtractionPlan, todo: list[ImageRecord], summary: ExtractionSum
             writer.finish()
         finally:
             fresh.update(loop.fresh)
+            if loop.slide_views:
+                _write_slide_sheet(plan, loop.slide_views)
+
+
+def _write_slide_sheet(plan: ExtractionPlan, views: list) -> None:
+    """The contact sheet of the slides this process embedded (one per shard when sharded)."""
+    name = cache.SLIDE_SHEET
+    if plan.shard.count > 1:
+        name = name.replace(".png", f"_shard{plan.shard.index}of{plan.shard.count}.png")
+    views = sorted(views, key=lambda view: view.name)
+    write_slide_sheet(plan.cache_dir / name, views)
+    logger.info("slides' contact sheet (tissue outline and tiles): %s", plan.cache_dir / name)
 
 
 def _write_record(plan: ExtractionPlan, key: str, summary: ExtractionSummary) -> None:

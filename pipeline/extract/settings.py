@@ -20,6 +20,8 @@ from pipeline.hygiene.settings import QualitySettings
 
 logger = logging.getLogger(__name__)
 
+TISSUE_MODES = ("auto", "mask", "all")
+
 
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity, which Slurm and containers restrict), at least 1."""
@@ -62,6 +64,20 @@ def tile_size_for(model: str, mpp: float | None, tile_size: int | None = None) -
     return size
 
 
+def slide_target_mpp(model: str, target_mpp: float | None) -> float | None:
+    """The MPP of slide tiles: ``target_mpp`` as given, else the encoder's training scale from the registry.
+
+    0.5 (20x) for encoders trained at several; None outside the registry (slides are then tiled at ``--tile-size``
+    level-0 pixels).
+    """
+    if target_mpp is not None:
+        return target_mpp
+    entry = registry.find(model)
+    if entry is None or not entry.mpp:
+        return None
+    return 0.5 if 0.5 in entry.mpp else entry.mpp[0]
+
+
 @dataclass
 class ExtractionSettings:
     """Everything that defines an extraction run; each field with a flag is one flag of ``extract.py``."""
@@ -92,6 +108,18 @@ class ExtractionSettings:
         help="micrometres per pixel of your images: sets --tile-size so that tiles match the magnification the "
         "encoder was trained at, e.g. 0.25 with a 0.5 um/px encoder of 224 px input gives 448 (docs/encoders.md)",
     )
+    tissue: str = setting(
+        "auto", choices=TISSUE_MODES,
+        help="where tiles go: auto: the mask files where they exist, tissue found automatically elsewhere (slides, "
+        "images without a mask); mask: mask files only (an image without one is skipped); all: the whole image",
+    )
+    target_mpp: float | None = setting(
+        None, metavar="UM", type=float,
+        help="micrometres per pixel of slide tiles (default: the encoder's training scale from the registry; a model "
+        "outside it tiles slides at --tile-size level-0 pixels); see docs/slides.md",
+    )
+    # --mpp as given, kept by resolved() for slides (whose own metadata it overrides); no flag of its own
+    input_mpp: float | None = None
     batch_size: int | None = setting(
         None, type=int, help="tiles per forward pass (default: 16 on CPU, 256 on CUDA)"
     )
@@ -132,7 +160,7 @@ class ExtractionSettings:
             return self
         given = None if self.tiling.tile_size == DEFAULT_TILE_SIZE else self.tiling.tile_size
         tiling = replace(self.tiling, tile_size=tile_size_for(self.model, self.mpp, given))
-        return replace(self, tiling=tiling, mpp=None)
+        return replace(self, tiling=tiling, mpp=None, input_mpp=self.mpp)
 
     def validate(self) -> ExtractionSettings:
         """Raise :class:`ConfigError` on values outside their range; return self."""
@@ -147,6 +175,11 @@ class ExtractionSettings:
             raise ConfigError(f"--workers must be 0 or more. Got {self.workers} instead.")
         if self.write_processes < 0:
             raise ConfigError(f"--write-processes must be 0 or more. Got {self.write_processes} instead.")
+        if self.tissue not in TISSUE_MODES:
+            raise ConfigError(f"--tissue must be one of {', '.join(TISSUE_MODES)}. Got '{self.tissue}' instead.")
+        if self.target_mpp is not None and not 0.01 <= self.target_mpp <= 20:
+            raise ConfigError(f"--target-mpp must be micrometres per pixel between 0.01 and 20 (0.5 for 20x). Got "
+                              f"{self.target_mpp} instead.")
         if self.max_pixels <= 0:
             raise ConfigError(f"--max-pixels must be positive. Got {self.max_pixels} instead.")
         return self

@@ -13,10 +13,10 @@ import heapq
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.data.decoders import header_size
 from pipeline.data.records import ImageRecord
+from pipeline.data.slides import Slide
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -64,11 +64,19 @@ def parse_shard(text: str) -> Shard:
 
 
 def pixel_counts(records: list[ImageRecord]) -> list[int]:
-    """Width x height of every record's image from its header (no decoding); 0 when the header cannot be read."""
+    """Width x height of every record's image (a slide's level 0) from its header, no decoding; 0 when unreadable.
 
-    def pixels(path: Path) -> int:
+    A slide's area stands for its tile count, as an image's does (its tissue share is not known before its thumbnail
+    is read).
+    """
+
+    def pixels(record: ImageRecord) -> int:
         try:
-            width, height = header_size(path)
+            if record.kind == "slide":  # level 0's size from the slide library (no pixel read)
+                with Slide(record.image_path) as slide:
+                    width, height = slide.dimensions
+            else:
+                width, height = header_size(record.image_path)
         except Exception:  # corrupt files make Pillow raise almost anything; the loop reports them
             return 0
         return width * height
@@ -76,7 +84,7 @@ def pixel_counts(records: list[ImageRecord]) -> list[int]:
     # Sizes only, without Pillow's process-wide pixel limit (the workers check --max-pixels when they decode);
     # the warnings filter is process-wide too, so a format plugin's warning is left to the decoding, which logs it.
     with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
-        return list(pool.map(pixels, [record.image_path for record in records]))
+        return list(pool.map(pixels, records))
 
 
 def partition(weights: list[int], ids: list[str], count: int) -> list[list[int]]:

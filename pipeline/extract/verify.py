@@ -105,7 +105,8 @@ def find_cache_dir(settings: ExtractionSettings) -> Path:
     if (out / cache.SETTINGS_FILE).is_file():
         return out
     precisions = [settings.precision] if settings.precision != "auto" else [p for p in PRECISIONS if p != "auto"]
-    names = [cache.cache_name(slugify(settings.model), settings.tiling, p) for p in precisions]
+    names = [cache.cache_name(slugify(settings.model), settings.tiling, p, settings.tissue, settings.target_mpp)
+             for p in precisions]
     # the cache these flags make, then one made before data folders had their own key (directly under --out)
     candidates = [folder for name in names for folder in (cache.cache_dir(out, settings.data_dir, name), out / name)]
     found = [folder for folder in candidates if (folder / cache.SETTINGS_FILE).is_file()]
@@ -146,7 +147,7 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
     settings = settings.resolved()  # --mpp: the tile size it implies
     cache_dir = find_cache_dir(settings)
     expected = cache.read_settings(cache_dir)
-    records = find_records(settings.data_dir, settings.split)
+    records = find_records(settings.data_dir, settings.split, slides=settings.tissue != "mask")
     report = VerificationReport(cache_dir, Path(settings.data_dir).resolve(), len(records))
     recorded = expected.get("data_dir")
     if recorded and Path(recorded) != report.data_dir:

@@ -53,13 +53,17 @@ class FeatureWriter:
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="h5-writer")
 
-    def submit(self, path: Path, features: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict) -> None:
+    def submit(
+        self, path: Path, features: np.ndarray, coords: np.ndarray, coverage: np.ndarray, attrs: dict,
+        coords_attrs: dict | None = None,
+    ) -> None:
         """Queue one image's file (arrays and attributes as :func:`pipeline.cache.store.write_image_features` takes).
 
         Raises:
             CacheError: An earlier write failed.
         """
-        future = self._executor.submit(store.write_image_features, path, features, coords, coverage, attrs)
+        future = self._executor.submit(store.write_image_features, path, features, coords, coverage, attrs,
+                                       coords_attrs)
         self._pending.append((path, future))
         while len(self._pending) > self.max_pending or (self._pending and self._pending[0][1].done()):
             self._collect()

@@ -159,7 +159,8 @@ def assess(
     np.fill_diagonal(distance, 64)
     same_pixels = exact_groups[:, None] == exact_groups[None, :]
     near = (distance <= settings.phash_distance) & ~same_pixels
-    masks = [a.get("mask_sha256") if 0.0 < float(a.get("mask_fraction", 0.5)) < 1.0 else None for a in attrs]
+    # "": no mask file (tissue found automatically), which no two images can share
+    masks = [a.get("mask_sha256") or None if 0.0 < float(a.get("mask_fraction", 0.5)) < 1.0 else None for a in attrs]
     mask_groups = group_by_shared_keys(masks)
     shared = np.array([m is not None for m in masks])[:, None] & (mask_groups[:, None] == mask_groups[None, :])
     shared &= ~same_pixels

@@ -8,7 +8,7 @@ resolution (the thumbnail is shrunk first), so lines stay one pixel wide and cri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,23 @@ class SlideView:
 def slide_view(name: str, found: SlideTissue, plan: SlideTilePlan) -> SlideView:
     """The sheet's view of a slide from what :mod:`pipeline.data.slide_tiles` found and planned on it."""
     return SlideView(name, found.thumbnail, found.tissue, plan.coords, plan.size0, found.downsample, plan.note)
+
+
+def small_view(name: str, found: SlideTissue, plan: SlideTilePlan, max_side: int = 2 * PANEL) -> SlideView:
+    """:func:`slide_view` with the thumbnail and mask shrunk to at most ``max_side`` a side.
+
+    Cheap to send between processes and to keep for every slide of a run until the sheet is drawn.
+    """
+    view = slide_view(name, found, plan)
+    height, width = view.thumbnail.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return view
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    thumbnail = np.asarray(Image.fromarray(view.thumbnail).resize(size, Image.Resampling.BOX))
+    tissue = np.asarray(Image.fromarray(view.tissue).resize(size, Image.Resampling.NEAREST))
+    downsample = (view.downsample[0] * width / size[0], view.downsample[1] * height / size[1])
+    return replace(view, thumbnail=thumbnail, tissue=tissue, downsample=downsample)
 
 
 def mask_edge(mask: np.ndarray) -> np.ndarray:

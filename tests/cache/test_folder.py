@@ -1,4 +1,5 @@
 import numpy as np
+from PIL import Image
 
 from pipeline import cache
 from pipeline.cache import store
@@ -36,6 +37,28 @@ def test_the_tile_layout_is_in_the_cache_name_and_identity():
     assert GRID_LAYOUT == "cover-v1" and "grid" in IDENTITY_KEYS and "grid" in RUN_ATTRS
     assert cache.cache_name("phikon", TilingSettings(), "fp32") == "phikon_t224_s224_c0.50_n0_gcover1_fp32"
     assert cache.cache_name("m", TilingSettings(max_tiles=8, seed=3), "bf16") == "m_t224_s224_c0.50_n8_r3_gcover1_bf16"
+
+
+def test_tissue_mode_and_target_mpp_join_name_and_identity_only_when_not_default(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.cache.schema import IDENTITY_KEYS, mismatched_keys, run_attributes
+    from pipeline.data.tiling import TilingSettings
+
+    assert {"tissue", "target_mpp"} <= set(IDENTITY_KEYS)
+    base = cache.cache_name("phikon", TilingSettings(), "fp32", "auto", None)
+    assert base == "phikon_t224_s224_c0.50_n0_gcover1_fp32"  # the common case keeps its name
+    assert cache.cache_name("phikon", TilingSettings(), "fp32", "all", 0.5) == \
+        "phikon_t224_s224_c0.50_n0_tissueall_m0.5_gcover1_fp32"
+    model = SimpleNamespace(name="m", source="s", revision="r", checksum="c", dim=8,
+                            preprocessing=SimpleNamespace(to_dict=dict, resized_side=224))
+    default = run_attributes(model, TilingSettings(), "fp32")
+    assert "tissue" not in default and "target_mpp" not in default  # files made before slides keep their identity
+    other = run_attributes(model, TilingSettings(), "fp32", "mask", 0.25)
+    assert sorted(mismatched_keys(other, default)) == ["target_mpp", "tissue"]
+    cache.write_tissue_mask(tmp_path / "tissue", "train/a", np.eye(3, dtype=bool))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "tissue" / "train" / "a.png")).astype(bool), np.eye(3))
+    cache.write_tissue_mask(None, "train/b", np.eye(3, dtype=bool))  # nowhere to save: nothing written
 
 
 def test_a_file_made_before_the_tile_layout_existed_reads_and_is_re_embedded(tmp_path):

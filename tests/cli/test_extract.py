@@ -205,8 +205,9 @@ def test_a_run_that_embeds_nothing_exits_1_with_the_cause(make_data, tmp_path, t
     root = make_data(n_train=3, n_test=0)
     for mask in (root / "train_data").glob("mask_*"):
         mask.unlink()
+    # --tissue mask: images without masks are skipped (the default, auto, finds their tissue)
     argv = ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(tmp_path / "f"), "--tile-size", "32",
-            "--workers", "0", "--no-progress"]
+            "--workers", "0", "--no-progress", "--tissue", "mask"]
     caplog.set_level("INFO")
     assert main(argv) == 1
     captured = capsys.readouterr()

@@ -99,7 +99,8 @@ def test_bad_images_are_skipped_and_listed(make_data, tmp_path, tiny_model):
     (root / "train_data" / "img_0001.png").write_bytes(b"")
     (root / "train_data" / "mask_0002.png").unlink()
     Image.new("L", (10, 10)).save(root / "train_data" / "mask_0003.png")
-    summary = run_extraction(_settings(root, tmp_path), tiny_model)
+    # --tissue mask: an image without its mask is skipped (auto finds its tissue: tests/integration/test_slides_*)
+    summary = run_extraction(_settings(root, tmp_path, tissue="mask"), tiny_model)
     assert summary.n_embedded == 2
     assert set(summary.skipped) == {"train/img_0001", "train/img_0002", "train/img_0003"}
     assert "file is empty" in summary.skipped["train/img_0001"]
@@ -330,3 +331,15 @@ def test_a_summary_fails_only_when_nothing_was_embedded_or_up_to_date():
     assert ExtractionSummary(Path("c"), 2, n_reused=1, skipped=dict(skipped)).failure() == ""
     assert ExtractionSummary(Path("c"), 2, n_embedded=1, skipped=dict(skipped)).failure() == ""
     assert ExtractionSummary(Path("c"), 0).failure() == ""  # a shard with no image is no failure
+
+
+def test_tissue_all_tiles_the_whole_image_whatever_its_mask_and_resumes(make_data, tmp_path, tiny_model):
+    root = make_data(n_train=2, n_test=0)  # 96x64, the mask is the left half
+    (root / "train_data" / "mask_0001.png").unlink()
+    first = run_extraction(_settings(root, tmp_path, tissue="all"), tiny_model)
+    assert first.n_embedded == 2 and first.cache_dir.name.endswith("_tissueall_gcover1_fp32")
+    for stem in ("img_0000", "img_0001"):
+        item = store.read_image_features(first.cache_dir / "train" / f"{stem}.h5")
+        assert len(item.coords) == 6 and item.attrs["mask_fraction"] == 1.0  # 3 x 2 tiles of 32 px
+    again = run_extraction(_settings(root, tmp_path, tissue="all"), tiny_model)
+    assert again.n_embedded == 0 and again.n_reused == 2

@@ -14,6 +14,7 @@ from pipeline.hygiene.slide_sheet import (
     draw_slide,
     mask_edge,
     slide_view,
+    small_view,
     write_slide_sheet,
 )
 
@@ -68,3 +69,14 @@ def test_a_view_comes_from_the_found_tissue_and_the_plan():
     found = SlideTissue(view.thumbnail, view.tissue, np.zeros_like(view.tissue), view.downsample)
     plan = SlideTilePlan(view.coords, view.size0, np.ones(2, np.float32), "", "")
     assert np.array_equal(draw_slide(slide_view("a.svs", found, plan)), draw_slide(view))
+
+
+def test_a_small_view_keeps_the_tiles_where_they_are_on_a_shrunk_thumbnail():
+    view = _view()
+    found = SlideTissue(np.repeat(np.repeat(view.thumbnail, 4, 0), 4, 1), np.repeat(np.repeat(view.tissue, 4, 0), 4, 1),
+                        np.zeros((400, 640), bool), (4.0, 4.0))
+    plan = SlideTilePlan(view.coords, view.size0, np.ones(2, np.float32), "", "")
+    small = small_view("a.svs", found, plan, max_side=160)
+    assert small.thumbnail.shape == (100, 160, 3) and small.downsample == (16.0, 16.0)
+    assert np.array_equal(small.tissue, view.tissue) and np.array_equal(draw_slide(small), draw_slide(view))
+    assert small_view("a.svs", found, plan, max_side=1000).thumbnail.shape == (400, 640, 3)  # never enlarged

@@ -321,8 +321,9 @@ def test_long_run_skips_every_bad_input_lists_it_and_keeps_test_images(make_data
     (train / "mask_0003.png").unlink()
     Image.new("L", (10, 10)).save(train / "mask_0004.png")
     Image.new("L", (96, 64), 0).save(test / "mask_0001.png")  # empty mask on a test image: still embedded
+    # --tissue mask: an image without its mask is skipped (the default, auto, finds its tissue)
     argv = ["--data", str(root), "--model", str(tiny_vit_dir), "--out", str(tmp_path / "f"), "--tile-size", "32",
-            "--workers", "1", "--no-progress", "-q"]
+            "--workers", "1", "--no-progress", "-q", "--tissue", "mask"]
     assert extract_main(argv) == 0
     captured = capsys.readouterr()
     assert "8 images: 3 embedded" in captured.out and "5 skipped" in captured.out
