@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import slide_maker
+from benchmarks import SHARED_DATA, slide_maker
 from benchmarks.colour_variants import cast
 from benchmarks.stain_variants import fade
 from pipeline.data.slide_tiles import SlideTissue, find_slide_tissue, plan_slide_tiles, tiles_for_slide
@@ -27,7 +27,7 @@ from pipeline.data.slides import Slide
 from pipeline.data.tissue import tissue_and_pen
 from pipeline.hygiene.slide_sheet import slide_view, write_slide_sheet
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glas15"
+SHARED = SHARED_DATA / "glas15"
 VARIANTS = {
     "plain": lambda p: p,
     "green cast": lambda p: cast(p, "green", 1.0),

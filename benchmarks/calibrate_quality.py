@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import tempfile
 import time
 from collections import defaultdict
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks import SHARED_DATA
 from benchmarks import stain_variants as variants
 from pipeline.cache import store
 from pipeline.data.records import find_records
@@ -48,7 +48,7 @@ from pipeline.hygiene.rules import rule_lines
 from pipeline.hygiene.settings import QualitySettings
 from pipeline.hygiene.stain import stain_scores
 
-DATA = Path(os.environ.get("PIPELINE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA = SHARED_DATA
 LUNG_CLEAN = (0, 1, 2, 3, 4, 6, 7, 8, 9, 10)  # as the acceptance test: mutually distinct lung tiles
 EXCLUDING = set(EXCLUDED_FROM_TRAINING)
 

@@ -12,7 +12,6 @@ and the images flagged against what was planted.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import SHARED_DATA
 from benchmarks import stain_variants as variants
 from benchmarks.dirty_dataset import build_dirty_dataset, stain_transform
 from pipeline import cache
@@ -27,7 +27,7 @@ from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.hygiene import assessment
 
-DATA = Path(os.environ.get("PIPELINE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA = SHARED_DATA
 CARTOONS = ("train/img_0022", "train/img_0023", "train/img_0024")
 
 
