@@ -250,8 +250,17 @@ def unreachable_hub(online, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def patches():
-    """H&E patches for made slides (benchmarks/slide_maker.py): from glas15 when present, else synthetic."""
+def patches(glas15):
+    """Real H&E patches from glas15 for made slides (benchmarks/slide_maker.py), for tests of tissue and pen
+    detection, which synthetic patches cannot stand in for (skips without glas15)."""
+    from benchmarks import slide_maker
+
+    return slide_maker.he_patches(glas15)
+
+
+@pytest.fixture(scope="session")
+def any_patches():
+    """Patches for made slides whose content does not matter (reading, levels): glas15's, else synthetic."""
     from benchmarks import slide_maker
 
     glas = SHARED_DATA / "glas15"

@@ -19,12 +19,12 @@ BACKENDS = ("openslide", "tiffslide")
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory, patches):
+def made(tmp_path_factory, any_patches):
     """Three made slides: Aperio 4096x4096 at 0.25 um/px (40x), generic 4096x2048 at 0.5 um/px in centimetres,
     and generic without resolution unit (no MPP). Returns {name: (path, layout)}."""
     folder = tmp_path_factory.mktemp("slides")
-    square = slide_maker.default_layout(4096, 4096, patches, pens=("green",))
-    wide = slide_maker.default_layout(4096, 2048, patches)
+    square = slide_maker.default_layout(4096, 4096, any_patches, pens=("green",))
+    wide = slide_maker.default_layout(4096, 2048, any_patches)
     return {
         "aperio": (slide_maker.write_slide(folder / "aperio.svs", square, "aperio", mpp=0.25, app_mag=40), square),
         "generic": (slide_maker.write_slide(folder / "generic.tif", wide, "generic", mpp=0.5, unit="cm"), wide),

@@ -23,17 +23,11 @@ from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.sharding import pixel_counts
 from pipeline.extract.verify import verify_cache
-from tests.conftest import SHARED_DATA, TINY_SIZE
+from tests.conftest import TINY_SIZE
 
 openslide = pytest.importorskip("openslide")
 
 TARGET_MPP = 3.0  # 32-px tiles of 96 um: 192 level-0 px at 20x (read at the 1/4 level, 48 px, resized), 384 at 40x
-
-
-@pytest.fixture(scope="module")
-def patches():
-    glas = SHARED_DATA / "glas15"
-    return slide_maker.he_patches(glas) if (glas / "train_data").is_dir() else slide_maker.synthetic_patches()
 
 
 def _doubled(layout):
