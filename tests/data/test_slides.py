@@ -103,8 +103,10 @@ def test_read_tile_equals_openslides_own_pixels(made, backend):
             assert difference.max() == 0, name
         else:  # another JPEG decoder may round differently
             assert difference.mean() < 1.0 and difference.max() <= 16, name
-    # and the pixels are the made tissue, within JPEG's loss
-    assert np.abs(same_level.astype(int) - layout.render(x, y, 256, 256)).mean() < 6
+    # and the pixels are the made tissue, within JPEG's loss (on 8 x 8 block means, which JPEG keeps even for the
+    # noisy synthetic stand-in used without glas15)
+    difference = (same_level.astype(float) - layout.render(x, y, 256, 256)).reshape(32, 8, 32, 8, 3)
+    assert np.abs(difference.mean(axis=(1, 3))).mean() < 3 and np.abs(difference).mean() < 25
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
