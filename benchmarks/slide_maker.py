@@ -158,6 +158,15 @@ def default_layout(width: int, height: int, patches: Sequence[np.ndarray], pens:
     return SlideLayout(width, height, tissue, tuple(patches), strokes)
 
 
+def doubled(layout: SlideLayout) -> SlideLayout:
+    """The same tissue scanned at twice the resolution (a 40x scan of a 20x layout): every side and patch doubled."""
+    return SlideLayout(
+        layout.width * 2, layout.height * 2, tuple(tuple(v * 2 for v in r) for r in layout.tissue),
+        tuple(np.repeat(np.repeat(p, 2, axis=0), 2, axis=1) for p in layout.patches),
+        tuple((*(v * 2 for v in p[:4]), p[4]) for p in layout.pens),
+    )
+
+
 def _tiles(layout: SlideLayout, downsample: int) -> Iterator[np.ndarray]:
     """(256, 256, 3) tiles of one level in raster order, the edge ones completed with glass."""
     width, height = layout.width // downsample, layout.height // downsample

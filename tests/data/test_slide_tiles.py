@@ -15,21 +15,12 @@ from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings, plan_tiles
 
 
-def _doubled(layout):
-    """The same tissue scanned at twice the resolution: every side and patch twice as many pixels."""
-    return slide_maker.SlideLayout(
-        layout.width * 2, layout.height * 2, tuple(tuple(v * 2 for v in r) for r in layout.tissue),
-        tuple(np.repeat(np.repeat(p, 2, axis=0), 2, axis=1) for p in layout.patches),
-        tuple((*(v * 2 for v in p[:4]), p[4]) for p in layout.pens),
-    )
-
-
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory, patches):
     """One made slide (green, blue and black strokes) at 20x (0.5 um/px, 4096 px) and 40x (0.25 um/px, 8192 px)."""
     folder = tmp_path_factory.mktemp("slide_tiles")
     at20 = slide_maker.default_layout(4096, 4096, patches, pens=("green", "blue", "black"))
-    at40 = _doubled(at20)
+    at40 = slide_maker.doubled(at20)
     return {
         20: (slide_maker.write_slide(folder / "x20.svs", at20, "aperio", mpp=0.5, app_mag=20), at20),
         40: (slide_maker.write_slide(folder / "x40.svs", at40, "aperio", mpp=0.25, app_mag=40), at40),

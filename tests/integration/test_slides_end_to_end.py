@@ -30,14 +30,6 @@ openslide = pytest.importorskip("openslide")
 TARGET_MPP = 3.0  # 32-px tiles of 96 um: 192 level-0 px at 20x (read at the 1/4 level, 48 px, resized), 384 at 40x
 
 
-def _doubled(layout):
-    """The same tissue at twice the resolution (as in tests/data/test_slide_tiles.py)."""
-    return slide_maker.SlideLayout(
-        layout.width * 2, layout.height * 2, tuple(tuple(v * 2 for v in r) for r in layout.tissue),
-        tuple(np.repeat(np.repeat(p, 2, axis=0), 2, axis=1) for p in layout.patches),
-        tuple((*(v * 2 for v in p[:4]), p[4]) for p in layout.pens),
-    )
-
 
 @pytest.fixture(scope="module")
 def slide_data(tmp_path_factory, patches):
@@ -47,7 +39,7 @@ def slide_data(tmp_path_factory, patches):
     folder = root / "train_data"
     folder.mkdir(parents=True)
     at20 = slide_maker.default_layout(4096, 4096, patches, pens=("green", "black"))
-    layouts = {"a20.svs": at20, "a40.svs": _doubled(at20), "g20.tif": at20}
+    layouts = {"a20.svs": at20, "a40.svs": slide_maker.doubled(at20), "g20.tif": at20}
     slide_maker.write_slide(folder / "a20.svs", at20, "aperio", mpp=0.5, app_mag=20)
     slide_maker.write_slide(folder / "a40.svs", layouts["a40.svs"], "aperio", mpp=0.25, app_mag=40)
     slide_maker.write_slide(folder / "g20.tif", at20, "generic", mpp=0.5, unit="cm")
