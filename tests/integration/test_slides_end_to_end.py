@@ -4,6 +4,7 @@ TRIDENT's attributes, features equal to OpenSlide's own pixels, bad slides repor
 import contextlib
 import json
 import logging
+import re
 import shutil
 
 import h5py
@@ -235,3 +236,12 @@ def test_classify_runs_unchanged_on_a_slide_cache(tmp_path, patches, tiny_model)
                           str(tmp_path / "run"), "-q"]) == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (tmp_path / "run" / "report.html").is_file()  # the report, pictures included, on a cache of slides
+    # vote maps drawn on the slides' thumbnails (tests/report/test_slide_pictures.py checks where the tiles land)
+    maps = sorted(path.name for path in (tmp_path / "run" / "vote_maps").iterdir())
+    assert len(maps) >= 2 and all(re.fullmatch(r"[a-z]+_s\d\.png", name) for name in maps), maps
+    assert all(f"vote_maps/{name}" in (tmp_path / "run" / "report.html").read_text() for name in maps)
+    # abmil on the slides' bags: attention maps on the thumbnails
+    assert classify_main(["--features", str(summary.cache_dir), "--head", "abmil", "--folds", "2", "--out",
+                          str(tmp_path / "mil"), "--vote-maps", "s0.svs", "-q"]) == 0
+    assert (tmp_path / "mil" / "vote_maps" / "requested_s0.png").is_file() or any(
+        name.endswith("_s0.png") for name in (p.name for p in (tmp_path / "mil" / "vote_maps").iterdir()))
