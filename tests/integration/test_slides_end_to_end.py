@@ -2,6 +2,7 @@
 TRIDENT's attributes, features equal to OpenSlide's own pixels, bad slides reported, resume, classify unchanged."""
 
 import contextlib
+import csv
 import json
 import logging
 import re
@@ -163,6 +164,23 @@ def test_an_image_without_a_mask_is_tiled_on_the_tissue_found_and_its_mask_saved
         assert (summary.cache_dir / cache.TISSUE_DIR / "train" / f"{stem}.png").is_file()
     sheet = Image.open(summary.cache_dir / cache.SLIDE_SHEET)
     assert sheet.width >= 3 * 320
+
+
+def test_quality_csv_groups_the_scans_of_one_slide_and_gives_their_tissue_and_pen(extracted):
+    summary, layouts, _ = extracted
+    with (summary.cache_dir / "quality.csv").open() as handle:
+        rows = {row["image_id"]: row for row in csv.DictReader(handle)}
+    same = [rows[f"train/{stem}"] for stem in ("a20", "a40", "g20")]  # one tissue: 20x, 40x, another container
+    assert len({row["duplicate_group"] for row in same}) == 1 and all(row["near_duplicate"] == "1" for row in same)
+    assert rows["train/img_0001"]["duplicate_group"] != same[0]["duplicate_group"]
+    truth = layouts["a20.svs"]
+    for row in same:  # green and black strokes across the first piece, no blue
+        assert float(row["pen_green_fraction"]) > 0.005 and float(row["pen_black_fraction"]) > 0.005
+        assert float(row["pen_blue_fraction"]) == 0
+        assert 0.8 * truth.tissue_mask(16).mean() <= float(row["tissue_fraction"]) <= truth.tissue_mask(16).mean()
+    assert rows["train/img_0001"]["pen_fraction"] == ""  # an image: no slide statistics
+    with h5py.File(summary.cache_dir / "train" / "a40.h5", "r") as f:  # kept in the file, for classify.py
+        assert f.attrs["slide_pen_fraction"] == pytest.approx(float(rows["train/a40"]["pen_fraction"]), abs=1e-4)
 
 
 def test_a_second_run_embeds_nothing(extracted, slide_data, tiny_model):
