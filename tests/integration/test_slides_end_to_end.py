@@ -254,6 +254,8 @@ def test_classify_runs_unchanged_on_a_slide_cache(tmp_path, patches, tiny_model)
                           str(tmp_path / "run"), "-q"]) == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (tmp_path / "run" / "report.html").is_file()  # the report, pictures included, on a cache of slides
+    with (tmp_path / "run" / "quality.csv").open() as handle:  # the slides' statistics, read from their files
+        assert all(float(row["tissue_fraction"]) > 0.05 for row in csv.DictReader(handle))
     # vote maps drawn on the slides' thumbnails (tests/report/test_slide_pictures.py checks where the tiles land)
     maps = sorted(path.name for path in (tmp_path / "run" / "vote_maps").iterdir())
     assert len(maps) >= 2 and all(re.fullmatch(r"[a-z]+_s\d\.png", name) for name in maps), maps
