@@ -27,6 +27,7 @@ from pipeline.hygiene.assessment import QUALITY_FILE, QUALITY_SHEET, QualityRepo
 from pipeline.hygiene.contact_sheet import write_contact_sheet
 from pipeline.hygiene.quality_file import write_quality_csv
 from pipeline.hygiene.settings import QualitySettings
+from pipeline.hygiene.slide_stats import add_slide_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ def write_quality_report(
         return None
     if not ids:
         return None
+    by_id = dict(zip(ids, attrs, strict=True))  # slides' tissue and pen statistics, once per slide file
+    if add_slide_statistics(image_paths, {i: cache.feature_path(cache_dir, i) for i in ids}, by_id):
+        attrs = [by_id[i] for i in ids]
+        fresh.update({i: (by_id[i], fresh[i][1]) for i in ids})
     sample_index = [a["sample_index"] for a in attrs]
     report = assess(ids, sample_index, attrs, np.stack(embeddings), settings)
     if report.unscored_warning():

@@ -6,6 +6,11 @@ attention branch, turns the scores into weights with a softmax within the bag an
 them out, where votes over tiles that all inherit the image's label average the signal away. The weights double as a
 map of which tiles decided the prediction (:meth:`ABMILHead.predict_bags`).
 
+Bags of any size, bounded memory: a training step takes at most ``max_train_tiles`` tiles of each bag (a slide's
+thousands are sampled afresh every epoch by a seeded generator; smaller bags give all theirs, so images of the
+challenge's size train exactly as before); validation and prediction use every tile, in passes of at most
+``_PREDICT_TILES`` padded tiles, and a bag larger than that is scored chunk by chunk (:func:`pool_in_chunks`).
+
 Bag interface: X holds all tiles, (n_tiles, D); ``bag_index`` (n_tiles,) says which bag (image) each tile belongs
 to; y, ``groups`` and ``sample_weight`` have one entry per bag. Without ``bag_index`` every row is a bag of one tile,
 so the head also works as a plain scikit-learn classifier.
@@ -22,7 +27,7 @@ from scipy.special import softmax
 from sklearn.utils.validation import check_array
 
 from pipeline.errors import ConfigError
-from pipeline.heads.bags import BagPrediction, Bags, GatedAttentionMIL, check_bag_index
+from pipeline.heads.bags import BagPrediction, Bags, GatedAttentionMIL, check_bag_index, pool_in_chunks
 from pipeline.heads.base import N_JOBS, NON_NEGATIVE, POSITIVE, Head, at_least, fraction
 from pipeline.heads.torch_training import inner_split, torch_threads, weighted_loss
 
@@ -44,6 +49,12 @@ class ABMILHead(Head):
         lr, weight_decay: AdamW settings; 1e-3 and 1e-2 as in MLPHead.
         batch_size: Bags per step at most (padded to the longest bag of the batch); below 10 x batch_size training
             bags, batches shrink to keep 10 steps per epoch.
+        max_train_tiles: Tiles of one bag per training step at most: a larger bag (a slide) gives a sample of this
+            many, drawn without replacement afresh each epoch (generator seeded by the member's seed), so a step
+            holds at most batch_size x max_train_tiles tiles whatever the slides' sizes and an epoch costs at most
+            max_train_tiles per bag; over the epochs every tile is seen. 512 is about 40x fewer than a 20,000-tile
+            slide (docs/slides.md has the measured memory and time) and far more than any challenge image's tiles
+            (12-100), whose training is unchanged. None: every tile (memory grows with the largest bags).
         max_epochs: Epoch cap, also the fixed length when early stopping is impossible (too few groups); small sets
             need more epochs than MLPHead's 50, while early stopping ends real fits after 10-20.
         patience: Epochs without a lower validation loss before stopping; the best epoch's weights are kept.
@@ -69,6 +80,7 @@ class ABMILHead(Head):
         "lr": [POSITIVE],
         "weight_decay": [NON_NEGATIVE],
         "batch_size": [at_least(1)],
+        "max_train_tiles": [at_least(1), None],
         "max_epochs": [at_least(1)],
         "patience": [at_least(1)],
         "validation_fraction": [fraction("neither")],
@@ -84,6 +96,7 @@ class ABMILHead(Head):
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
         batch_size: int = 16,
+        max_train_tiles: int | None = 512,
         max_epochs: int = 100,
         patience: int = 10,
         validation_fraction: float = 0.15,
@@ -98,6 +111,7 @@ class ABMILHead(Head):
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.max_train_tiles = max_train_tiles
         self.max_epochs = max_epochs
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -130,7 +144,7 @@ class ABMILHead(Head):
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0)
         self.std_ = np.where(std > 1e-6, std, 1.0).astype(np.float32)
-        bags = Bags((X - self.mean_) / self.std_, bag_index, n_bags)
+        bags = Bags(self._standardised(X), bag_index, n_bags)
         target = torch.from_numpy(y_idx)
         weight = torch.from_numpy(np.ones(n_bags) if weights is None else weights).float()
         self.networks_, self.n_epochs_, self.best_epoch_ = [], [], []
@@ -152,6 +166,12 @@ class ABMILHead(Head):
             self.best_epoch_.append(best)
         return self
 
+    def _standardised(self, X: np.ndarray) -> np.ndarray:
+        """(n_tiles, D) float32 ``(X - mean_) / std_`` in one new array: a slide cohort's tiles are copied only once."""
+        standardised = X - self.mean_
+        standardised /= self.std_
+        return standardised
+
     def _build(self) -> GatedAttentionMIL:
         return GatedAttentionMIL(self.n_features_in_, self.hidden_dim, self.attention_dim, len(self.classes_),
                                  self.dropout)
@@ -164,22 +184,24 @@ class ABMILHead(Head):
             network: The member to train, in place. bags: Standardised tiles.
             target: (n_bags,) int64 class indices. weight: (n_bags,) float32 bag weights.
             train, val: Bag indices from :func:`inner_split`; an empty ``val`` means no early stopping.
-            seed: Seed of the batch order.
+            seed: Seed of the batch order and, on its own stream, of the tiles sampled from large bags.
 
         Returns:
             Epochs run and the epoch whose weights are kept.
         """
         optimizer = torch.optim.AdamW(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         shuffle = np.random.default_rng(seed)
+        # its own stream: drawn only for bags over max_train_tiles, so the batch order of small bags is as before
+        sampler = np.random.default_rng([seed, 1])
         batch_size = max(1, min(self.batch_size, len(train) // _MIN_STEPS_PER_EPOCH))
-        val_chunks = bags.chunks(val, _PREDICT_TILES) if len(val) else []
+        val_chunks = bags.chunks(val, _PREDICT_TILES) if len(val) else []  # every tile, bounded passes
         best_loss, best_state, best_epoch, stale, epoch = float("inf"), None, self.max_epochs, 0, 0
         for epoch in range(1, self.max_epochs + 1):
             network.train()
             order = shuffle.permutation(train)
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                logits = network(*bags.batch(batch))[0]
+                logits = network(*bags.batch(batch, self.max_train_tiles, sampler))[0]
                 loss = weighted_loss(logits, target[batch], weight[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -188,7 +210,7 @@ class ABMILHead(Head):
                 continue
             network.eval()
             with torch.no_grad():
-                logits = torch.cat([network(*bags.batch(chunk))[0] for chunk in val_chunks])
+                logits = torch.cat([_pooled(network, bags, chunk)[0] for chunk in val_chunks])
                 rows = np.concatenate(val_chunks)
                 val_loss = weighted_loss(logits, target[rows], weight[rows]).item()
             if val_loss < best_loss - _MIN_IMPROVEMENT:
@@ -210,7 +232,7 @@ class ABMILHead(Head):
             X: (n_tiles, D). bag_index: (n_tiles,) int bag of each tile (None: one row per bag).
             n_bags: Number of bags (default ``bag_index.max() + 1``); every bag needs a tile.
         """
-        X = (self._check_X(X, dtype=np.float32) - self.mean_) / self.std_
+        X = self._standardised(self._check_X(X, dtype=np.float32))
         bag_index, n_bags = check_bag_index(len(X), bag_index, n_bags)
         bags = Bags(X, bag_index, n_bags)
         n_classes = len(self.classes_)
@@ -219,14 +241,12 @@ class ABMILHead(Head):
         with torch.no_grad(), torch_threads(self.n_jobs):
             for network in self.networks_:
                 for chunk in chunks:
-                    tiles, mask = bags.batch(chunk)
-                    logits, weights, tile_logits = network(tiles, mask, with_tiles=True)
-                    mask = mask.numpy()
+                    logits, weights, tile_logits, mask = _pooled(network, bags, chunk)
                     rows = bags.rows(chunk, mask)
                     # float64 softmax so that rows sum to 1 to double precision
                     proba[chunk] += softmax(logits.numpy().astype(np.float64), axis=1)
-                    tile_proba[rows] += softmax(tile_logits.numpy()[mask].astype(np.float64), axis=1)
-                    attention[rows] += weights.numpy()[mask]
+                    tile_proba[rows] += softmax(tile_logits[mask].astype(np.float64), axis=1)
+                    attention[rows] += weights[mask]
         n = len(self.networks_)
         inverse = np.empty_like(bags.order)
         inverse[bags.order] = np.arange(len(X))  # sorted row -> X row
@@ -270,3 +290,23 @@ class ABMILHead(Head):
             network.eval()
             head.networks_.append(network)
         return head
+
+
+def _pooled(
+    network: GatedAttentionMIL, bags: Bags, chunk: np.ndarray
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """Score a chunk of bags from :meth:`Bags.chunks` (no gradient needed) in passes of at most _PREDICT_TILES tiles.
+
+    One padded pass, or, for a lone bag of more tiles, :func:`pool_in_chunks`.
+
+    Returns:
+        Logits (B, C), attention (B, L) and tile logits (B, L, C) as numpy, mask (B, L) bool.
+    """
+    if len(chunk) == 1 and bags.counts[chunk[0]] > _PREDICT_TILES:
+        start = int(bags.starts[chunk[0]])
+        logits, weights, tile_logits = pool_in_chunks(
+            network, bags.tiles[start : start + int(bags.counts[chunk[0]])], _PREDICT_TILES)
+        return logits[None], weights.numpy()[None], tile_logits.numpy()[None], np.ones((1, len(weights)), bool)
+    tiles, mask = bags.batch(chunk)
+    logits, weights, tile_logits = network(tiles, mask, with_tiles=True)
+    return logits, weights.numpy(), tile_logits.numpy(), mask.numpy()

@@ -2,7 +2,9 @@
 
 A bag is one image's tiles, with one label; ``bag_index`` (n_tiles,) says which bag each tile belongs to
 (:func:`check_bag_index`). :class:`Bags` sorts the tiles by bag once, so any set of bags becomes a padded (B, L, D)
-batch plus a (B, L) mask with one numpy gather, padded only to the longest bag of that batch.
+batch plus a (B, L) mask with one numpy gather, padded only to the longest bag of that batch. A slide's bag holds
+thousands of tiles: training batches sample at most ``max_tiles`` of a larger bag (:meth:`Bags.batch`), and a bag too
+large for one pass is scored chunk by chunk (:func:`pool_in_chunks`), so memory is bounded whatever a bag's size.
 """
 
 from __future__ import annotations
@@ -47,11 +49,42 @@ class GatedAttentionMIL(nn.Module):
             logits (B, L, C) or None.
         """
         hidden = self.project(tiles)  # (B, L, H)
-        values, gates = self.gate(hidden).chunk(2, dim=-1)  # (B, L, A) each
-        scores = self.score(torch.tanh(values) * torch.sigmoid(gates)).squeeze(-1)  # (B, L)
+        scores = self.attention_scores(hidden)  # (B, L)
         attention = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)  # padding gets exp(-inf) = 0
         bag = torch.bmm(attention.unsqueeze(1), hidden).squeeze(1)  # (B, H) attention-weighted sum
         return self.classifier(bag), attention, self.classifier(hidden) if with_tiles else None
+
+    def attention_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Unnormalised attention scores (...,) of projected tiles (..., H): the gated branch's output."""
+        values, gates = self.gate(hidden).chunk(2, dim=-1)  # (..., A) each
+        return self.score(torch.tanh(values) * torch.sigmoid(gates)).squeeze(-1)
+
+
+def pool_in_chunks(
+    network: GatedAttentionMIL, tiles: torch.Tensor, max_tiles: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score one bag too large for one pass, ``max_tiles`` tiles at a time (no padding, no gradient needed).
+
+    Each chunk gives its tiles' attention scores and own logits; the softmax over the whole bag comes after. The
+    classifier is linear and the weights sum to 1, so the bag's logits are the attention-weighted mean of the tiles'
+    logits: what :meth:`GatedAttentionMIL.forward` gives, to float rounding, holding (max_tiles, H) activations
+    instead of (L, H) (plus (L,) scores and (L, C) logits).
+
+    Args:
+        network: The network, in eval mode. tiles: (L, D) float32, one bag's standardised tiles.
+        max_tiles: Tiles per pass.
+
+    Returns:
+        Logits (C,), attention weights (L,) summing to 1, and the tiles' own logits (L, C).
+    """
+    scores, tile_logits = [], []
+    for start in range(0, len(tiles), max_tiles):
+        hidden = network.project(tiles[start : start + max_tiles])  # (<= max_tiles, H)
+        scores.append(network.attention_scores(hidden))
+        tile_logits.append(network.classifier(hidden))
+    attention = torch.softmax(torch.cat(scores), dim=0)  # (L,)
+    tile_logits = torch.cat(tile_logits)  # (L, C)
+    return attention @ tile_logits, attention, tile_logits
 
 
 class Bags:
@@ -64,16 +97,33 @@ class Bags:
 
     def __init__(self, X: np.ndarray, bag_index: np.ndarray, n_bags: int):
         self.order = np.argsort(bag_index, kind="stable")  # (n_tiles,) tile rows in bag order
-        self.tiles = torch.from_numpy(np.ascontiguousarray(X[self.order]))  # (n_tiles, D)
+        # A cache's tiles come sorted by image already: then X itself is used, not a copy of the whole data set.
+        in_order = bool(np.all(self.order == np.arange(len(self.order))))
+        self.tiles = torch.from_numpy(np.ascontiguousarray(X if in_order else X[self.order]))  # (n_tiles, D)
         self.counts = np.bincount(bag_index, minlength=n_bags)  # (n_bags,)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)  # (n_bags,) first rows
 
-    def batch(self, bags: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad some bags to their longest one: tiles (B, L, D) and mask (B, L) bool."""
-        length = int(self.counts[bags].max())
-        offsets = np.arange(length)
-        mask = offsets[None, :] < self.counts[bags, None]  # (B, L)
-        rows = np.where(mask, self.starts[bags, None] + offsets[None, :], 0)  # padding repeats row 0, masked out
+    def batch(
+        self, bags: np.ndarray, max_tiles: int | None = None, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad some bags to their longest one: tiles (B, L, D) and mask (B, L) bool.
+
+        Args:
+            bags: (B,) bag indices.
+            max_tiles: A bag with more tiles gives ``max_tiles`` of them, drawn without replacement by ``rng``
+                (needed then), so L <= max_tiles; smaller bags give all theirs. None: every tile of every bag.
+            rng: Draws the sampled tiles; untouched when no bag of the batch exceeds ``max_tiles``.
+        """
+        counts = self.counts[bags]
+        length = int(counts.max())
+        offsets = np.broadcast_to(np.arange(length), (len(bags), length))
+        if max_tiles is not None and length > max_tiles:
+            length = max_tiles
+            offsets = np.tile(np.arange(length), (len(bags), 1))  # (B, L) tile offsets within each bag
+            for i in np.flatnonzero(counts > max_tiles):
+                offsets[i] = rng.choice(int(counts[i]), size=max_tiles, replace=False)
+        mask = offsets < counts[:, None]  # (B, L)
+        rows = np.where(mask, self.starts[bags, None] + offsets, 0)  # padding repeats row 0, masked out
         return self.tiles[torch.from_numpy(rows)], torch.from_numpy(mask)
 
     def rows(self, bags: np.ndarray, mask: np.ndarray) -> np.ndarray:

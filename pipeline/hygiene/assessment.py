@@ -10,6 +10,11 @@ Flags (one row per image, train and test, in ``quality.csv`` next to the cache):
 - ``non_tissue`` and ``ink``: the rules of :mod:`pipeline.hygiene.rules` on the stain scores of
   :mod:`pipeline.hygiene.stain` and the embedding outlier ratio.
 
+Slides also get the tissue detector's account (:mod:`pipeline.hygiene.slide_stats`): ``tissue_fraction``,
+``pen_fraction`` and ``pen_<colour>_fraction`` of the thumbnail (empty for images). They raise no flag: tiles
+already avoid the pen and cover only the tissue found. A slide's hashes and pixel checksum are its thumbnail's, so a
+copy, a re-encoded or rescaled scan of the same slide is found like a copy of an image.
+
 Scores of files made by an older :data:`~pipeline.hygiene.checks.QUALITY_VERSION` are never mixed with current ones:
 they count as missing (no ``non_tissue`` or ``ink`` flag) and :meth:`QualityReport.unscored_warning` says how many
 images that concerns and how to re-score them. Duplicates of every kind form ``duplicate_group``: a group is never
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.cache.featureset import FeatureSet
-from pipeline.hygiene.checks import SCORES, hamming, is_scored
+from pipeline.hygiene.checks import SCORES, SLIDE_STATS, hamming, is_scored
 from pipeline.hygiene.groups import group_by_shared_keys, link_pairs
 from pipeline.hygiene.rules import RULES, apply_rules, scores_of
 from pipeline.hygiene.settings import QualitySettings
@@ -168,6 +173,8 @@ def assess(
     unscored = np.array([not is_scored(a) for a in attrs], dtype=bool)
     scores = {key: np.where(unscored, np.nan, scores_of(attrs, key)) for key in SCORES}  # never mix versions
     scores["outlier_ratio"] = _outlier_ratio(np.asarray(embeddings, dtype=np.float64), groups)
+    for key in SLIDE_STATS:  # slides only: NaN (an empty cell) for images
+        scores[key.removeprefix("slide_")] = np.array([float(a.get(key, np.nan)) for a in attrs], dtype=np.float64)
     rules = apply_rules(scores, settings)
     flags = {
         "exact_duplicate": np.bincount(exact_groups, minlength=n)[exact_groups] > 1,

@@ -33,6 +33,9 @@ SCORES = (
     "q_flat_fill_fraction",
     "q_white_fraction",
 )
+# A slide's tissue detector's account (pipeline.hygiene.slide_stats): shares of its thumbnail, written after extraction
+SLIDE_STATS = ("slide_tissue_fraction", "slide_pen_fraction", "slide_pen_green_fraction", "slide_pen_blue_fraction",
+               "slide_pen_black_fraction")
 HASH_SIDE = 32  # the DCT is taken on a 32x32 grey thumbnail, its 8x8 lowest frequencies give the 64 bits
 MIN_CELL_WEIGHT = 0.25  # a hash cell with less than this share of non-ink pixels is filled from its neighbours
 FILL_ITERATIONS = 32  # Jacobi steps of that fill: enough for holes of a few cells (a blob is at most ~6 across)

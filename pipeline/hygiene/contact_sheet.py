@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.data.decoders import fast_pixels, open_unchecked
+from pipeline.data.slide_backends import reads_as_slide
+from pipeline.data.slides import Slide
 from pipeline.hygiene.assessment import FLAGS, QualityReport
 from pipeline.hygiene.rules import INK_COLOURS
 
@@ -35,24 +37,33 @@ def _thumbnail(path: Path | None) -> Image.Image:
     Thread-safe (it changes no global state), so thumbnails are drawn in parallel; images too large for Pillow's own
     guard stay grey. A JPEG decodes at a fraction of its size (Pillow's draft); a common PNG through the fast decoder
     extraction uses (:func:`pipeline.data.decoders.fast_pixels`, half the time of Pillow's), the rest through Pillow.
+    A whole-slide image gives its thumbnail from its coarsest fitting level (:meth:`Slide.thumbnail`), never level 0.
     """
     tile = Image.new("RGB", (THUMB, THUMB), (235, 235, 235))
     if path is None:
         return tile
     try:
-        with Image.open(path) as opened:
-            if opened.format == "JPEG":
-                opened.draft("RGB", (THUMB, THUMB))
-                image = opened.convert("RGB")
-            else:
-                data = Path(path).read_bytes()
-                pixels = fast_pixels(open_unchecked(io.BytesIO(data)), data)
-                image = (opened if pixels is None else Image.fromarray(pixels)).convert("RGB")
+        if reads_as_slide(path):
+            with Slide(path) as slide:
+                image = Image.fromarray(slide.thumbnail(THUMB))
+        else:
+            image = _image(path)
     except Exception:  # noqa: BLE001 - any unreadable file gets the grey square; extraction already reported it
         return tile
     image.thumbnail((THUMB, THUMB))
     tile.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
     return tile
+
+
+def _image(path: Path) -> Image.Image:
+    """An ordinary image file as RGB (a JPEG at a fraction of its size)."""
+    with Image.open(path) as opened:
+        if opened.format == "JPEG":
+            opened.draft("RGB", (THUMB, THUMB))
+            return opened.convert("RGB")
+        data = Path(path).read_bytes()
+        pixels = fast_pixels(open_unchecked(io.BytesIO(data)), data)
+        return (opened if pixels is None else Image.fromarray(pixels)).convert("RGB")
 
 
 def _caption(report: QualityReport, i: int, flag: str) -> str:

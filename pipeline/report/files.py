@@ -157,7 +157,7 @@ def image_paths(result: ClassificationResult) -> dict[str, Path]:
     """Image id -> original image file, for the contact sheet (empty when the data folder is gone: grey squares)."""
     try:
         return {record.image_id: record.image_path
-                for record in find_records(Path(result.cache_settings.get("data_dir", "")))}
+                for record in find_records(Path(result.cache_settings.get("data_dir", "")), slides=True)}
     except PipelineError:
         return {}
 

@@ -3,6 +3,8 @@
 ``confusion_matrix.png``, ``per_class.png`` (also under ``heads/<name>/`` with several heads), ``heads.png`` (several
 heads), ``embedding_map.png``, ``vote_maps/*.png`` and ``report.html``. Pictures never cost a run its results: one
 that fails is logged and left out, and vote maps are skipped with a warning when the original images are gone.
+A slide's vote map is drawn on its thumbnail, with the tissue found at extraction as its outline
+(:mod:`pipeline.report.slide_pictures`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pipeline.errors import ImageReadError, PipelineError
 from pipeline.report import plots
 from pipeline.report.html_page import Picture, write_report
 from pipeline.report.picks import REASONS, Pick, resolve_requests, select_images
-from pipeline.report.vote_maps import VoteMap, render_vote_map
+from pipeline.report.slide_pictures import slide_picture
+from pipeline.report.vote_maps import MAX_DISPLAY_SIDE, VoteMap, render_vote_map
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ def write_vote_maps(folder: Path, result: ClassificationResult, run: HeadResult,
     picks += [p for p in requested if (p.split, p.index) not in known]
     data_dir = Path(result.cache_settings.get("data_dir", ""))
     try:
-        records = {r.image_id: r for r in find_records(data_dir)}
+        records = {r.image_id: r for r in find_records(data_dir, slides=True)}
     except PipelineError as exc:
         logger.warning("Vote maps skipped: the original images are not where extraction read them (%s). Put them "
                        "back there to get vote maps. %s", data_dir, exc)
@@ -128,12 +131,13 @@ def write_vote_maps(folder: Path, result: ClassificationResult, run: HeadResult,
     cell_size = min(tile_size, int(train.image_attrs[0].get("stride") or tile_size))
     pictures = []
     for pick in picks:
-        vote_map = _vote_map(pick, result, run, records)
-        if vote_map is None:
+        drawn = _vote_map(pick, result, run, records, (tile_size, cell_size))
+        if drawn is None:
             continue
+        vote_map, sizes = drawn
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", vote_map.image_id.replace("/", "_").removeprefix("train_"))
         path = Path(VOTE_MAPS_DIR) / f"{pick.reason}_{stem}.png"
-        plots.save_figure(render_vote_map(vote_map, result.classes, tile_size, cell_size), folder / path)
+        plots.save_figure(render_vote_map(vote_map, result.classes, *sizes), folder / path)
         predicted = result.classes[int(vote_map.image_proba.argmax())]
         truth = result.classes[vote_map.label] if vote_map.label is not None else "unknown"
         caption = f"{REASONS[pick.reason]}; true {truth}, predicted {predicted} ({vote_map.image_proba.max():.2f})"
@@ -143,9 +147,12 @@ def write_vote_maps(folder: Path, result: ClassificationResult, run: HeadResult,
     return pictures
 
 
-def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult,
-              records: dict[str, ImageRecord]) -> VoteMap | None:
-    """Gather one image's pixels, mask and probabilities; None (with a warning) when that cannot be done."""
+def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult, records: dict[str, ImageRecord],
+              sizes: tuple[int, int]) -> tuple[VoteMap, tuple[float, float]] | None:
+    """Gather one image's pixels, mask and probabilities, and its (tile, cell) size in its coordinates' pixels.
+
+    None (with a warning) when that cannot be done. ``sizes`` are an image's; a slide's come from its own file.
+    """
     features = result.train if pick.split == "train" else result.test
     image_id, attrs = features.image_ids[pick.index], features.image_attrs[pick.index]
     rows = features.image_index == pick.index
@@ -164,6 +171,15 @@ def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult,
     if record is None:
         logger.warning("No vote map for %s: its image is no longer in the data folder.", image_id)
         return None
+    if record.kind == "slide":
+        try:
+            picture = slide_picture(record, result.cache_dir, attrs, MAX_DISPLAY_SIDE)
+        except PipelineError as exc:
+            logger.warning("No vote map for %s: %s", image_id, exc)
+            return None
+        return VoteMap(image_id, picture.pixels, picture.inside, features.coords[rows], tile_proba, image_proba,
+                       int(label) if label is not None else None, note, attention, picture.downsample), (
+                           picture.tile_size, picture.cell_size)
     try:
         decoded = read_image(record.image_path)
     except ImageReadError as exc:
@@ -183,4 +199,4 @@ def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult,
         except ImageReadError as exc:
             logger.warning("Vote map of %s drawn without its mask outline: %s", image_id, exc)
     return VoteMap(image_id, decoded.pixels, inside, features.coords[rows], tile_proba, image_proba,
-                   int(label) if label is not None else None, note, attention)
+                   int(label) if label is not None else None, note, attention), sizes

@@ -6,6 +6,9 @@ top-class probability, from ``1 / C`` = unsure to 1 = sure). An image of one or 
 it) keeps its pixels: its tiles are outlined in their classes' colours and the class probabilities are drawn as bars.
 The images shown are picked by :mod:`pipeline.report.picks`.
 
+A slide is drawn on its thumbnail (:mod:`pipeline.report.slide_pictures`): its tiles' level-0 corners and sizes are
+divided by the thumbnail's downsample (:attr:`VoteMap.downsample`).
+
 A bag head (abmil) gives every tile an attention weight: its vote maps are attention maps, where a tile's colour is its
 own class and its opacity its weight relative to the image's largest (:func:`attention_colors`).
 """
@@ -122,6 +125,8 @@ class VoteMap:
         label: True class index, or None for a test image.
         note: Why the image is shown and where its prediction comes from, e.g. ``"least confident · fold 2"``.
         attention: (n_tiles,) attention weights of a bag head (then ``tile_proba`` is each tile's own class), or None.
+        downsample: Pixels of ``coords`` (and tile sizes) per pixel of ``pixels``: 1 for an image, a slide's level-0
+            pixels per thumbnail pixel for a slide.
     """
 
     image_id: str
@@ -133,26 +138,48 @@ class VoteMap:
     label: int | None
     note: str
     attention: np.ndarray | None = None
+    downsample: float = 1.0
 
 
-def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: int, cell_size: int) -> Figure:
-    """The figure of one vote map: title, painted image with the mask outline, and a colour key."""
+def painted_picture(
+    vote_map: VoteMap, n_classes: int, tile_size: float, cell_size: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The picture a vote map shows, at display size, and where its tiles are on it.
+
+    Args:
+        vote_map: What to draw. n_classes: C. tile_size, cell_size: In the pixels of ``vote_map.coords``.
+
+    Returns:
+        (H', W', 3) uint8 picture with the tiles painted (left as it is for :data:`FEW_TILES` tiles or fewer),
+        (n_tiles, 4) int ``x0, y0, x1, y1`` display cells (whole tiles for few tiles), and the display scale of
+        ``vote_map.pixels``.
+    """
     height, width = vote_map.pixels.shape[:2]
     scale = display_scale(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     pixels = vote_map.pixels
     if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
         pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX))
+    per_coord = scale / vote_map.downsample  # display pixels per pixel of the coordinates
+    if len(vote_map.coords) <= FEW_TILES:  # the tiles' outlines only: a tint would cover the whole picture
+        return pixels, tile_cells(vote_map.coords, tile_size, tile_size, per_coord, pixels.shape[:2]), scale
+    cells = tile_cells(vote_map.coords, tile_size, cell_size, per_coord, pixels.shape[:2])
+    colors = class_colors(n_classes)
+    rgba = (tile_colors(vote_map.tile_proba, colors) if vote_map.attention is None
+            else attention_colors(vote_map.tile_proba, vote_map.attention, colors))
+    return paint_tiles(pixels, cells, rgba), cells, scale
+
+
+def render_vote_map(vote_map: VoteMap, classes: list[str], tile_size: float, cell_size: float) -> Figure:
+    """The figure of one vote map: title, painted image with the mask outline, and a colour key.
+
+    ``tile_size`` and ``cell_size`` are in the pixels of ``vote_map.coords`` (level 0 for a slide).
+    """
+    height, width = vote_map.pixels.shape[:2]
     colors = class_colors(len(classes))
-    few = len(vote_map.coords) <= FEW_TILES
-    if few:  # the tiles' outlines in their classes' colours, and the probabilities as bars under the image
-        cells = tile_cells(vote_map.coords, tile_size, tile_size, scale, pixels.shape[:2])
-        painted = pixels
-    else:
-        cells = tile_cells(vote_map.coords, tile_size, cell_size, scale, pixels.shape[:2])
-        rgba = (tile_colors(vote_map.tile_proba, colors) if vote_map.attention is None
-                else attention_colors(vote_map.tile_proba, vote_map.attention, colors))
-        painted = paint_tiles(pixels, cells, rgba)
+    few = len(vote_map.coords) <= FEW_TILES  # then outlines in the classes' colours, and probabilities as bars
+    painted, cells, scale = painted_picture(vote_map, len(classes), tile_size, cell_size)
+    size = (painted.shape[1], painted.shape[0])
 
     figure = _layout(vote_map, classes, width, height)
     ax, key_ax = figure.axes

@@ -6,9 +6,9 @@ import torch
 from sklearn.metrics import f1_score
 
 from pipeline.errors import ConfigError, ModelLoadError
-from pipeline.heads import load_head, make_head, save_head
+from pipeline.heads import abmil, load_head, make_head, save_head
 from pipeline.heads.abmil import ABMILHead
-from pipeline.heads.bags import Bags
+from pipeline.heads.bags import Bags, pool_in_chunks
 
 
 def make_bags(n_bags=120, dim=16, seed=0, sizes=(3, 9)):
@@ -156,6 +156,7 @@ def test_no_validation_split_trains_fixed_epochs(caplog):
         ("param", ("batch_size", 2.5), ConfigError),
         ("param", ("n_models", 0), ConfigError),
         ("param", ("n_jobs", -2), ConfigError),
+        ("param", ("max_train_tiles", 0), ConfigError),
     ],
 )
 def test_bad_input_is_refused(what, value, error):
@@ -181,3 +182,99 @@ def test_predict_checks_dimension(fitted):
     head, (X, _, bag_index, _) = fitted
     with pytest.raises(ValueError, match="features"):
         head.predict_proba(X[:, :-1], bag_index)
+
+
+def large_bags(n_bags=60, size=400, dim=8, seed=0):
+    """Bags of ``size`` tiles; class 1 bags hold 15% witness tiles (feature 0 raised), class 0 none."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_bags) % 2
+    bag_index = np.repeat(np.arange(n_bags), size)
+    X = rng.normal(size=(len(bag_index), dim)).astype(np.float32)
+    for b in np.flatnonzero(y):
+        X[b * size + rng.choice(size, size * 15 // 100, replace=False), 0] += 4.0
+    return X, y, bag_index
+
+
+def _record_lengths(monkeypatch):
+    """Tiles per bag (L) of every padded training batch the network sees, as a list filled while fitting."""
+    lengths, forward = [], abmil.GatedAttentionMIL.forward
+
+    def recording(self, tiles, mask, with_tiles=False):
+        if self.training:
+            lengths.append(tiles.shape[1])
+        return forward(self, tiles, mask, with_tiles)
+
+    monkeypatch.setattr(abmil.GatedAttentionMIL, "forward", recording)
+    return lengths
+
+
+def test_training_samples_at_most_max_train_tiles_of_a_large_bag_and_still_learns(monkeypatch):
+    X, y, bag_index = large_bags()
+    lengths = _record_lengths(monkeypatch)
+    head = small_head(max_train_tiles=32, max_epochs=40).fit(X, y, bag_index)
+    assert lengths and max(lengths) == 32  # 400-tile bags, 32 sampled per step
+    X_new, y_new, index_new = large_bags(seed=1)
+    assert f1_score(y_new, head.predict(X_new, index_new)) > 0.9  # 60 witnesses of 400: ~5 per sample of 32
+    lengths.clear()
+    small_head(max_train_tiles=None, max_epochs=1).fit(X, y, bag_index)
+    assert set(lengths) == {400}  # None: every tile, as before
+
+
+def test_sampling_is_seeded_and_changes_with_the_seed():
+    X, y, bag_index = large_bags(12, 100)
+    fits = [small_head(max_train_tiles=16, max_epochs=3, seed=s).fit(X, y, bag_index) for s in (0, 0, 1)]
+    a, b, c = (f.predict_proba(X, bag_index) for f in fits)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_bags_up_to_max_train_tiles_train_exactly_as_without_sampling():
+    X, y, bag_index, _ = make_bags(60)  # 3-9 tiles a bag
+    plain = small_head(max_train_tiles=None).fit(X, y, bag_index).predict_bags(X, bag_index)
+    for limit in (9, 512):  # the largest bag exactly at the limit draws nothing either
+        sampled = small_head(max_train_tiles=limit).fit(X, y, bag_index).predict_bags(X, bag_index)
+        for got, expected in zip(sampled, plain, strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_sampled_batches_hold_distinct_tiles_of_their_own_bag():
+    counts = np.array([3, 50, 20])
+    bag_index = np.repeat(np.arange(3), counts)
+    bags = Bags(np.arange(len(bag_index), dtype=np.float32)[:, None], bag_index, 3)
+    rng = np.random.default_rng(0)
+    tiles, mask = bags.batch(np.array([0, 1, 2]), max_tiles=10, rng=rng)
+    assert tiles.shape == (3, 10, 1) and mask.sum(1).tolist() == [3, 10, 10]
+    rows = tiles[..., 0].numpy().astype(int)
+    assert rows[0, :3].tolist() == [0, 1, 2]  # a small bag gives all its tiles, in order
+    for b in (1, 2):
+        assert len(set(rows[b])) == 10 and all(bag_index[r] == b for r in rows[b])
+    again = bags.batch(np.array([0, 1, 2]), max_tiles=10, rng=rng)[0][..., 0].numpy().astype(int)
+    assert not np.array_equal(again[1], rows[1])  # a fresh sample each call
+    assert bags.batch(np.array([0]), max_tiles=10, rng=None)[0].shape == (1, 3, 1)  # no draw, no generator needed
+
+
+def test_a_bag_larger_than_one_pass_is_scored_in_chunks_with_the_same_result(fitted, monkeypatch):
+    head, _ = fitted
+    X, _, bag_index = large_bags(3, 300, dim=16)
+    whole = head.predict_bags(X, bag_index)
+    passes = []
+    hook = head.networks_[0].project.register_forward_hook(lambda m, inputs, out: passes.append(inputs[0].shape))
+    monkeypatch.setattr(abmil, "_PREDICT_TILES", 64)
+    try:
+        chunked = head.predict_bags(X, bag_index)
+    finally:
+        hook.remove()
+    assert passes and max(int(np.prod(shape[:-1])) for shape in passes) <= 64  # never a whole 300-tile bag
+    for got, expected in zip(chunked, whole, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pool_in_chunks_equals_the_padded_forward(fitted):
+    head, (X, _, bag_index, _) = fitted
+    network = head.networks_[0]
+    one = torch.from_numpy(((X - head.mean_) / head.std_)[bag_index == 3])
+    with torch.no_grad():
+        logits, attention, tile_logits = network(one[None], torch.ones((1, len(one)), dtype=torch.bool), True)
+        chunked = pool_in_chunks(network, one, max_tiles=2)
+    for got, expected in zip(chunked, (logits[0], attention[0], tile_logits[0]), strict=True):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)

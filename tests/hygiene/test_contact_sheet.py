@@ -26,3 +26,19 @@ def test_unreadable_image_gets_the_grey_square(tmp_path, rng):
     (tmp_path / "cut.png").write_bytes((tmp_path / "x.png").read_bytes()[:2000])
     assert (np.asarray(_thumbnail(tmp_path / "cut.png")) == 235).all()
     assert (np.asarray(_thumbnail(None)) == 235).all()
+
+
+def test_a_slide_shows_its_thumbnail_not_level0(tmp_path, monkeypatch):
+    from benchmarks import slide_maker
+    from pipeline.data.slides import Slide
+
+    layout = slide_maker.default_layout(2048, 1024, slide_maker.synthetic_patches())
+    path = slide_maker.write_slide(tmp_path / "s.svs", layout, "aperio", mpp=0.5, app_mag=20)
+    read, original = [], Slide.read_region
+    monkeypatch.setattr(Slide, "read_region", lambda self, *a: read.append(a) or original(self, *a))
+    tile = np.asarray(_thumbnail(path))
+    with Slide(path) as slide:
+        expected = slide.thumbnail(THUMB)
+    assert read and all(level > 0 for _, _, level, *_ in read)  # never level 0
+    top = (THUMB - expected.shape[0]) // 2
+    np.testing.assert_array_equal(tile[top : top + expected.shape[0]], expected)

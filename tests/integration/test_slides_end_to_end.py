@@ -2,8 +2,10 @@
 TRIDENT's attributes, features equal to OpenSlide's own pixels, bad slides reported, resume, classify unchanged."""
 
 import contextlib
+import csv
 import json
 import logging
+import re
 import shutil
 
 import h5py
@@ -164,6 +166,23 @@ def test_an_image_without_a_mask_is_tiled_on_the_tissue_found_and_its_mask_saved
     assert sheet.width >= 3 * 320
 
 
+def test_quality_csv_groups_the_scans_of_one_slide_and_gives_their_tissue_and_pen(extracted):
+    summary, layouts, _ = extracted
+    with (summary.cache_dir / "quality.csv").open() as handle:
+        rows = {row["image_id"]: row for row in csv.DictReader(handle)}
+    same = [rows[f"train/{stem}"] for stem in ("a20", "a40", "g20")]  # one tissue: 20x, 40x, another container
+    assert len({row["duplicate_group"] for row in same}) == 1 and all(row["near_duplicate"] == "1" for row in same)
+    assert rows["train/img_0001"]["duplicate_group"] != same[0]["duplicate_group"]
+    truth = layouts["a20.svs"]
+    for row in same:  # green and black strokes across the first piece, no blue
+        assert float(row["pen_green_fraction"]) > 0.005 and float(row["pen_black_fraction"]) > 0.005
+        assert float(row["pen_blue_fraction"]) == 0
+        assert 0.8 * truth.tissue_mask(16).mean() <= float(row["tissue_fraction"]) <= truth.tissue_mask(16).mean()
+    assert rows["train/img_0001"]["pen_fraction"] == ""  # an image: no slide statistics
+    with h5py.File(summary.cache_dir / "train" / "a40.h5", "r") as f:  # kept in the file, for classify.py
+        assert f.attrs["slide_pen_fraction"] == pytest.approx(float(rows["train/a40"]["pen_fraction"]), abs=1e-4)
+
+
 def test_a_second_run_embeds_nothing(extracted, slide_data, tiny_model):
     summary, _, _ = extracted
     again = run_extraction(_settings(slide_data[0], summary.cache_dir.parent.parent), tiny_model)
@@ -235,3 +254,14 @@ def test_classify_runs_unchanged_on_a_slide_cache(tmp_path, patches, tiny_model)
                           str(tmp_path / "run"), "-q"]) == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (tmp_path / "run" / "report.html").is_file()  # the report, pictures included, on a cache of slides
+    with (tmp_path / "run" / "quality.csv").open() as handle:  # the slides' statistics, read from their files
+        assert all(float(row["tissue_fraction"]) > 0.05 for row in csv.DictReader(handle))
+    # vote maps drawn on the slides' thumbnails (tests/report/test_slide_pictures.py checks where the tiles land)
+    maps = sorted(path.name for path in (tmp_path / "run" / "vote_maps").iterdir())
+    assert len(maps) >= 2 and all(re.fullmatch(r"[a-z]+_s\d\.png", name) for name in maps), maps
+    assert all(f"vote_maps/{name}" in (tmp_path / "run" / "report.html").read_text() for name in maps)
+    # abmil on the slides' bags: attention maps on the thumbnails
+    assert classify_main(["--features", str(summary.cache_dir), "--head", "abmil", "--folds", "2", "--out",
+                          str(tmp_path / "mil"), "--vote-maps", "s0.svs", "-q"]) == 0
+    assert (tmp_path / "mil" / "vote_maps" / "requested_s0.png").is_file() or any(
+        name.endswith("_s0.png") for name in (p.name for p in (tmp_path / "mil" / "vote_maps").iterdir()))
