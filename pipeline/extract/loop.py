@@ -141,8 +141,8 @@ class EmbeddingLoop:
         finally:
             share.restore()
             if share.reduced:
-                logger.info("%d of %d batches ran on %d thread(s) while the decoding workers were behind", share.reduced,
-                            share.batches, share.fewer)
+                logger.info("%d of %d batches ran on %d thread(s) while the decoding workers were behind",
+                            share.reduced, share.batches, share.fewer)
 
     def _take(self, size: int) -> tuple[torch.Tensor, list[Slice]]:
         # On CUDA the batch is gathered straight into the pinned buffer the embedder sends next. On a CPU the batch is
