@@ -97,10 +97,15 @@ def dihedral_phashes(pixels: np.ndarray, ink: np.ndarray | None = None, step: in
     return [f"{_bits(v):016x}" for v in variants]
 
 
+_BYTE_BITS = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
+
+
 def hamming(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Bit differences between uint64 hashes, broadcasting: popcount of XOR."""
+    """Bit differences between uint64 hashes, broadcasting: popcount of XOR, as uint8."""
     xor = np.bitwise_xor(first, second)
-    return np.unpackbits(xor.view(np.uint8).reshape(*xor.shape, 8), axis=-1).sum(axis=-1)
+    if hasattr(np, "bitwise_count"):  # numpy >= 2: one instruction per hash
+        return np.bitwise_count(xor)
+    return _BYTE_BITS[np.asarray(xor).view(np.uint8)].reshape(*np.shape(xor), 8).sum(axis=-1, dtype=np.uint8)
 
 
 def image_quality(pixels: np.ndarray, inside: np.ndarray) -> dict:

@@ -86,3 +86,14 @@ def test_hashes_on_the_thumbnail_grid_keep_copies_close_and_real_images_apart(gl
     nearest = [min(int(hamming(first[0], second).min()) for j, second in enumerate(originals) if j != i)
                for i, first in enumerate(originals)]
     assert min(nearest) >= 14
+
+
+def test_hamming_without_bitwise_count_counts_the_same(monkeypatch):
+    rng = np.random.default_rng(3)
+    first = rng.integers(0, 2**63, size=(5, 1), dtype=np.uint64)
+    second = rng.integers(0, 2**63, size=(1, 8), dtype=np.uint64)
+    expected = np.array([[bin(int(a) ^ int(b)).count("1") for b in second[0]] for a in first[:, 0]])
+    if hasattr(np, "bitwise_count"):
+        assert hamming(first, second).tolist() == expected.tolist()
+        monkeypatch.delattr(np, "bitwise_count")  # numpy 1.x: a byte table
+    assert hamming(first, second).tolist() == expected.tolist()
