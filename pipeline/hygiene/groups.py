@@ -1,5 +1,6 @@
 """Duplicate groups: union-find over images that share a key (a checksum, a mask) or are linked pairwise, and the
-search for near duplicates by perceptual hash, in O(n) memory."""
+search for near duplicates by perceptual hash, in O(n) memory.
+"""
 
 from __future__ import annotations
 
