@@ -1,6 +1,4 @@
-"""Duplicate groups: union-find over images that share a key (a checksum, a mask) or are linked pairwise, and the
-search for near duplicates by perceptual hash, in O(n) memory.
-"""
+"""Duplicate groups: union-find over shared keys (a checksum, a mask) and pairwise links; near-duplicate search."""
 
 from __future__ import annotations
 
