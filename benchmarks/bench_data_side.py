@@ -279,6 +279,9 @@ def format_table(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the images once, measure ``--repeats`` times, print the medians; return the exit status."""
+    from pipeline.cli.console import prepare_process
+
+    prepare_process()  # the process as extract.py sets it up (OpenMP waits, the allocator), in the job and the steps
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=48, help="images of the large run (a quarter for the small)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats; medians are printed")
@@ -291,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.job:
         print(RESULT_MARK + json.dumps(run_job(json.loads(args.job))))
         return 0
-    data = make_data(args.work / f"png-{args.images}", args.images)
+    data = make_data(args.work / f"png-v2-{args.images}", args.images)  # v2: mosaics without gaps
     runs = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="data-side-steps-") as work:

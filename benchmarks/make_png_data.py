@@ -35,18 +35,25 @@ def load_sources(folder: Path) -> list[np.ndarray]:
 
 
 def mosaic(sources: list[np.ndarray], width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    """(height, width, 3) uint8 filled row by row with random crops (random dihedral transform each)."""
+    """(height, width, 3) uint8 filled row by row with random crops (random dihedral transform each).
+
+    Each row is as tall as its shortest piece, so the crops tile the image without gaps (a black hole between
+    pieces of different heights reads as black ink or background to hygiene, which no real image has).
+    """
     out = np.zeros((height, width, 3), dtype=np.uint8)
     y = 0
     while y < height:
-        x, row_height = 0, 0
+        pieces, x = [], 0
         while x < width:
             piece = np.rot90(sources[rng.integers(len(sources))], k=int(rng.integers(4)))
-            piece = piece[:, ::-1] if rng.integers(2) else piece
-            h, w = min(piece.shape[0], height - y), min(piece.shape[1], width - x)
-            out[y : y + h, x : x + w] = piece[:h, :w]
+            pieces.append(piece[:, ::-1] if rng.integers(2) else piece)
+            x += pieces[-1].shape[1]
+        row_height = min(height - y, *(piece.shape[0] for piece in pieces))
+        x = 0
+        for piece in pieces:
+            w = min(piece.shape[1], width - x)
+            out[y : y + row_height, x : x + w] = piece[:row_height, :w]
             x += w
-            row_height = max(row_height, h)
         y += row_height
     return out
 

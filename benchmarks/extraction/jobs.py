@@ -117,12 +117,17 @@ def run_job(job: dict) -> dict:
         if job.get("flops"):
             result["gflop_per_tile"] = throughput.gflop_per_tile(model)
         embedder = Embedder(model, device, precision, batch_size=job["batch_size"], compile=compiled)
-        warmup = 2 if is_emulated(precision, device) else job["batch_size"]
-        rate, embeddings = throughput.model_only(embedder, tiles, job["batch_size"], warmup, job.get("min_tiles", 0))
+        warmup, timed = (2, 1) if is_emulated(precision, device) else (None, throughput.TIMED_BATCHES)
+        rate, embeddings = throughput.model_only(embedder, tiles, job["batch_size"], warmup, job.get("min_tiles", 0),
+                                                 timed)
         np.save(out / "embeddings.npy", embeddings)
         result.update(tiles=len(tiles), model_only_tiles_per_s=rate, compiled=embedder.compiled,
                       compile_seconds=embedder.compile_seconds)  # fmt: skip
         del embedder
+        if job.get("bare", True) and not is_emulated(precision, device):
+            # the yardstick in the same process and minute: the module alone, as a user's own loop runs it
+            result["bare_tiles_per_s"] = throughput.bare_loop(model, tiles, job["batch_size"], precision, compiled,
+                                                              device)
         if not job["end_to_end"]:
             return result
     reset = throughput.reset_peak_rss()
@@ -142,7 +147,7 @@ def run_job(job: dict) -> dict:
         # ratio should compare the pipeline with the model at the same time, not with a lucky or unlucky minute
         embedder = Embedder(model, device, precision, batch_size=job["batch_size"], compile=compiled)
         result["model_only_after_tiles_per_s"] = throughput.model_only(
-            embedder, tiles, job["batch_size"], warmup, job.get("min_tiles", 0)
+            embedder, tiles, job["batch_size"], warmup, job.get("min_tiles", 0), timed
         )[0]
     return result
 

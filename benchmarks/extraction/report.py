@@ -89,6 +89,13 @@ def format_report(report: dict) -> str:
         )
     lines.append("")
     for row in report["speed"]:
+        if row.get("bare_tiles_per_s"):
+            lines.append(
+                f"{row['model']} {row['precision']}: model-only {row['model_only_tiles_per_s']:.2f} tiles/s, a bare "
+                f"{'compiled ' if row.get('compiled') else ''}loop over the module {row['bare_tiles_per_s']:.2f} "
+                f"({row['model_only_tiles_per_s'] / row['bare_tiles_per_s']:.0%}); medians of full batches"
+            )
+    for row in report["speed"]:
         if row.get("model_only_after_tiles_per_s") and row.get("end_to_end_tiles_per_s"):
             compiling = row.get("timings", {}).get("compiling", 0.0)
             lines.append(

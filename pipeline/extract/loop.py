@@ -22,7 +22,7 @@ from pipeline.cache.schema import file_attributes
 from pipeline.data.records import ImageRecord
 from pipeline.embed.embedder import Embedder
 from pipeline.errors import ImageReadError
-from pipeline.extract.batching import Prefetcher, Slice, TileQueue
+from pipeline.extract.batching import Prefetcher, Slice, ThreadShare, TileQueue
 from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, TileSlots, keep_as_is
 from pipeline.extract.plan import ExtractionPlan
 from pipeline.extract.summary import ExtractionSummary
@@ -119,18 +119,30 @@ class EmbeddingLoop:
         """Full batches of tiles across images (a short one at the end), each with where its rows came from."""
         size, clock = self.plan.batch_size, self.summary.timings
         # Read ahead in tiles, not images, so the workers keep decoding while the model runs a batch.
+        prefetcher = Prefetcher(self._loader(), max_tiles=2 * size)
+        share = ThreadShare(self.plan.workers if self.plan.device.type == "cpu" else 0, size)
         waited = time.perf_counter()
-        for item in Prefetcher(self._loader(), max_tiles=2 * size):
-            clock["waiting_for_tiles"] += time.perf_counter() - waited
-            if isinstance(item, ImageFailure):
-                self._skip(item)
-            else:
-                self._admit(item)
-                while self._queue.size >= size:
-                    yield self._take(size)
-            waited = time.perf_counter()
-        while self._queue.size:
-            yield self._take(size)
+        try:
+            for item in prefetcher:
+                clock["waiting_for_tiles"] += time.perf_counter() - waited
+                if isinstance(item, ImageFailure):
+                    self._skip(item)
+                else:
+                    self._admit(item)
+                    while self._queue.size >= size:
+                        batch = self._take(size)
+                        share.before_batch(self._queue.size + prefetcher.held)
+                        yield batch
+                waited = time.perf_counter()
+            while self._queue.size:
+                batch = self._take(size)
+                share.before_batch(size)  # the workers are done: every core
+                yield batch
+        finally:
+            share.restore()
+            if share.reduced:
+                logger.info("%d of %d batches ran on %d thread(s) while the decoding workers were behind",
+                            share.reduced, share.batches, share.fewer)
 
     def _take(self, size: int) -> tuple[torch.Tensor, list[Slice]]:
         # On CUDA the batch is gathered straight into the pinned buffer the embedder sends next. On a CPU the batch is

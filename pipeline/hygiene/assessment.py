@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.cache.featureset import FeatureSet
 from pipeline.hygiene.checks import SCORES, SLIDE_STATS, hamming, is_scored
-from pipeline.hygiene.groups import group_by_shared_keys, link_pairs
+from pipeline.hygiene.groups import group_by_shared_keys, link_pairs, near_duplicates, shared_key_pairs
 from pipeline.hygiene.rules import RULES, apply_rules, scores_of
 from pipeline.hygiene.settings import QualitySettings
 
@@ -157,19 +157,14 @@ def assess(
     pixels = [a.get("pixels_sha256") for a in attrs]
     exact_groups = group_by_shared_keys(files, pixels)
     hashes, hashed = _hashes(attrs)
-    distance = np.full((n, n), 64, dtype=np.int64)
-    for i in np.nonzero(hashed)[0]:  # one row at a time keeps memory at O(n) per step
-        distance[i, hashed] = hamming(hashes[i, 0], hashes[hashed]).min(axis=1)
-    distance = np.minimum(distance, distance.T)
-    np.fill_diagonal(distance, 64)
-    same_pixels = exact_groups[:, None] == exact_groups[None, :]
-    near = (distance <= settings.phash_distance) & ~same_pixels
+    near_pairs, nearest_distance, nearest_index = near_duplicates(hashes, hashed, exact_groups,
+                                                                  settings.phash_distance, hamming)
     # "": no mask file (tissue found automatically), which no two images can share
     masks = [a.get("mask_sha256") or None if 0.0 < float(a.get("mask_fraction", 0.5)) < 1.0 else None for a in attrs]
-    mask_groups = group_by_shared_keys(masks)
-    shared = np.array([m is not None for m in masks])[:, None] & (mask_groups[:, None] == mask_groups[None, :])
-    shared &= ~same_pixels
-    groups = link_pairs(exact_groups, np.argwhere(np.triu(near | shared, 1)))
+    shared, mask_pairs = shared_key_pairs(masks, exact_groups)
+    groups = link_pairs(exact_groups, np.concatenate([near_pairs, mask_pairs]))
+    near = np.zeros(n, dtype=bool)
+    near[near_pairs.ravel()] = True
     unscored = np.array([not is_scored(a) for a in attrs], dtype=bool)
     scores = {key: np.where(unscored, np.nan, scores_of(attrs, key)) for key in SCORES}  # never mix versions
     scores["outlier_ratio"] = _outlier_ratio(np.asarray(embeddings, dtype=np.float64), groups)
@@ -178,13 +173,13 @@ def assess(
     rules = apply_rules(scores, settings)
     flags = {
         "exact_duplicate": np.bincount(exact_groups, minlength=n)[exact_groups] > 1,
-        "near_duplicate": near.any(axis=1),
-        "shared_mask": shared.any(axis=1),
+        "near_duplicate": near,
+        "shared_mask": shared,
         "non_tissue": np.any([rules[rule] for rule, flag in RULES.items() if flag == "non_tissue"], axis=0),
         "ink": np.any([rules[rule] for rule, flag in RULES.items() if flag == "ink"], axis=0),
     }
-    scores["nearest_phash_distance"] = distance.min(axis=1).astype(np.float64)
-    nearest = [image_ids[j] for j in distance.argmin(axis=1)] if n > 1 else [""] * n
+    scores["nearest_phash_distance"] = nearest_distance.astype(np.float64)
+    nearest = [image_ids[j] for j in nearest_index] if n > 1 else [""] * n
     splits = [image_id.split("/", 1)[0] for image_id in image_ids]
     return QualityReport(list(image_ids), list(sample_index), splits, scores, flags, groups, nearest, rules, unscored)
 

@@ -19,3 +19,15 @@ def test_medians_and_table_cover_every_step():
     assert result["data_side_cpu_ms_per_image"] == 20.0 and result["steps_ms"]["decode image"] == 20.0
     table = bench.format_table(result)
     assert "2.00x" in table and "decode image" in table and "HDF5 file" in table
+
+
+def test_mosaic_fills_the_image_without_gaps():
+    from benchmarks.make_png_data import mosaic
+
+    rng = np.random.default_rng(0)
+    # pieces of different heights and widths, as lc25000 (768 px) and glas15 (775x522) crops are; none is black
+    sources = [np.full((h, w, 3), 200, np.uint8) for h, w in ((768, 768), (522, 775), (300, 500))]
+    for _ in range(5):
+        out = mosaic(sources, bench.WIDTH, bench.HEIGHT, rng)
+        assert out.shape == (bench.HEIGHT, bench.WIDTH, 3)
+        assert (out > 0).all()  # a black hole between pieces read as black ink to hygiene

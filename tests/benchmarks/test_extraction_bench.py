@@ -1,6 +1,8 @@
 """Smoke tests of the extraction benchmark on tiny inputs; nothing here is timed."""
 
+import itertools
 import json
+import types
 
 import numpy as np
 import pytest
@@ -111,6 +113,27 @@ def test_model_only_and_naive_loop_compute_the_same_features(tile_images, tiny_m
     np.testing.assert_allclose(naive_out, pipeline_out, atol=1e-4)
 
 
+def test_model_only_times_the_median_of_enough_full_batches_after_a_warm_up(tile_images, tiny_model, monkeypatch):
+    tiles, _ = throughput.read_tiles(tile_images, 4, TINY_SIZE)
+    embedder = Embedder(tiny_model, torch.device("cpu"), "fp32")
+    # 4 tiles in batches of 3 alternate full and short; a full batch's embeddings come 1.5 s after the short's
+    sizes, clock = [], itertools.accumulate([0.0, *[1.5, 0.5] * 40])
+    submit = embedder.submit
+    monkeypatch.setattr(embedder, "submit", lambda batch: sizes.append(len(batch)) or submit(batch))
+    monkeypatch.setattr(throughput, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))  # its clock only
+    rate, embeddings = throughput.model_only(embedder, tiles, 3)
+    warm_up = throughput.WARMUP_BATCHES
+    assert sizes[:warm_up] == [3] * warm_up  # warm-up batches, not timed
+    timed = sizes[warm_up:]
+    assert timed.count(3) >= throughput.TIMED_BATCHES and embeddings.shape == (4, 32)
+    assert rate == pytest.approx(3 / 1.5)  # the full batches' time, not the mean over all batches
+
+
+def test_bare_loop_times_the_module_on_its_own(tile_images, tiny_model):
+    tiles, _ = throughput.read_tiles(tile_images, 4, TINY_SIZE)
+    assert throughput.bare_loop(tiny_model, tiles, 3, "fp32", False, torch.device("cpu")) > 0
+
+
 def test_naive_torchvision_path_matches_the_pipeline_for_timm_models(tmp_path):
     import timm
 
@@ -136,6 +159,7 @@ def test_speed_job_measures_model_only_and_end_to_end(tile_images, tiny_vit_dir,
     assert result["tiles"] == 4 and result["end_to_end_tiles"] == 4 and result["images"] == 4
     assert result["model_only_tiles_per_s"] > 0 and result["end_to_end_tiles_per_s"] > 0
     assert result["model_only_after_tiles_per_s"] > 0  # timed again after the end-to-end run
+    assert result["bare_tiles_per_s"] > 0  # the module alone, in the same process: the yardstick
     assert result["peak_rss_mib"] > 0 and result["gflop_per_tile"] > 0 and not result["compiled"]
     assert np.load(tmp_path / "job" / "embeddings.npy").shape == (4, 32)
 

@@ -1,9 +1,10 @@
+import threading
 import time
 
 import pytest
 import torch
 
-from pipeline.extract.batching import Prefetcher, Slice, TileQueue
+from pipeline.extract.batching import Prefetcher, Slice, ThreadShare, TileQueue
 
 
 def test_batches_span_images_and_keep_order():
@@ -59,6 +60,55 @@ def test_prefetcher_holds_at_most_max_tiles_ahead():
     # 4 tiles (2 items) held, plus the one item the reader holds while it waits for room
     assert len(pulled) <= 1 + 2 + 1
     assert [item.index for item in iterator] == list(range(1, 50))
+
+
+def test_prefetcher_says_how_many_tiles_are_ready():
+    release = threading.Event()
+
+    def source():
+        yield _Item(0, 3)
+        yield _Item(1, 2)
+        release.wait(5)
+        yield _Item(2, 4)
+
+    prefetcher = Prefetcher(source(), max_tiles=100)
+    iterator = iter(prefetcher)
+    prefetcher_items = [next(iterator)]
+    deadline = time.monotonic() + 5
+    while prefetcher.held != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert prefetcher.held == 2  # item 1 waits; item 2 is not decoded yet
+    release.set()
+    prefetcher_items += list(iterator)
+    assert prefetcher.held == 0 and len(prefetcher_items) == 3
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_thread_share_gives_the_workers_their_cores_while_the_next_batch_is_not_ready(threads):
+    share = ThreadShare(workers=1, batch_size=8)
+    share.before_batch(waiting=3)  # the workers are behind: the model leaves them a core
+    assert torch.get_num_threads() == 3
+    share.before_batch(waiting=8)  # a whole batch waits: every core
+    assert torch.get_num_threads() == 4
+    share.before_batch(waiting=0)
+    share.restore()
+    assert torch.get_num_threads() == 4 and (share.reduced, share.batches) == (2, 3)
+
+
+def test_thread_share_keeps_one_thread_and_changes_nothing_without_workers(threads):
+    ThreadShare(workers=8, batch_size=8).before_batch(waiting=0)
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(4)
+    share = ThreadShare(workers=0, batch_size=8)
+    share.before_batch(waiting=0)
+    assert torch.get_num_threads() == 4 and share.reduced == 0
 
 
 def test_prefetcher_passes_on_the_source_error_after_the_items_before_it():

@@ -11,10 +11,9 @@ from tests.hygiene.test_stain import h_and_e
 
 
 def _hash(pixels, masked=True):
-    if not masked:
-        return np.array([int(h, 16) for h in dihedral_phashes(pixels)], dtype=np.uint64)
     found = stain_scores(pixels, np.ones(pixels.shape[:2], bool))
-    return np.array([int(h, 16) for h in dihedral_phashes(pixels, found.ink, found.step)], dtype=np.uint64)
+    ink = found.ink if masked else None
+    return np.array([int(h, 16) for h in dihedral_phashes(pixels, ink, found.step)], dtype=np.uint64)
 
 
 def test_hashes_find_flips_rotations_resizes_and_jpeg(rng):
@@ -66,3 +65,35 @@ def test_image_quality_attrs_are_storable_and_versioned(rng):
     assert len(attrs["phashes"]) == 8 and all(len(h) == 16 for h in attrs["phashes"])
     assert is_scored(attrs) and not is_scored({**attrs, "q_version": QUALITY_VERSION - 1})
     assert not is_scored({"phashes": attrs["phashes"], "q_off_hue_fraction": 0.0})  # a cache of version 1
+
+
+def test_hashes_on_the_thumbnail_grid_keep_copies_close_and_real_images_apart(glas15, lung):
+    # The margins the duplicate threshold (10 bits) relies on, on real H&E: the stain thumbnail's grid alone put a
+    # flipped rotation 10 bits from its original; twice as dense keeps copies within 4, distinct images >= 16 apart.
+    paths = sorted(glas15.glob("train_data/img_*.png")) + sorted(lung.glob("train_data/img_*"))[::40]
+
+    def hashes(pixels):
+        return np.array([int(h, 16) for h in image_quality(pixels, np.ones(pixels.shape[:2], bool))["phashes"]],
+                        dtype=np.uint64)
+
+    originals = []
+    for path in paths:
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        originals.append(hashes(pixels))
+        for copy in (np.rot90(pixels, 3)[::-1], pixels[:, ::-1], np.asarray(Image.fromarray(pixels).resize(
+                (pixels.shape[1] * 4 // 5, pixels.shape[0] * 4 // 5)))):
+            assert hamming(hashes(np.ascontiguousarray(copy))[0], originals[-1]).min() <= 5, path.name
+    nearest = [min(int(hamming(first[0], second).min()) for j, second in enumerate(originals) if j != i)
+               for i, first in enumerate(originals)]
+    assert min(nearest) >= 14
+
+
+def test_hamming_without_bitwise_count_counts_the_same(monkeypatch):
+    rng = np.random.default_rng(3)
+    first = rng.integers(0, 2**63, size=(5, 1), dtype=np.uint64)
+    second = rng.integers(0, 2**63, size=(1, 8), dtype=np.uint64)
+    expected = np.array([[bin(int(a) ^ int(b)).count("1") for b in second[0]] for a in first[:, 0]])
+    if hasattr(np, "bitwise_count"):
+        assert hamming(first, second).tolist() == expected.tolist()
+        monkeypatch.delattr(np, "bitwise_count")  # numpy 1.x: a byte table
+    assert hamming(first, second).tolist() == expected.tolist()
