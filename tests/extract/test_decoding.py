@@ -67,3 +67,25 @@ def test_tiles_of_another_size_than_the_encoders_are_resized_by_the_worker_with_
     np.testing.assert_array_equal(fed, resize_tiles(cut, 24, "bicubic"))
     same = TileDataset(records, tiling, 10**8, resize=(32, "bicubic"))[0].tiles.numpy()
     np.testing.assert_array_equal(same, cut)  # the encoder's size already: untouched
+
+
+def _read_released(slots, ready, go, out):
+    slots._released()  # the child's own view, made before the parent's write
+    ready.set()
+    go.wait(10)
+    out.put(int(slots._released()[0]))
+
+
+def test_a_worker_process_sees_the_main_process_release_a_slot():
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    slots = TileSlots(workers=1)
+    ready, go, out = context.Event(), context.Event(), context.Queue()
+    child = context.Process(target=_read_released, args=(slots, ready, go, out))
+    child.start()
+    assert ready.wait(30)
+    slots.release((0, 4, 0))
+    go.set()
+    assert out.get(timeout=30) == 5
+    child.join(10)
