@@ -106,8 +106,11 @@ class Embedder:
         if compile:
             # Freezing folds the weights into the graph as constants, so they are pre-packed (and pre-cast under
             # autocast) once instead of at every call. Compiling itself happens at the first call (see _run).
+            options = {"freezing": True}
+            if device.type == "cpu":  # generated kernels read the thread count at run time: see ThreadShare
+                options["cpp.dynamic_threads"] = True
             try:
-                self._forward = torch.compile(self.network, dynamic=False, options={"freezing": True})
+                self._forward = torch.compile(self.network, dynamic=False, options=options)
             except Exception as exc:  # noqa: BLE001 - e.g. a Python version torch.compile does not support
                 self._compile_failed(exc)
 

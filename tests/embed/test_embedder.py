@@ -60,7 +60,7 @@ def test_compiled_batches_have_one_fixed_shape(tiny_model, monkeypatch):
     calls: list = []
     monkeypatch.setattr(torch, "compile", _recording_compile(calls))
     embedder = Embedder(tiny_model, CPU, "fp32", batch_size=4, compile=True)
-    assert calls[0] == {"dynamic": False, "options": {"freezing": True}}
+    assert calls[0] == {"dynamic": False, "options": {"freezing": True, "cpp.dynamic_threads": True}}
     tiles = _tiles(9)
     reference = _reference(tiny_model, tiles)
     for n in (4, 1, 9, 3):  # short batches are padded; a long one is cut into batches of 4
