@@ -16,9 +16,11 @@ from benchmarks import slide_maker
 from pipeline import cache
 from pipeline.cli.classify import main as classify_main
 from pipeline.data.records import find_records
+from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings
 from pipeline.embed.embedder import Embedder
-from pipeline.errors import CacheError, ImageReadError
+from pipeline.errors import CacheError, ImageReadError, SlideReadError
+from pipeline.extract import decoding
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.sharding import pixel_counts
@@ -203,6 +205,40 @@ def test_a_decoding_worker_gives_the_same_files(extracted, slide_data, tmp_path,
         np.testing.assert_allclose(ours.features, theirs.features, atol=1e-6)
         assert ours.coords_attrs == theirs.coords_attrs
     assert (other.cache_dir / cache.SLIDE_SHEET).is_file()
+
+
+def test_slides_in_chunks_give_the_same_files_as_in_one_item(extracted, slide_data, tmp_path, tiny_model,
+                                                             monkeypatch):
+    summary, _, _ = extracted
+    monkeypatch.setattr(decoding, "SLIDE_CHUNK_TILES", 7)  # the fixture's slides fit one default chunk (256)
+    chunked = run_extraction(_settings(slide_data[0], tmp_path, workers=2), tiny_model)  # chunks of two workers
+    assert chunked.n_embedded == 4 and set(chunked.skipped) == {"train/nompp"}
+    for stem in ("a20", "a40", "g20", "img_0001"):
+        ours, theirs = (cache.store.read_image_features(run.cache_dir / "train" / f"{stem}.h5")
+                        for run in (summary, chunked))
+        assert len(ours.coords) <= 256 and (stem == "img_0001" or len(ours.coords) > 3 * 7)
+        np.testing.assert_array_equal(ours.coords, theirs.coords)
+        np.testing.assert_array_equal(ours.coverage, theirs.coverage)
+        np.testing.assert_allclose(ours.features, theirs.features, atol=1e-6)  # batches cut elsewhere: float order
+        assert ours.coords_attrs == theirs.coords_attrs and ours.attrs["n_tiles"] == theirs.attrs["n_tiles"]
+
+
+def test_a_slide_that_fails_after_some_chunks_gets_no_file_and_the_others_go_on(slide_data, tmp_path, tiny_model,
+                                                                                monkeypatch):
+    monkeypatch.setattr(decoding, "SLIDE_CHUNK_TILES", 7)
+    read_tile, calls = Slide.read_tile, []
+
+    def failing(self, *args, **kwargs):  # a40's 20th tile fails to decode: chunks 1-2 are queued by then
+        calls.append(self.path.name)
+        if self.path.name == "a40.svs" and calls.count("a40.svs") == 20:
+            raise SlideReadError(f"{self.path}: a tile fails to decode (made up by the test)")
+        return read_tile(self, *args, **kwargs)
+
+    monkeypatch.setattr(Slide, "read_tile", failing)
+    summary = run_extraction(_settings(slide_data[0], tmp_path), tiny_model)
+    assert set(summary.skipped) == {"train/nompp", "train/a40"} and "made up" in summary.skipped["train/a40"]
+    files = {path.name for path in cache.list_image_files(summary.cache_dir, "train")}
+    assert files == {"a20.h5", "g20.h5", "img_0001.h5"} and summary.n_embedded == 3
 
 
 def test_strict_stops_at_the_slide_without_mpp(slide_data, tmp_path, tiny_model):
