@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -69,8 +70,31 @@ class SlideInput:
     target_mpp: float | None
 
 
+def read_slide_mask(path: Path, level0: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """(h, w) bool of a mask file beside a slide (white or any value > 0: tissue), at any downsample of level 0.
+
+    Raises:
+        ImageReadError: Unreadable, more than ``max_pixels`` pixels, or not the slide's shape (aspect off by more
+            than one mask pixel).
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageReadError(f"{path}: a mask of {width}x{height} px is over --max-pixels ({max_pixels}); "
+                                     "save it at a downsample of the slide (e.g. 1/16 or 1/32 of level 0).")
+            values = np.asarray(image.convert("L"))
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot be read as a mask ({exc}). Save it as a 0/255 grayscale PNG.") from exc
+    if abs(width * level0[1] / level0[0] - height) > 1:
+        raise ImageReadError(f"{path}: a mask of {width}x{height} px is not the shape of its slide ({level0[0]}x"
+                             f"{level0[1]} at level 0); save it at one downsample of the whole slide.")
+    return values > 0
+
+
 def plan_slide_input(
-    slide: Slide, tissue: str, target_mpp: float | None, out_px: int, tiling: TilingSettings, slide_id: str
+    slide: Slide, tissue: str, target_mpp: float | None, out_px: int, tiling: TilingSettings, slide_id: str,
+    mask: np.ndarray | None = None,
 ) -> SlideInput:
     """Find the tissue of ``slide`` (``tissue="all"``: its whole area) and plan its tiles; read no tile.
 
@@ -81,20 +105,30 @@ def plan_slide_input(
         out_px: Side of each tile given to the encoder.
         tiling: ``min_coverage``, ``step`` (in tile pixels), ``max_tiles``, ``seed``.
         slide_id: ``<split>/<stem>``, seeds the sampler.
+        mask: (h, w) bool, the slide's mask file (:func:`read_slide_mask`): tiles are placed on it (pen not
+            looked for) instead of the tissue found; ``found.tissue`` is then the mask on the thumbnail's grid.
 
     Raises:
         SlideMppError: No MPP in the metadata and none given.
-        ImageReadError: No tissue found, or every tile touches a pen stroke.
+        ImageReadError: No tissue found (an empty mask), or every tile touches a pen stroke.
     """
     found = find_slide_tissue(slide)
     if tissue == "all":
         found = SlideTissue(found.thumbnail, np.ones_like(found.tissue), np.zeros_like(found.pen), found.downsample)
+    elif mask is not None:
+        if not mask.any():
+            raise ImageReadError(f"{slide.path}: its mask file marks no tissue; fix the mask, remove it (tissue is "
+                                 "then found automatically) or pass --tissue all.")
+        height, width = found.tissue.shape
+        rows, cols = np.arange(height) * mask.shape[0] // height, np.arange(width) * mask.shape[1] // width
+        found = SlideTissue(found.thumbnail, mask[np.ix_(rows, cols)], np.zeros_like(found.pen), found.downsample)
     if target_mpp is None:
         size0 = tiling.tile_size
     else:
         size0 = level0_tile_size(out_px, target_mpp, slide.mpp)
     step0 = None if tiling.step == tiling.tile_size else max(1, round(size0 * tiling.step / tiling.tile_size))
-    plan = plan_slide_tiles(found.tissue, slide.dimensions, size0, tiling.min_coverage, step0,
+    plan = plan_slide_tiles(found.tissue if mask is None or tissue == "all" else mask, slide.dimensions, size0,
+                            tiling.min_coverage, step0,
                             pen=found.pen if found.pen.any() else None, max_tiles=tiling.max_tiles, seed=tiling.seed,
                             slide_id=slide_id)
     if plan.fallback == "no_tissue":

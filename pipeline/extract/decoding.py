@@ -247,8 +247,10 @@ class TileDataset(Dataset):
         side, resample = self.resize if self.resize is not None else (self.tiling.tile_size, "bilinear")
         try:
             with Slide(record.image_path, mpp=self.input_mpp) as slide:
+                mask = None if record.mask_path is None or self.tissue == "all" else slide_input.read_slide_mask(
+                    record.mask_path, slide.dimensions, self.max_pixels)
                 read = slide_input.plan_slide_input(slide, self.tissue, self.target_mpp, side, self.tiling,
-                                                    record.image_id)
+                                                    record.image_id, mask)
                 found, plan, total = read.found, read.plan, len(read.plan.coords)
                 write_tissue_mask(self.tissue_dir, record.image_id, found.tissue)
                 first = self._slide_item(position, record, read, slide.dimensions, slide.objective_power, side)
@@ -277,12 +279,13 @@ class TileDataset(Dataset):
             "image_sha256": file_sha256(record.image_path) or "",
             # a slide's pixels are never decoded whole: its thumbnail's stand for them (hygiene's exact duplicates)
             "pixels_sha256": hashlib.sha256(np.ascontiguousarray(found.thumbnail).data).hexdigest(),
-            "mask_sha256": "",
+            # a mask file's checksum is what resume compares (also under --tissue all, as for images)
+            "mask_sha256": (file_sha256(record.mask_path) or "") if record.mask_path else "",
             "mask_fraction": float(found.tissue.mean()),
             "fallback": plan.fallback,
         }
-        if self.tissue != "all":  # tiles on detected tissue: resume compares the detector (cache.stale_reason)
-            attrs["tissue_detector"] = slide_input.tissue_detector()
+        if self.tissue != "all" and record.mask_path is None:  # tiles on detected tissue: resume compares the
+            attrs["tissue_detector"] = slide_input.tissue_detector()  # detector (cache.stale_reason)
         if self.quality:  # on the thumbnail, the slide's only whole picture
             attrs.update(image_quality(found.thumbnail, found.tissue))
         step0 = None if self.tiling.step == self.tiling.tile_size else round(

@@ -2,6 +2,7 @@
 TRIDENT's attributes, features equal to OpenSlide's own pixels, bad slides reported, resume, classify unchanged."""
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -239,6 +240,30 @@ def test_a_slide_that_fails_after_some_chunks_gets_no_file_and_the_others_go_on(
     assert set(summary.skipped) == {"train/nompp", "train/a40"} and "made up" in summary.skipped["train/a40"]
     files = {path.name for path in cache.list_image_files(summary.cache_dir, "train")}
     assert files == {"a20.h5", "g20.h5", "img_0001.h5"} and summary.n_embedded == 3
+
+
+def test_a_mask_file_beside_a_slide_places_its_tiles_under_auto_and_mask(slide_data, tmp_path, tiny_model):
+    root, layouts, _ = slide_data
+    data = tmp_path / "data"
+    (data / "train_data").mkdir(parents=True)
+    shutil.copy(root / "train_data" / "a20.svs", data / "train_data" / "m20.svs")
+    x, y, w, h = layouts["a20.svs"].tissue[1]  # the mask: the second piece only, at 1/32 of level 0 (128 px)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[-(-y // 32) : (y + h) // 32, -(-x // 32) : (x + w) // 32] = 255
+    Image.fromarray(mask).save(data / "train_data" / "mask_m20.png")
+    (data / "train_labels.csv").write_text("sample_index,label\nm20.svs,a\n")
+    for tissue in ("auto", "mask"):
+        summary = run_extraction(_settings(data, tmp_path / tissue, tissue=tissue), tiny_model)
+        assert summary.n_embedded == 1, summary.skipped
+        item = cache.store.read_image_features(summary.cache_dir / "train" / "m20.h5")
+        centres = item.coords + item.coords_attrs["patch_size_level0"] / 2
+        assert len(centres) >= 20 and (centres >= (x, y)).all() and (centres <= (x + w, y + h)).all()
+        mask_sha = hashlib.sha256((data / "train_data" / "mask_m20.png").read_bytes()).hexdigest()
+        assert item.attrs["mask_sha256"] == mask_sha and "tissue_detector" not in item.attrs
+    Image.fromarray(mask[:, :100]).save(data / "train_data" / "mask_m20.png")  # not the slide's shape
+    summary = run_extraction(_settings(data, tmp_path / "auto"), tiny_model)  # the mask changed: re-embedded
+    reason = summary.skipped["train/m20"]
+    assert "mask_m20.png" in reason and "not the shape of its slide" in reason
 
 
 def test_strict_stops_at_the_slide_without_mpp(slide_data, tmp_path, tiny_model):
