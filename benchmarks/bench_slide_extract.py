@@ -11,17 +11,18 @@ its decoding workers) every 0.1 s from ``/proc``. Prints the peak resident memor
 - the largest sum of ``VmRSS`` over the tree at one sample: what the machine held at once (shared pages twice).
 
 ``speed``: makes a slide with 256-px JPEG tiles and reads it, side by side in one run, ``--repeats`` times each,
-alternating:
+alternating, all in this process (CPU time of all its threads):
 
-- **data side**: extraction's own data path in this process (no worker: CPU time of this process only): a
-  :class:`~pipeline.extract.decoding.TileDataset` over the slide's record, its items (thumbnail, tissue, plan,
-  tiles read in chunks, resized when needed, attributes, hygiene scores on the thumbnail), each chunk's tiles handed
-  on as the loop gets them, and a model that costs nothing (no forward pass is timed);
-- **bare loop**: ``openslide.OpenSlide.read_region`` over the same level-0 corners (the plan's), at level 0 with
-  the same size, converted to an RGB array (``np.asarray(region)[..., :3]``), nothing else.
+- **whole extraction**: ``run_extraction`` with a model that costs nothing
+  (:class:`benchmarks.extraction.jobs.FreeModel`), ``--workers 0`` so that every step runs here: thumbnail, tissue,
+  plan, the slide file's checksum, tiles read in chunks, the loop's queue and batches, the model's input step
+  (uint8 to normalised floats), the HDF5 file, the mask, the contact sheet, the quality report;
+- **decoding only**: the :class:`~pipeline.extract.decoding.TileDataset` items of the slide (what the workers do);
+- **bare loop**: ``openslide.OpenSlide.read_region`` over the same level-0 corners (the plan's) and size, converted
+  to an RGB array (``np.asarray(region)[..., :3]``), nothing else.
 
-Prints CPU ms per tile of each, and the ratio (target <= 1.3). Tiles at the slide's resolution: ``--target-mpp``
-equal to the slide's 0.25 with a 256-px encoder side, so neither reader resizes.
+Prints CPU ms per tile of each and the ratios to the bare loop (target <= 1.3). The free model's side is 224 and
+``--target-mpp`` is the slide's 0.25, so tiles are read at level 0 and neither side resizes.
 
     python -m benchmarks.bench_slide_extract memory [--size 40960] [--tissue 0.85] [--model efficientnet-lite0]
     python -m benchmarks.bench_slide_extract speed [--size 16384] [--repeats 5]
@@ -135,7 +136,7 @@ def memory(args: argparse.Namespace) -> None:
 
 
 def _data_side_pass(record, tiling, side: int, target_mpp: float) -> tuple[float, int, np.ndarray]:
-    """(CPU seconds, tiles, level-0 corners) of extraction's data path over one slide, in this process."""
+    """(CPU seconds, tiles, level-0 corners) of the decoding side alone: a TileDataset's items over one slide."""
     from pipeline.extract.decoding import ImageFailure, TileDataset
 
     dataset = TileDataset([record], tiling, 10**10, quality=True, resize=(side, "bilinear"), tissue="auto",
@@ -145,8 +146,40 @@ def _data_side_pass(record, tiling, side: int, target_mpp: float) -> tuple[float
         if isinstance(item, ImageFailure):
             raise SystemExit(item.reason)
         coords = item.coords if item.start == 0 else coords
-        n += len(item.tiles)  # the loop queues them; the free model's forward pass is no work
+        n += len(item.tiles)
     return time.process_time() - cpu, n, coords
+
+
+def _whole_pass(data: Path, out: Path, target_mpp: float) -> tuple[float, float, int]:
+    """(CPU seconds, of which the model step's, tiles) of ``run_extraction`` with a model that costs nothing.
+
+    Everything runs in this process (``--workers 0``). The model step (the embedder's forward: uint8 tiles to
+    normalised floats, then the free model) is timed by the CPU time of the thread that runs it, with torch on one
+    thread: on a GPU host it is the device's work, not the data side's.
+    """
+    from benchmarks.extraction.jobs import FREE, build_model
+    from pipeline.embed.embedder import Embedder
+    from pipeline.extract.run import ExtractionSettings, run_extraction
+
+    settings = ExtractionSettings(data_dir=data, out_dir=out, device="cpu", precision="fp32", workers=0,
+                                  batch_size=64, progress=False, split="train", target_mpp=target_mpp,
+                                  overwrite=True)
+    model, run, model_cpu = build_model(FREE), Embedder._run, [0.0]
+
+    def timed_run(self, batch):
+        started = time.thread_time()
+        try:
+            return run(self, batch)
+        finally:
+            model_cpu[0] += time.thread_time() - started
+
+    Embedder._run = timed_run
+    try:
+        cpu = time.process_time()
+        summary = run_extraction(settings, model)
+        return time.process_time() - cpu, model_cpu[0], summary.n_tiles
+    finally:
+        Embedder._run = run
 
 
 def _bare_pass(path: Path, coords: np.ndarray, side: int) -> float:
@@ -162,30 +195,42 @@ def _bare_pass(path: Path, coords: np.ndarray, side: int) -> float:
 
 def speed(args: argparse.Namespace) -> None:
     """The data side's CPU time per tile against a bare ``read_region`` loop (see the module docstring)."""
+    import torch
+
     from pipeline.data.records import find_records
     from pipeline.data.tiling import TilingSettings
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-slide-speed-"))
     data = make_slide_data(work, args.size, args.tissue)
     record = find_records(data, "train", slides=True)[0]
-    side, tiling = 256, TilingSettings(tile_size=256)
-    _, n, coords = _data_side_pass(record, tiling, side, 0.25)  # warm-up: the file into the page cache
-    runs: dict[str, list[float]] = {"data side": [], "bare": []}
+    side, tiling, mpp = 224, TilingSettings(tile_size=224), 0.25  # the free model's side, at level 0: no resize
+    _, n, coords = _data_side_pass(record, tiling, side, mpp)  # warm-up: the file into the page cache
+    torch.set_num_threads(1)  # the model step's CPU is then its thread's (see _whole_pass)
+    whole: list[tuple[float, float, int]] = []
+    passes = {
+        "whole extraction": lambda: whole.append(_whole_pass(data, work / "features", mpp)) or whole[-1][0],
+        "decoding only": lambda: _data_side_pass(record, tiling, side, mpp)[0],
+        "bare": lambda: _bare_pass(record.image_path, coords, side),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in passes}
     for repeat in range(args.repeats):
-        order = ("data side", "bare") if repeat % 2 == 0 else ("bare", "data side")
-        for name in order:
-            if name == "bare":
-                runs[name].append(_bare_pass(record.image_path, coords, side) * 1e3 / n)
-            else:
-                runs[name].append(_data_side_pass(record, tiling, side, 0.25)[0] * 1e3 / n)
-    ours, bare = statistics.median(runs["data side"]), statistics.median(runs["bare"])
-    print(f"{n} tiles of 256 px at level 0 (0.25 um/px) x {args.repeats} passes each, medians")
-    print(f"  bare OpenSlide read_region -> RGB : {bare:.3f} CPU ms/tile")
-    print(f"  extraction's data side            : {ours:.3f} CPU ms/tile")
-    print(f"  data side / bare                  : {ours / bare:.2f}  (target <= 1.3)")
-    print("  every pass (CPU ms/tile): " + "; ".join(
-        f"{name} " + ", ".join(f"{v:.3f}" for v in values) for name, values in runs.items()))
-    print("The machine may be shared: timings are noisy; compare the two within one run only.")
+        names = list(passes) if repeat % 2 == 0 else list(reversed(passes))
+        for name in names:
+            runs[name].append(passes[name]() * 1e3 / n)
+        runs.setdefault("whole, model step out", []).append((whole[-1][0] - whole[-1][1]) * 1e3 / n)
+    assert all(tiles == n for _, _, tiles in whole), "the extraction and the decoding pass saw other tiles"
+    bare = statistics.median(runs["bare"])
+    print(f"{n} tiles of {side} px read at level 0 (0.25 um/px, 256-px JPEG tiles) x {args.repeats} passes each, "
+          "medians of CPU ms per tile:")
+    print(f"  bare OpenSlide read_region -> RGB array       : {bare:.3f}")
+    for name, label in (("decoding only", "TileDataset items (the workers' work)"),
+                        ("whole, model step out", "run_extraction, --workers 0, less the model step"),
+                        ("whole extraction", "run_extraction, --workers 0, model step included")):
+        ours = statistics.median(runs[name])
+        print(f"  {label:<47}: {ours:.3f}  ({ours / bare:.2f}x the bare loop; target <= 1.3)")
+    print("  every pass: " + "; ".join(f"{name} " + ", ".join(f"{v:.3f}" for v in values)
+                                       for name, values in runs.items()))
+    print("The machine may be shared: timings are noisy; compare within one run only.")
 
 
 def main(argv: list[str] | None = None) -> int:
