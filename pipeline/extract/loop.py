@@ -157,6 +157,7 @@ class EmbeddingLoop:
         entry = self._pending.get(failure.position)
         if entry is not None:  # a slide that failed after some chunks: those still queued are embedded, then dropped
             entry.failed, entry.total = True, entry.queued
+            self.slide_views = [view for view in self.slide_views if view is not entry.item.view]
             if entry.filled == entry.total:
                 del self._pending[failure.position]
         logger.warning("skipped %s: %s", record.image_id, failure.reason)
