@@ -193,6 +193,27 @@ def _bare_pass(path: Path, coords: np.ndarray, side: int) -> float:
     return time.process_time() - cpu
 
 
+def _speed_passes(data: Path, work: Path, record, coords: np.ndarray, n: int, repeats: int) -> dict:
+    """CPU ms per tile of each pass (``repeats`` each, alternating order), by pass name."""
+    from pipeline.data.tiling import TilingSettings
+
+    side, tiling, mpp = 224, TilingSettings(tile_size=224), 0.25
+    whole: list[tuple[float, float, int]] = []
+    passes = {
+        "whole extraction": lambda: whole.append(_whole_pass(data, work / "features", mpp)) or whole[-1][0],
+        "decoding only": lambda: _data_side_pass(record, tiling, side, mpp)[0],
+        "bare": lambda: _bare_pass(record.image_path, coords, side),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in passes}
+    for repeat in range(repeats):
+        names = list(passes) if repeat % 2 == 0 else list(reversed(passes))
+        for name in names:
+            runs[name].append(passes[name]() * 1e3 / n)
+        runs.setdefault("whole, model step out", []).append((whole[-1][0] - whole[-1][1]) * 1e3 / n)
+    assert all(tiles == n for _, _, tiles in whole), "the extraction and the decoding pass saw other tiles"
+    return runs
+
+
 def speed(args: argparse.Namespace) -> None:
     """The data side's CPU time per tile against a bare ``read_region`` loop (see the module docstring)."""
     import torch
@@ -205,20 +226,12 @@ def speed(args: argparse.Namespace) -> None:
     record = find_records(data, "train", slides=True)[0]
     side, tiling, mpp = 224, TilingSettings(tile_size=224), 0.25  # the free model's side, at level 0: no resize
     _, n, coords = _data_side_pass(record, tiling, side, mpp)  # warm-up: the file into the page cache
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the model step's CPU is then its thread's (see _whole_pass)
-    whole: list[tuple[float, float, int]] = []
-    passes = {
-        "whole extraction": lambda: whole.append(_whole_pass(data, work / "features", mpp)) or whole[-1][0],
-        "decoding only": lambda: _data_side_pass(record, tiling, side, mpp)[0],
-        "bare": lambda: _bare_pass(record.image_path, coords, side),
-    }
-    runs: dict[str, list[float]] = {name: [] for name in passes}
-    for repeat in range(args.repeats):
-        names = list(passes) if repeat % 2 == 0 else list(reversed(passes))
-        for name in names:
-            runs[name].append(passes[name]() * 1e3 / n)
-        runs.setdefault("whole, model step out", []).append((whole[-1][0] - whole[-1][1]) * 1e3 / n)
-    assert all(tiles == n for _, _, tiles in whole), "the extraction and the decoding pass saw other tiles"
+    try:
+        runs = _speed_passes(data, work, record, coords, n, args.repeats)
+    finally:
+        torch.set_num_threads(threads)
     bare = statistics.median(runs["bare"])
     print(f"{n} tiles of {side} px read at level 0 (0.25 um/px, 256-px JPEG tiles) x {args.repeats} passes each, "
           "medians of CPU ms per tile:")
