@@ -19,7 +19,7 @@ from pipeline.errors import CacheError
 
 def mean_embedding(features: np.ndarray) -> np.ndarray:
     """(D,) float32 mean of one image's (n_tiles, D) tile embeddings, summed in float64 as image_embeddings does."""
-    return features.astype(np.float64).mean(0).astype(np.float32)
+    return features.mean(0, dtype=np.float64).astype(np.float32)  # summed in float64 without a float64 copy
 
 
 @dataclass

@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipeline.cache import atomic, store
 from pipeline.cache.schema import QUALITY_VERSION_KEY, mismatched_keys
+from pipeline.data.slide_input import tissue_detector
 from pipeline.data.tiling import GRID_LAYOUT, TilingSettings
 from pipeline.errors import CacheError
 
@@ -119,6 +120,12 @@ def _staleness(
         if not mask_sha:  # "": no mask file now (tissue is found automatically), one when the file was made
             return "the mask file is missing", False, item.attrs
         return "the mask file changed since it was embedded", False, item.attrs
+    # tiles placed on detected tissue (no mask file, --tissue auto): the detector that placed them must be this one
+    if not mask_sha and expected.get("tissue") in (None, "auto"):
+        detector = tissue_detector()
+        if item.attrs.get("tissue_detector") != detector:
+            return (f"its tissue was found by another tissue detector ({item.attrs.get('tissue_detector') or 'none'}, "
+                    f"now {detector})"), False, item.attrs
     return None, False, item.attrs
 
 

@@ -47,7 +47,10 @@ RUN_ATTRS = (
     "tissue",
     "target_mpp",
 )
-# What identifies the image and how its tiles were chosen.
+# What identifies the image and how its tiles were chosen. ``tissue_detector`` only in files whose tiles lie on
+# detected tissue (no mask file): :func:`pipeline.data.slide_input.tissue_detector`, compared on resume by
+# :func:`pipeline.cache.folder.stale_reason` (per file, not an identity key, so caches of images with mask files
+# keep their name and files when the detector changes).
 IMAGE_ATTRS = (
     "image_id",
     "split",
@@ -60,6 +63,7 @@ IMAGE_ATTRS = (
     "pixels_sha256",
     "mask_fraction",
     "fallback",
+    "tissue_detector",
 )
 # The version of the hygiene attributes (an int; absent in files made before it existed). Its current value is
 # pipeline.hygiene.checks.QUALITY_VERSION; the cache only compares it.
@@ -147,7 +151,7 @@ def missing_attributes(attrs: dict) -> list[str]:
     A file without ``grid`` predates the attribute: it is readable, and its identity differs from the current
     layout's (see :data:`IDENTITY_KEYS`).
     """
-    optional = ("feature_dim", "n_tiles", "grid", "tissue", "target_mpp")
+    optional = ("feature_dim", "n_tiles", "grid", "tissue", "target_mpp", "tissue_detector")
     return [key for key in (*RUN_ATTRS, *IMAGE_ATTRS) if key not in optional and key not in attrs]
 
 

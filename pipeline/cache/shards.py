@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cache.folder import SKIPPED_FILE, list_image_files, write_json
-from pipeline.data.records import ImageRecord, find_records, resolve_splits
+from pipeline.data.records import ImageRecord, find_records, resolve_splits, slide_listing
 from pipeline.errors import CacheError, PipelineError
 
 logger = logging.getLogger(__name__)
@@ -111,8 +111,8 @@ def check_complete(cache_dir: Path, cache_settings: dict) -> None:
     requested = {split for r in read_shard_records(cache_dir) for split in resolve_splits(r.get("split", "all"))}
     splits = requested or {split for split in ("train", "test") if list_image_files(cache_dir, split)}
     try:
-        # slides are listed unless the cache was made with --tissue mask (its settings say "tissue" only then)
-        slides = cache_settings.get("tissue", "auto") != "mask"
+        # under --tissue mask (its settings say "tissue" only when not auto) only slides with a mask file are listed
+        slides = slide_listing(cache_settings.get("tissue", "auto"))
         records = [r for r in find_records(data_dir, "all", slides=slides) if r.split in splits]
     except PipelineError as exc:
         logger.debug("not checking %s for missing images: %s", cache_dir, exc)

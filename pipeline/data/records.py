@@ -90,7 +90,7 @@ def find_records(
     split: str = "all",
     image_prefix: str = "img_",
     mask_prefix: str = "mask_",
-    slides: bool = False,
+    slides: bool | str = False,
 ) -> list[ImageRecord]:
     """List the images of the requested splits with their masks, sorted by split then file name.
 
@@ -100,7 +100,8 @@ def find_records(
         image_prefix: Prefix of image file names; the mask name replaces it with ``mask_prefix``.
         mask_prefix: Prefix of mask file names.
         slides: Also list whole-slide images, under any name (see the module docstring); their records come after
-            the split's images, sorted by file name. False lists exactly what it always did.
+            the split's images, sorted by file name. ``"masked"``: only the slides with a mask file beside them
+            (:func:`slide_listing`). False lists exactly what it always did.
 
     Returns:
         One record per image file. An image without a mask gets ``mask_path=None``.
@@ -138,6 +139,11 @@ def find_records(
     return records
 
 
+def slide_listing(tissue: str) -> bool | str:
+    """``find_records``' ``slides`` for ``--tissue``: every slide, or under ``mask`` only those with a mask file."""
+    return "masked" if tissue == "mask" else True
+
+
 def _check_unique(records: list[ImageRecord]) -> None:
     """Raise :class:`DataLayoutError` when two files of one split share a stem (and so an image id and cache file)."""
     seen: dict[str, Path] = {}
@@ -150,25 +156,36 @@ def _check_unique(records: list[ImageRecord]) -> None:
         seen[record.image_id] = record.image_path
 
 
-def _slide_records(folder: Path, split: str, mask_prefix: str) -> Iterable[ImageRecord]:
-    """Records of the whole-slide images of one split folder (mask files never are)."""
+def _slide_records(
+    folder: Path, split: str, image_prefix: str, mask_prefix: str, masks: dict[str, list[Path]]
+) -> Iterable[ImageRecord]:
+    """Records of the whole-slide images of one split folder (mask files never are).
+
+    A slide ``X.svs`` (or ``img_X.tif``) with a ``mask_X.png`` (any image extension) beside it gets that mask file,
+    at any downsample of its level 0; the others get tissue detection.
+    """
     candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
     for path in candidates:
         if path.name.startswith(mask_prefix) or not reads_as_slide(path):
             continue
-        yield ImageRecord(f"{split}/{path.stem}", split, path.name, path, None, "slide", "tissue_detection")
+        stem = path.stem[len(image_prefix) :] if path.stem.startswith(image_prefix) else path.stem
+        mask = _pick_mask([m for m in masks.get(mask_prefix + stem, []) if m != path])
+        source = "tissue_detection" if mask is None else "mask_file"
+        yield ImageRecord(f"{split}/{path.stem}", split, path.name, path, mask, "slide", source)
 
 
 def _records_in(
     folder: Path, split: str, image_prefix: str, mask_prefix: str, slides: bool = False
 ) -> Iterable[ImageRecord]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    slide_paths = list(_slide_records(folder, split, mask_prefix)) if slides else []
-    as_slides = {record.image_path for record in slide_paths}
     masks: dict[str, list[Path]] = {}
     for path in files:
         if path.name.startswith(mask_prefix):
             masks.setdefault(path.stem, []).append(path)
+    slide_paths = list(_slide_records(folder, split, image_prefix, mask_prefix, masks)) if slides else []
+    if slides == "masked":  # --tissue mask: mask files only, so only the slides that have one
+        slide_paths = [record for record in slide_paths if record.mask_path is not None]
+    as_slides = {record.image_path for record in slide_paths}
     n_images = 0
     for path in files:
         if not path.name.startswith(image_prefix) or path in as_slides:

@@ -7,20 +7,48 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from pipeline.data import colour, slide_tiles
 from pipeline.data.slide_tiles import SlideTilePlan, SlideTissue, find_slide_tissue, level0_tile_size, plan_slide_tiles
 from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings
-from pipeline.data.tissue import detect_tissue
+from pipeline.data.tissue import TissueSettings, detect_tissue
 from pipeline.errors import ImageReadError
 
 IMAGE_MASK_SIDE = 1024  # an image without a mask is searched for tissue on a copy at most this many pixels a side
+# Raise it when tissue.py, colour.py's rules or slide_tiles.py's grid change what they find without a change of the
+# settings and constants that :func:`tissue_detector` hashes.
+TISSUE_DETECTOR_VERSION = 1
+
+
+def tissue_detector(settings: TissueSettings | None = None) -> str:
+    """The identity of the tissue detector and slide grid, e.g. ``"1-3f9a0c2b71de"``: a file's ``tissue_detector``.
+
+    :data:`TISSUE_DETECTOR_VERSION` and a hash of everything that decides where tissue is and where a slide's
+    tiles go: :class:`~pipeline.data.tissue.TissueSettings`, the colour module's thresholds (pen inks, glass), the
+    thumbnail's scale and size, the slide grid's cells and :data:`IMAGE_MASK_SIDE`. A file whose tiles were placed
+    on detected tissue is re-embedded when it changes (:func:`pipeline.cache.folder.stale_reason`); files of images
+    with mask files never carry it.
+    """
+    constants = {name: value for name, value in vars(colour).items()
+                 if name.isupper() and isinstance(value, (int, float, str, tuple))}
+    values = {
+        "settings": asdict(settings or TissueSettings()),
+        "colour": constants,
+        "slide_tiles": [slide_tiles.MASK_MPP, slide_tiles.MAX_MASK_SIDE, slide_tiles.MIN_CELLS],
+        "image_mask_side": IMAGE_MASK_SIDE,
+    }
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{TISSUE_DETECTOR_VERSION}-{digest}"
 
 
 @dataclass
@@ -28,7 +56,7 @@ class SlideInput:
     """One slide's tiles and how they were found.
 
     Attributes:
-        tiles: (n, S, S, 3) uint8, S = the encoder's side.
+        tiles: (n, S, S, 3) uint8, S = the encoder's side (empty (0, S, S, 3) from :func:`plan_slide_input`).
         found: The thumbnail, its tissue and pen (:func:`~pipeline.data.slide_tiles.find_slide_tissue`).
         plan: Level-0 corners, their side ``size0`` and coverage.
         mpp: Micrometres per level-0 pixel used (metadata or ``--mpp``).
@@ -42,46 +70,106 @@ class SlideInput:
     target_mpp: float | None
 
 
-def read_slide_input(
-    slide: Slide, tissue: str, target_mpp: float | None, out_px: int, resample: str, tiling: TilingSettings,
-    slide_id: str, allocate: Callable[[int], np.ndarray] | None = None,
+def read_slide_mask(path: Path, level0: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """(h, w) bool of a mask file beside a slide (white or any value > 0: tissue), at any downsample of level 0.
+
+    Raises:
+        ImageReadError: Unreadable, more than ``max_pixels`` pixels, or not the slide's shape (aspect off by more
+            than one mask pixel).
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageReadError(f"{path}: a mask of {width}x{height} px is over --max-pixels ({max_pixels}); "
+                                     "save it at a downsample of the slide (e.g. 1/16 or 1/32 of level 0).")
+            values = np.asarray(image.convert("L"))
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot be read as a mask ({exc}). Save it as a 0/255 grayscale PNG.") from exc
+    if abs(width * level0[1] / level0[0] - height) > 1:
+        raise ImageReadError(f"{path}: a mask of {width}x{height} px is not the shape of its slide ({level0[0]}x"
+                             f"{level0[1]} at level 0); save it at one downsample of the whole slide.")
+    return values > 0
+
+
+def plan_slide_input(
+    slide: Slide, tissue: str, target_mpp: float | None, out_px: int, tiling: TilingSettings, slide_id: str,
+    mask: np.ndarray | None = None,
 ) -> SlideInput:
-    """Find the tissue of ``slide`` (``tissue="all"``: its whole area), plan its tiles and read them.
+    """Find the tissue of ``slide`` (``tissue="all"``: its whole area) and plan its tiles; read no tile.
 
     Args:
         slide: An open slide.
         tissue: "auto" (found on the thumbnail, pen left out) or "all".
         target_mpp: Micrometres per pixel of the tiles the encoder gets; None: ``tiling.tile_size`` level-0 pixels.
         out_px: Side of each tile given to the encoder.
-        resample: Pillow filter of the resize ("bilinear", "bicubic", ...).
         tiling: ``min_coverage``, ``step`` (in tile pixels), ``max_tiles``, ``seed``.
         slide_id: ``<split>/<stem>``, seeds the sampler.
-        allocate: Gives the (n, out_px, out_px, 3) uint8 array to read n tiles into (e.g. shared memory, so that
-            a slide's tiles are not copied once read); a new array when None.
+        mask: (h, w) bool, the slide's mask file (:func:`read_slide_mask`): tiles are placed on it (pen not
+            looked for) instead of the tissue found; ``found.tissue`` is then the mask on the thumbnail's grid.
 
     Raises:
         SlideMppError: No MPP in the metadata and none given.
-        SlideReadError: A region fails to decode.
-        ImageReadError: No tissue found, or every tile touches a pen stroke.
+        ImageReadError: No tissue found (an empty mask), or every tile touches a pen stroke.
     """
     found = find_slide_tissue(slide)
     if tissue == "all":
         found = SlideTissue(found.thumbnail, np.ones_like(found.tissue), np.zeros_like(found.pen), found.downsample)
+    elif mask is not None:
+        if not mask.any():
+            raise ImageReadError(f"{slide.path}: its mask file marks no tissue; fix the mask, remove it (tissue is "
+                                 "then found automatically) or pass --tissue all.")
+        height, width = found.tissue.shape
+        rows, cols = np.arange(height) * mask.shape[0] // height, np.arange(width) * mask.shape[1] // width
+        found = SlideTissue(found.thumbnail, mask[np.ix_(rows, cols)], np.zeros_like(found.pen), found.downsample)
     if target_mpp is None:
         size0 = tiling.tile_size
     else:
         size0 = level0_tile_size(out_px, target_mpp, slide.mpp)
     step0 = None if tiling.step == tiling.tile_size else max(1, round(size0 * tiling.step / tiling.tile_size))
-    plan = plan_slide_tiles(found.tissue, slide.dimensions, size0, tiling.min_coverage, step0,
+    plan = plan_slide_tiles(found.tissue if mask is None or tissue == "all" else mask, slide.dimensions, size0,
+                            tiling.min_coverage, step0,
                             pen=found.pen if found.pen.any() else None, max_tiles=tiling.max_tiles, seed=tiling.seed,
                             slide_id=slide_id)
     if plan.fallback == "no_tissue":
         raise ImageReadError(f"{slide.path}: {plan.note}; or pass --tissue all to tile the whole slide.")
-    n = len(plan.coords)
+    return SlideInput(np.empty((0, out_px, out_px, 3), np.uint8), found, plan, slide.mpp, target_mpp)
+
+
+def read_slide_tiles(slide: Slide, coords: np.ndarray, size0: int, out: np.ndarray, resample: str) -> np.ndarray:
+    """Read the tiles of level-0 corners ``coords`` (k, 2) into ``out`` (k, S, S, 3) uint8, resized to S; ``out``.
+
+    Raises:
+        SlideReadError: A region fails to decode.
+    """
+    out_px = out.shape[1]
+    for row, (x0, y0) in enumerate(coords):
+        out[row] = slide.read_tile(int(x0), int(y0), size0, out_px, resample)
+    return out
+
+
+def read_slide_input(
+    slide: Slide, tissue: str, target_mpp: float | None, out_px: int, resample: str, tiling: TilingSettings,
+    slide_id: str, allocate: Callable[[int], np.ndarray] | None = None,
+) -> SlideInput:
+    """Find the tissue of ``slide``, plan its tiles and read them all (:func:`plan_slide_input` + tiles).
+
+    Extraction reads a slide in chunks instead (:func:`read_slide_tiles`), so that memory is bounded by the chunk,
+    not by the slide; this reads every tile at once, for tests and small slides.
+
+    Args:
+        slide, tissue, target_mpp, out_px, tiling, slide_id: As :func:`plan_slide_input`.
+        resample: Pillow filter of the resize ("bilinear", "bicubic", ...).
+        allocate: Gives the (n, out_px, out_px, 3) uint8 array to read n tiles into; a new array when None.
+
+    Raises:
+        SlideMppError, SlideReadError, ImageReadError: As :func:`plan_slide_input` and :func:`read_slide_tiles`.
+    """
+    read = plan_slide_input(slide, tissue, target_mpp, out_px, tiling, slide_id)
+    n = len(read.plan.coords)
     tiles = allocate(n) if allocate is not None else np.empty((n, out_px, out_px, 3), np.uint8)
-    for row, (x0, y0) in enumerate(plan.coords):
-        tiles[row] = slide.read_tile(int(x0), int(y0), size0, out_px, resample)
-    return SlideInput(tiles, found, plan, slide.mpp, target_mpp)
+    read.tiles = read_slide_tiles(slide, read.plan.coords, read.plan.size0, tiles, resample)
+    return read
 
 
 def image_tissue(pixels: np.ndarray, mpp: float | None = None) -> np.ndarray:

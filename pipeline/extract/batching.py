@@ -26,10 +26,10 @@ class TileQueue:
         self._pieces: deque[tuple[int, int, torch.Tensor]] = deque()
         self.size = 0
 
-    def put(self, owner: int, tiles: torch.Tensor) -> None:
-        """Queue all tiles (n, ...) of one image."""
+    def put(self, owner: int, tiles: torch.Tensor, start: int = 0) -> None:
+        """Queue tiles (n, ...) of one image, rows ``start`` to ``start + n`` of it (a slide comes in chunks)."""
         if len(tiles):
-            self._pieces.append((owner, 0, tiles))
+            self._pieces.append((owner, start, tiles))
             self.size += len(tiles)
 
     def take(self, n: int, out: torch.Tensor | None = None) -> tuple[torch.Tensor, list[Slice]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,7 +24,7 @@ from pipeline.data.records import ImageRecord
 from pipeline.embed.embedder import Embedder
 from pipeline.errors import ImageReadError
 from pipeline.extract.batching import Prefetcher, Slice, ThreadShare, TileQueue
-from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, TileSlots, keep_as_is
+from pipeline.extract.decoding import ImageFailure, ImageTiles, Ticket, TileDataset, TileSlots, TileStream, keep_as_is
 from pipeline.extract.plan import ExtractionPlan
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
@@ -46,12 +47,18 @@ def log_limit(timings: dict[str, float]) -> None:
 
 
 class _Pending:
-    """An image whose tiles are partly embedded: (n_tiles, D) float32 filled batch by batch."""
+    """An image whose tiles are partly embedded: (n_tiles, D) float32 filled batch by batch, chunk after chunk.
+
+    ``chunks`` holds (end row, ticket) of each queued item of the image (a slide comes in chunks): a chunk's slot is
+    released once its last row is embedded; rows come back in order, since a worker's items are queued in order.
+    """
 
     def __init__(self, item: ImageTiles, dim: int) -> None:
         self.item = item
-        self.features = np.empty((len(item.tiles), dim), dtype=np.float32)
-        self.filled = 0
+        self.features = np.empty((item.n_tiles, dim), dtype=np.float32)
+        self.total, self.queued, self.filled = item.n_tiles, 0, 0
+        self.chunks: deque[tuple[int, Ticket | None]] = deque()
+        self.failed = False  # a later chunk failed: the rows queued are embedded and dropped, no file is written
 
 
 class EmbeddingLoop:
@@ -112,7 +119,7 @@ class EmbeddingLoop:
         dataset = TileDataset(self.todo, settings.tiling, settings.max_pixels, settings.quality_checks,
                               self._slots, (preprocessing.resized_side, preprocessing.interpolation),
                               settings.tissue, plan.target_mpp, settings.input_mpp, plan.cache_dir / cache.TISSUE_DIR)
-        return DataLoader(dataset, batch_size=None, collate_fn=keep_as_is, num_workers=workers,
+        return DataLoader(TileStream(dataset), batch_size=None, collate_fn=keep_as_is, num_workers=workers,
                           prefetch_factor=4 if workers else None)
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, list[Slice]]]:
@@ -159,6 +166,12 @@ class EmbeddingLoop:
         record = self.todo[failure.position]
         if self.plan.settings.strict:
             raise ImageReadError(f"{failure.reason} (--strict stops at the first bad image)")
+        entry = self._pending.get(failure.position)
+        if entry is not None:  # a slide that failed after some chunks: those still queued are embedded, then dropped
+            entry.failed, entry.total = True, entry.queued
+            self.slide_views = [view for view in self.slide_views if view is not entry.item.view]
+            if entry.filled == entry.total:
+                del self._pending[failure.position]
         logger.warning("skipped %s: %s", record.image_id, failure.reason)
         self.summary.skipped[record.image_id] = failure.reason
         # a file from an earlier version of this image would otherwise stand in for the unreadable one
@@ -166,6 +179,9 @@ class EmbeddingLoop:
         self._progress.update(1)
 
     def _admit(self, item: ImageTiles) -> None:
+        if item.start:  # a later chunk of a slide: its first made the entry
+            self._queue_chunk(self._pending[item.position], item)
+            return
         fallback = item.image_attrs["fallback"]
         if fallback:
             record = self.todo[item.position]
@@ -174,11 +190,17 @@ class EmbeddingLoop:
         if item.view is not None:
             self.slide_views.append(item.view)
         self._pending[item.position] = _Pending(item, self.plan.model.dim)
+        self._queue_chunk(self._pending[item.position], item)
+        item.tiles = torch.empty(0, dtype=torch.uint8)  # the queue holds them; the entry keeps only what is written
+
+    def _queue_chunk(self, entry: _Pending, item: ImageTiles) -> None:
         if item.ticket is not None and item.ticket[2] >= 0:
             # this process's mapping of a slot's shared memory lives as long as a tensor on it: keep one, so that
             # the slot's next image reuses the mapping instead of mapping (and faulting in) its pages again
             self._mapped[item.ticket[0], item.ticket[2]] = item.tiles
-        self._queue.put(item.position, item.tiles)
+        entry.queued += len(item.tiles)
+        entry.chunks.append((entry.queued, item.ticket))
+        self._queue.put(item.position, item.tiles, start=item.start)
 
     def _store(self, slices: list[Slice], features: np.ndarray) -> None:
         """Copy a batch's embeddings to their images; write every image that is now complete."""
@@ -188,10 +210,12 @@ class EmbeddingLoop:
             entry.features[part.start : part.start + part.count] = features[row : row + part.count]
             entry.filled += part.count
             row += part.count
-            if entry.filled == len(entry.item.tiles):
+            while entry.chunks and entry.chunks[0][0] <= entry.filled:  # embedded: the worker may reuse the slot
+                self._slots.release(entry.chunks.popleft()[1])
+            if entry.filled == entry.total:
                 del self._pending[part.owner]
-                self._slots.release(entry.item.ticket)  # its tiles are embedded: the worker may reuse their slot
-                self._finish(part.owner, entry)
+                if not entry.failed:
+                    self._finish(part.owner, entry)
 
     def _finish(self, position: int, entry: _Pending) -> None:
         record = self.todo[position]

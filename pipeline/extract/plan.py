@@ -10,7 +10,7 @@ import torch
 
 from pipeline import cache
 from pipeline.cache.schema import run_attributes
-from pipeline.data.records import ImageRecord, find_records
+from pipeline.data.records import ImageRecord, find_records, slide_listing
 from pipeline.embed.loading import load_model
 from pipeline.embed.model import LoadedModel
 from pipeline.embed.runtime import default_batch_size, resolve_compile, resolve_device, resolve_precision
@@ -84,7 +84,7 @@ def plan_extraction(
     """
     settings = settings.resolved()  # validated; --mpp turned into the tile size the encoder's magnification needs
     shard = resolve_shard(settings.shard, launch)
-    records = find_records(settings.data_dir, settings.split, slides=settings.tissue != "mask")
+    records = find_records(settings.data_dir, settings.split, slides=slide_listing(settings.tissue))
     cache.extraction_cache_dir(settings.out_dir, settings.data_dir)  # a wrong --out fails before the model loads
     device = local_device(resolve_device(settings.device), launch)
     if device.type == "cuda" and device.index is not None:

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline import cache
 from pipeline.cache import store
 from pipeline.cache.claims import live_claims
-from pipeline.data.records import ImageRecord, find_records
+from pipeline.data.records import ImageRecord, find_records, slide_listing
 from pipeline.errors import CacheError
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.summary import listed
@@ -176,7 +176,7 @@ def finalize_cache(settings: ExtractionSettings) -> FinalizeReport:
     """
     settings = settings.resolved()  # --mpp: the tile size it implies
     cache_dir = find_cache_dir(settings)
-    records = find_records(settings.data_dir, settings.split, slides=settings.tissue != "mask")
+    records = find_records(settings.data_dir, settings.split, slides=slide_listing(settings.tissue))
     report = FinalizeReport(cache_dir, n_images=len(records))
     report.quality, report.missing = finish_cache(cache_dir, records, settings.quality, {})
     skipped = cache.read_skipped(cache_dir)

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline import cache
 from pipeline.cache import store
 from pipeline.cache.claims import dead_temporaries, live_claims
-from pipeline.data.records import file_checksums, find_records, resolve_splits
+from pipeline.data.records import file_checksums, find_records, resolve_splits, slide_listing
 from pipeline.data.tiling import GRID_LAYOUT
 from pipeline.embed.loading import predicted_preprocessing
 from pipeline.embed.model import slugify
@@ -147,7 +147,7 @@ def verify_cache(settings: ExtractionSettings) -> VerificationReport:
     settings = settings.resolved()  # --mpp: the tile size it implies
     cache_dir = find_cache_dir(settings)
     expected = cache.read_settings(cache_dir)
-    records = find_records(settings.data_dir, settings.split, slides=settings.tissue != "mask")
+    records = find_records(settings.data_dir, settings.split, slides=slide_listing(settings.tissue))
     report = VerificationReport(cache_dir, Path(settings.data_dir).resolve(), len(records))
     recorded = expected.get("data_dir")
     if recorded and Path(recorded) != report.data_dir:

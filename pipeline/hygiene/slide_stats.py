@@ -6,9 +6,10 @@ What a person checking a slide cohort wants is the detector's own account: the s
 and the share under pen strokes of each colour (margins included, as tiles avoid them), so that a slide where pen
 covers much of the tissue, or where little tissue was found, stands out in ``quality.csv``.
 
-Extraction does not store these yet, so :func:`add_slide_statistics` computes them once per slide after extraction
-(thumbnail and tissue again, 0.05-0.2 s a slide: a small share of embedding its thousands of tiles) and writes them
-into the slide's feature file, where every later reader (``classify.py``'s run folder) finds them.
+Extraction stores them in the slide's feature file when its tiles lie on detected tissue; for other files (a mask
+beside the slide, ``--tissue all``, caches made before) :func:`add_slide_statistics` computes them once after
+extraction (thumbnail and tissue again, 0.05-0.2 s a slide) and writes them into the file, where every later reader
+(``classify.py``'s run folder) finds them.
 """
 
 from __future__ import annotations

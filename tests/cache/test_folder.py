@@ -30,6 +30,27 @@ def test_file_status_tells_re_scoring_from_re_embedding(tmp_path, caplog):
     assert cache.file_status(path, EXPECTED, "i", "m", 2)[0] == "embed" and "it will be re-embedded" in caplog.text
 
 
+def test_a_change_of_the_tissue_detector_re_embeds_detected_tissue_but_not_mask_files(tmp_path, monkeypatch):
+    from pipeline.data import slide_input
+    from pipeline.data.tissue import TissueSettings
+
+    assert slide_input.tissue_detector(TissueSettings(max_od=0.2)) != slide_input.tissue_detector()  # a threshold
+    slide, masked = tmp_path / "slide.h5", tmp_path / "img_0000.h5"
+    _write(slide, mask_sha256="", tissue_detector=slide_input.tissue_detector(), q_version=2)
+    _write(masked, q_version=2)  # a mask file: no detector
+    assert cache.file_status(slide, EXPECTED, "i", "", 2) == ("current", None)
+    assert cache.file_status(masked, EXPECTED, "i", "m", 2) == ("current", None)
+    monkeypatch.setattr(slide_input, "TISSUE_DETECTOR_VERSION", 2)  # a new detector
+    status, reason = cache.file_status(slide, EXPECTED, "i", "", 2)
+    assert status == "embed" and "another tissue detector" in reason
+    assert cache.file_status(masked, EXPECTED, "i", "m", 2) == ("current", None)
+    whole = tmp_path / "whole.h5"  # --tissue all: tiles not placed by the detector, whose change does not matter
+    _write(whole, mask_sha256="", tissue="all", tissue_detector="1-old", q_version=2)
+    assert cache.file_status(whole, {**EXPECTED, "tissue": "all"}, "i", "", 2) == ("current", None)
+    _write(slide, mask_sha256="", q_version=2)  # made before the attribute existed
+    assert cache.file_status(slide, EXPECTED, "i", "", 2)[0] == "embed"
+
+
 def test_the_tile_layout_is_in_the_cache_name_and_identity():
     from pipeline.cache.schema import IDENTITY_KEYS, RUN_ATTRS
     from pipeline.data.tiling import GRID_LAYOUT, TilingSettings

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from pipeline.data.labels import read_labels
@@ -126,6 +127,22 @@ def test_a_tiled_img_tif_is_a_slide_and_two_files_may_not_share_a_stem(tmp_path)
     tifffile.imwrite(folder / "img_0000.tiff", np.zeros((512, 512, 3), np.uint8), tile=(256, 256))
     with pytest.raises(DataLayoutError, match="share the name img_0000, so their features would share one cache"):
         find_records(tmp_path, slides=True)
+
+
+def test_a_mask_file_beside_a_slide_is_its_mask_and_tissue_mask_lists_only_such_slides(tmp_path):
+    from PIL import Image
+
+    from pipeline.data.records import slide_listing
+
+    folder = _mixed_folder(tmp_path)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "mask_TCGA-A1-A0SB.png")  # any downsample
+    found = {r.sample_index: (r.kind, r.mask_source, r.mask_path and r.mask_path.name)
+             for r in find_records(tmp_path, slides=slide_listing("auto"))}
+    assert found["TCGA-A1-A0SB.svs"] == ("slide", "mask_file", "mask_TCGA-A1-A0SB.png")
+    assert found["scan 7.tif"] == ("slide", "tissue_detection", None)
+    assert "mask_TCGA-A1-A0SB.png" not in found
+    masked = [r.sample_index for r in find_records(tmp_path, slides=slide_listing("mask")) if r.kind == "slide"]
+    assert masked == ["TCGA-A1-A0SB.svs"]  # --tissue mask: mask files only
 
 
 def test_a_record_checks_its_kind_and_mask_source(tmp_path):

@@ -56,6 +56,17 @@ def test_tiles_through_reused_slots_equal_tiles_without(make_data):
     assert len({ticket[2] for ticket in tickets}) < len(records)  # slots were reused, not one per image
 
 
+def test_the_stream_gives_each_image_once_in_the_map_style_order_across_workers(make_data):
+    records = find_records(make_data(n_train=7, n_test=0, size=(64, 64)), "all")
+    dataset = TileDataset(records, TilingSettings(tile_size=32), 10**8)
+    assert [item.position for item in decoding.TileStream(dataset)] == list(range(7))  # no worker: all, in order
+    loader = DataLoader(decoding.TileStream(dataset), batch_size=None, collate_fn=keep_as_is, num_workers=2)
+    items = list(loader)
+    assert [item.position for item in items] == list(range(7))  # worker w takes w, w + 2, ...: the same order
+    for item in items:
+        np.testing.assert_array_equal(item.tiles.numpy(), dataset[item.position].tiles.numpy())
+
+
 def test_tiles_of_another_size_than_the_encoders_are_resized_by_the_worker_with_pillow(make_data):
     from pipeline.data.tiling import resize_tiles
 

@@ -3,6 +3,7 @@ TRIDENT's attributes, features equal to OpenSlide's own pixels, bad slides repor
 
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import re
@@ -18,9 +19,11 @@ from benchmarks import slide_maker
 from pipeline import cache
 from pipeline.cli.classify import main as classify_main
 from pipeline.data.records import find_records
+from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings
 from pipeline.embed.embedder import Embedder
-from pipeline.errors import CacheError, ImageReadError
+from pipeline.errors import CacheError, ImageReadError, SlideReadError
+from pipeline.extract import decoding
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.extract.sharding import pixel_counts
@@ -183,6 +186,17 @@ def test_quality_csv_groups_the_scans_of_one_slide_and_gives_their_tissue_and_pe
         assert f.attrs["slide_pen_fraction"] == pytest.approx(float(rows["train/a40"]["pen_fraction"]), abs=1e-4)
 
 
+def test_slide_statistics_are_stored_at_extraction(slide_data, tmp_path, tiny_model, monkeypatch):
+    from pipeline.extract import quality_report
+
+    monkeypatch.setattr(quality_report, "add_slide_statistics", lambda *args: 0)  # no second pass after extraction
+    summary = run_extraction(_settings(slide_data[0], tmp_path), tiny_model)
+    with h5py.File(summary.cache_dir / "train" / "a20.h5", "r") as f:
+        assert f.attrs["slide_pen_green_fraction"] > 0.005 and 0 < f.attrs["slide_tissue_fraction"] < 1
+    with h5py.File(summary.cache_dir / "train" / "img_0001.h5", "r") as f:
+        assert "slide_pen_fraction" not in f.attrs  # an image
+
+
 def test_a_second_run_embeds_nothing(extracted, slide_data, tiny_model):
     summary, _, _ = extracted
     again = run_extraction(_settings(slide_data[0], summary.cache_dir.parent.parent), tiny_model)
@@ -222,6 +236,64 @@ def test_a_decoding_worker_gives_the_same_files(extracted, slide_data, tmp_path,
         np.testing.assert_allclose(ours.features, theirs.features, atol=1e-6)
         assert ours.coords_attrs == theirs.coords_attrs
     assert (other.cache_dir / cache.SLIDE_SHEET).is_file()
+
+
+def test_slides_in_chunks_give_the_same_files_as_in_one_item(extracted, slide_data, tmp_path, tiny_model,
+                                                             monkeypatch):
+    summary, _, _ = extracted
+    monkeypatch.setattr(decoding, "SLIDE_CHUNK_TILES", 7)  # the fixture's slides fit one default chunk (256)
+    chunked = run_extraction(_settings(slide_data[0], tmp_path, workers=2), tiny_model)  # chunks of two workers
+    assert chunked.n_embedded == 4 and set(chunked.skipped) == {"train/nompp"}
+    for stem in ("a20", "a40", "g20", "img_0001"):
+        ours, theirs = (cache.store.read_image_features(run.cache_dir / "train" / f"{stem}.h5")
+                        for run in (summary, chunked))
+        assert len(ours.coords) <= 256 and (stem == "img_0001" or len(ours.coords) > 3 * 7)
+        np.testing.assert_array_equal(ours.coords, theirs.coords)
+        np.testing.assert_array_equal(ours.coverage, theirs.coverage)
+        np.testing.assert_allclose(ours.features, theirs.features, atol=1e-6)  # batches cut elsewhere: float order
+        assert ours.coords_attrs == theirs.coords_attrs and ours.attrs["n_tiles"] == theirs.attrs["n_tiles"]
+
+
+def test_a_slide_that_fails_after_some_chunks_gets_no_file_and_the_others_go_on(slide_data, tmp_path, tiny_model,
+                                                                                monkeypatch):
+    monkeypatch.setattr(decoding, "SLIDE_CHUNK_TILES", 7)
+    read_tile, calls = Slide.read_tile, []
+
+    def failing(self, *args, **kwargs):  # a40's 20th tile fails to decode: chunks 1-2 are queued by then
+        calls.append(self.path.name)
+        if self.path.name == "a40.svs" and calls.count("a40.svs") == 20:
+            raise SlideReadError(f"{self.path}: a tile fails to decode (made up by the test)")
+        return read_tile(self, *args, **kwargs)
+
+    monkeypatch.setattr(Slide, "read_tile", failing)
+    summary = run_extraction(_settings(slide_data[0], tmp_path), tiny_model)
+    assert set(summary.skipped) == {"train/nompp", "train/a40"} and "made up" in summary.skipped["train/a40"]
+    files = {path.name for path in cache.list_image_files(summary.cache_dir, "train")}
+    assert files == {"a20.h5", "g20.h5", "img_0001.h5"} and summary.n_embedded == 3
+
+
+def test_a_mask_file_beside_a_slide_places_its_tiles_under_auto_and_mask(slide_data, tmp_path, tiny_model):
+    root, layouts, _ = slide_data
+    data = tmp_path / "data"
+    (data / "train_data").mkdir(parents=True)
+    shutil.copy(root / "train_data" / "a20.svs", data / "train_data" / "m20.svs")
+    x, y, w, h = layouts["a20.svs"].tissue[1]  # the mask: the second piece only, at 1/32 of level 0 (128 px)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[-(-y // 32) : (y + h) // 32, -(-x // 32) : (x + w) // 32] = 255
+    Image.fromarray(mask).save(data / "train_data" / "mask_m20.png")
+    (data / "train_labels.csv").write_text("sample_index,label\nm20.svs,a\n")
+    for tissue in ("auto", "mask"):
+        summary = run_extraction(_settings(data, tmp_path / tissue, tissue=tissue), tiny_model)
+        assert summary.n_embedded == 1, summary.skipped
+        item = cache.store.read_image_features(summary.cache_dir / "train" / "m20.h5")
+        centres = item.coords + item.coords_attrs["patch_size_level0"] / 2
+        assert len(centres) >= 20 and (centres >= (x, y)).all() and (centres <= (x + w, y + h)).all()
+        mask_sha = hashlib.sha256((data / "train_data" / "mask_m20.png").read_bytes()).hexdigest()
+        assert item.attrs["mask_sha256"] == mask_sha and "tissue_detector" not in item.attrs
+    Image.fromarray(mask[:, :100]).save(data / "train_data" / "mask_m20.png")  # not the slide's shape
+    summary = run_extraction(_settings(data, tmp_path / "auto"), tiny_model)  # the mask changed: re-embedded
+    reason = summary.skipped["train/m20"]
+    assert "mask_m20.png" in reason and "not the shape of its slide" in reason
 
 
 def test_strict_stops_at_the_slide_without_mpp(slide_data, tmp_path, tiny_model):
