@@ -28,7 +28,7 @@ A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import grey_opening
+from scipy.ndimage import binary_dilation, find_objects, grey_closing, grey_opening, label, uniform_filter
 
 HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin 152, red cells and pigment <= 250
 GREEN_HUE = (285.0, 42.0)  # OD-hue sector of green and teal inks (wraps through 0), also over tissue (35-40)
@@ -57,6 +57,16 @@ CONTRAST_BLUE_HUE = (40.0, 90.0)  # ... or of blue ink (~68; a nucleus adds haem
 MIN_CONTRAST_CHROMA = (0.1, 0.15)  # ... with at least this OD chroma (green, blue; the ink alone ~0.4) ...
 MIN_CONTRAST_BLACK_OD = 0.4  # ... or, for black, at least this mean OD ...
 MAX_CONTRAST_BLACK_RATIO = MAX_BLACK_CHROMA_RATIO  # ... and OD chroma below this share of it
+LINE_WINDOW = 7  # ink_lines: the surroundings of a thin line, intensity closed by this square (px of its view) ...
+MIN_LINE_OD = 0.2  # ... to which a line pixel adds at least this mean OD ...
+MIN_LINE_ALONG = 0.25  # ... and its best LINE_LENGTH-px segment at least this on average ...
+LINE_LENGTH = 11
+MAX_LINE_ACROSS = 0.5  # ... with at most this share of that across (a line has a direction, a nucleus none)
+MIN_LINE_SPAN = 0.2  # a line spans at least this share of the image's longest side
+LINE_COLOUR_WINDOW = 9  # a line's colour: over the mean of the pixels beside it within this square
+MAX_LINE_BLACK_RATIO = 0.3  # black: OD chroma below this share of mean OD (black ink 0.03; tissue's lines >= 0.38)
+MIN_LINE_GREEN_RATIO = 0.15  # green: in CONTRAST_GREEN_HUE with at least this (green ink 0.59)
+LINE_BLUE_HUE = (40.0, 100.0)  # blue: ink 74-77 over glass and tissue alike; haematoxylin's lines >= 108
 
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
@@ -226,3 +236,77 @@ def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.
     strong = (mean >= MIN_CONTRAST_OD) & ~black
     return {"green": strong & in_sector(hue, CONTRAST_GREEN_HUE) & (chroma >= MIN_CONTRAST_CHROMA[0]),
             "blue": strong & in_sector(hue, CONTRAST_BLUE_HUE) & (chroma >= MIN_CONTRAST_CHROMA[1]), "black": black}
+
+
+def _oriented_means(grey: np.ndarray, length: int = LINE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) float32 mean of ``grey`` along the best of 8 segment directions (``length`` px) and across it."""
+    half = length // 2
+    padded = np.pad(grey, half, mode="edge")
+    height, width = grey.shape
+    means = []
+    for angle in np.linspace(0.0, np.pi, 8, endpoint=False):
+        total = np.zeros_like(grey)
+        for k in range(-half, half + 1):
+            dy, dx = int(round(k * np.sin(angle))), int(round(k * np.cos(angle)))
+            total += padded[half + dy: half + dy + height, half + dx: half + dx + width]
+        means.append(total / float(2 * half + 1))
+    stacked = np.stack(means)  # (8, h, w)
+    best = stacked.argmax(axis=0)
+    along = np.take_along_axis(stacked, best[None], axis=0)[0]
+    across = np.take_along_axis(stacked, ((best + 4) % 8)[None], axis=0)[0]
+    return along, across
+
+
+def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """Thin pen lines by their shape, named by their colour: colour -> (h, w) bool, disjoint.
+
+    Shape from darkness alone, which JPEG keeps at full resolution: the mean OD a pixel adds to its surroundings
+    (OD opened by :data:`LINE_WINDOW`, as :func:`ink_contrast`) at least :data:`MIN_LINE_OD`, at least
+    :data:`MIN_LINE_ALONG` on average along a :data:`LINE_LENGTH`-px segment in its best direction, and at most
+    :data:`MAX_LINE_ACROSS` of that across it: long and thin, which nuclei (short) and tissue texture (no direction)
+    are not. Connected lines spanning at least :data:`MIN_LINE_SPAN` of the image are named by their colour taken
+    over all their pixels at once: summed intensity over the summed local mean of the pixels beside the line, per
+    channel. A sum is what JPEG's chroma subsampling keeps (it averages colour over 2x2 pixels, which turns a thin
+    black line over eosin pink pixel by pixel), and a cast cancels in the ratio. Black: OD chroma below
+    :data:`MAX_LINE_BLACK_RATIO` of the mean OD; green or blue by OD hue (:data:`CONTRAST_GREEN_HUE`,
+    :data:`LINE_BLUE_HUE`); tissue's own lines (haematoxylin, eosin) are none.
+
+    Args:
+        rgb: (h, w, 3) uint8, e.g. the image box-averaged by 2 or more (aligned to JPEG's 2x2 colour blocks).
+    """
+    background = np.stack([grey_closing(rgb[..., c], size=(LINE_WINDOW, LINE_WINDOW)) for c in range(3)], axis=-1)
+    added = (optical_density(rgb) - optical_density(background)).mean(axis=-1)  # (h, w) >= 0
+    along, across = _oriented_means(added)
+    line = (added >= MIN_LINE_OD) & (along >= MIN_LINE_ALONG) & (across <= MAX_LINE_ACROSS * along)
+    out = {colour: np.zeros(rgb.shape[:2], dtype=bool) for colour in PEN_COLOURS}
+    if not line.any():
+        return out
+    eight = np.ones((3, 3), dtype=bool)
+    beside = ~binary_dilation(line, eight)  # the local colour without the line: mean of the pixels beside it
+    weight = uniform_filter(beside.astype(np.float32), LINE_COLOUR_WINDOW)
+    local = np.stack([uniform_filter(rgb[..., c].astype(np.float32) * beside, LINE_COLOUR_WINDOW)
+                      for c in range(3)], axis=-1) / np.maximum(weight, 1e-3)[..., None]
+    labels, _ = label(binary_dilation(line, eight), structure=eight)
+    labels[~line] = 0
+    side = max(rgb.shape[:2])
+    for index, box in enumerate(find_objects(labels), start=1):
+        if box is None or max(box[0].stop - box[0].start, box[1].stop - box[1].start) < MIN_LINE_SPAN * side:
+            continue
+        pixels = labels[box] == index
+        seen = rgb[box][pixels].astype(np.float64).sum(axis=0)
+        expected = local[box][pixels].astype(np.float64).sum(axis=0)
+        od = -np.log10((seen + 1.0) / (expected + 1.0))  # (3,) the line's mean OD over what lies beside it
+        hue, chroma = (float(v) for v in od_hue_and_chroma(od))
+        mean = float(od.mean())
+        if mean <= 0:
+            continue
+        if in_sector(np.array(hue), CONTRAST_GREEN_HUE) and chroma >= MIN_LINE_GREEN_RATIO * mean:
+            colour = "green"
+        elif chroma < MAX_LINE_BLACK_RATIO * mean:
+            colour = "black"
+        elif in_sector(np.array(hue), LINE_BLUE_HUE):
+            colour = "blue"
+        else:
+            continue
+        out[colour][box] |= pixels
+    return out
