@@ -257,6 +257,38 @@ def _oriented_means(grey: np.ndarray, length: int = LINE_LENGTH) -> tuple[np.nda
     return along, across
 
 
+def line_colours(rgb: np.ndarray) -> list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """Long thin dark lines of ``rgb`` ((h, w, 3) uint8) and their summed colour; see :func:`ink_lines`.
+
+    Returns:
+        One (box, pixels, od) per line: its bounding box, (box shape) bool pixels and (3,) float64 mean OD over what
+        lies beside it.
+    """
+    background = np.stack([grey_closing(rgb[..., c], size=(LINE_WINDOW, LINE_WINDOW)) for c in range(3)], axis=-1)
+    added = (optical_density(rgb) - optical_density(background)).mean(axis=-1)  # (h, w) >= 0
+    along, across = _oriented_means(added)
+    line = (added >= MIN_LINE_OD) & (along >= MIN_LINE_ALONG) & (across <= MAX_LINE_ACROSS * along)
+    if not line.any():
+        return []
+    eight = np.ones((3, 3), dtype=bool)
+    beside = ~binary_dilation(line, eight)  # the local colour without the line: mean of the pixels beside it
+    weight = uniform_filter(beside.astype(np.float32), LINE_COLOUR_WINDOW)
+    local = np.stack([uniform_filter(rgb[..., c].astype(np.float32) * beside, LINE_COLOUR_WINDOW)
+                      for c in range(3)], axis=-1) / np.maximum(weight, 1e-3)[..., None]
+    labels, _ = label(binary_dilation(line, eight), structure=eight)
+    labels[~line] = 0
+    side = max(rgb.shape[:2])
+    lines = []
+    for index, box in enumerate(find_objects(labels), start=1):
+        if box is None or max(box[0].stop - box[0].start, box[1].stop - box[1].start) < MIN_LINE_SPAN * side:
+            continue
+        pixels = labels[box] == index
+        seen = rgb[box][pixels].astype(np.float64).sum(axis=0)
+        expected = local[box][pixels].astype(np.float64).sum(axis=0)
+        lines.append((box, pixels, -np.log10((seen + 1.0) / (expected + 1.0))))
+    return lines
+
+
 def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
     """Thin pen lines by their shape, named by their colour: colour -> (h, w) bool, disjoint.
 
@@ -274,28 +306,8 @@ def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
     Args:
         rgb: (h, w, 3) uint8, e.g. the image box-averaged by 2 or more (aligned to JPEG's 2x2 colour blocks).
     """
-    background = np.stack([grey_closing(rgb[..., c], size=(LINE_WINDOW, LINE_WINDOW)) for c in range(3)], axis=-1)
-    added = (optical_density(rgb) - optical_density(background)).mean(axis=-1)  # (h, w) >= 0
-    along, across = _oriented_means(added)
-    line = (added >= MIN_LINE_OD) & (along >= MIN_LINE_ALONG) & (across <= MAX_LINE_ACROSS * along)
     out = {colour: np.zeros(rgb.shape[:2], dtype=bool) for colour in PEN_COLOURS}
-    if not line.any():
-        return out
-    eight = np.ones((3, 3), dtype=bool)
-    beside = ~binary_dilation(line, eight)  # the local colour without the line: mean of the pixels beside it
-    weight = uniform_filter(beside.astype(np.float32), LINE_COLOUR_WINDOW)
-    local = np.stack([uniform_filter(rgb[..., c].astype(np.float32) * beside, LINE_COLOUR_WINDOW)
-                      for c in range(3)], axis=-1) / np.maximum(weight, 1e-3)[..., None]
-    labels, _ = label(binary_dilation(line, eight), structure=eight)
-    labels[~line] = 0
-    side = max(rgb.shape[:2])
-    for index, box in enumerate(find_objects(labels), start=1):
-        if box is None or max(box[0].stop - box[0].start, box[1].stop - box[1].start) < MIN_LINE_SPAN * side:
-            continue
-        pixels = labels[box] == index
-        seen = rgb[box][pixels].astype(np.float64).sum(axis=0)
-        expected = local[box][pixels].astype(np.float64).sum(axis=0)
-        od = -np.log10((seen + 1.0) / (expected + 1.0))  # (3,) the line's mean OD over what lies beside it
+    for box, pixels, od in line_colours(rgb):
         hue, chroma = (float(v) for v in od_hue_and_chroma(od))
         mean = float(od.mean())
         if mean <= 0:
