@@ -63,10 +63,16 @@ MIN_LINE_ALONG = 0.25  # ... and its best LINE_LENGTH-px segment at least this o
 LINE_LENGTH = 11
 MAX_LINE_ACROSS = 0.5  # ... with at most this share of that across (a line has a direction, a nucleus none)
 MIN_LINE_SPAN = 0.2  # a line spans at least this share of the image's longest side
-LINE_COLOUR_WINDOW = 9  # a line's colour: over the mean of the pixels beside it within this square
-MAX_LINE_BLACK_RATIO = 0.3  # black: OD chroma below this share of mean OD (black ink 0.03; tissue's lines >= 0.38)
-MIN_LINE_GREEN_RATIO = 0.15  # green: in CONTRAST_GREEN_HUE with at least this (green ink 0.59)
-LINE_BLUE_HUE = (40.0, 100.0)  # blue: ink 74-77 over glass and tissue alike; haematoxylin's lines >= 108
+LINE_COLOUR_WINDOW = 9  # a line's colour: over the mean of the pixels beside it within this square ...
+MAX_COLOUR_ACROSS = 0.35  # ... summed over its straightest pixels (across <= this x along) ...
+MIN_STRAIGHT = 0.2  # ... at least this share of the image's longest side of them, or the line has no colour
+# Colour of a line's sum (colour benchmark, 3 and 8 px strokes, PNG and JPEG): black ink OD chroma / mean OD mostly
+# 0.03-0.33, green at OD hue 352-57, blue at 65-92; every line of a clean image (originals, casts, jitter) >= 0.49
+# and at OD hue 106-145 (haematoxylin's lines, eosin's)
+MIN_LINE_GREEN_RATIO = 0.2  # below this OD chroma / mean OD a line is black whatever its hue ...
+LINE_GREEN_HUE = (285.0, 58.0)  # ... else green in this OD-hue sector ...
+MAX_LINE_BLACK_RATIO = 0.4  # ... else black below this ...
+LINE_BLUE_HUE = (58.0, 98.0)  # ... else blue in this sector
 
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
@@ -283,8 +289,13 @@ def line_colours(rgb: np.ndarray) -> list[tuple[tuple[slice, slice], np.ndarray,
         if box is None or max(box[0].stop - box[0].start, box[1].stop - box[1].start) < MIN_LINE_SPAN * side:
             continue
         pixels = labels[box] == index
-        seen = rgb[box][pixels].astype(np.float64).sum(axis=0)
-        expected = local[box][pixels].astype(np.float64).sum(axis=0)
+        # colour from the straightest pixels only: tissue the line touches (nuclei, cell borders) joins it in short
+        # spurs whose pixels have no clear direction, and their haematoxylin would tint the sum
+        straight = pixels & (across[box] <= MAX_COLOUR_ACROSS * along[box])
+        if straight.sum() < MIN_STRAIGHT * side:
+            continue
+        seen = rgb[box][straight].astype(np.float64).sum(axis=0)
+        expected = local[box][straight].astype(np.float64).sum(axis=0)
         lines.append((box, pixels, -np.log10((seen + 1.0) / (expected + 1.0))))
     return lines
 
@@ -312,7 +323,9 @@ def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
         mean = float(od.mean())
         if mean <= 0:
             continue
-        if in_sector(np.array(hue), CONTRAST_GREEN_HUE) and chroma >= MIN_LINE_GREEN_RATIO * mean:
+        if chroma < MIN_LINE_GREEN_RATIO * mean:
+            colour = "black"
+        elif in_sector(np.array(hue), LINE_GREEN_HUE):
             colour = "green"
         elif chroma < MAX_LINE_BLACK_RATIO * mean:
             colour = "black"
