@@ -67,12 +67,13 @@ LINE_COLOUR_WINDOW = 9  # a line's colour: over the mean of the pixels beside it
 MAX_COLOUR_ACROSS = 0.35  # ... summed over its straightest pixels (across <= this x along) ...
 MIN_STRAIGHT = 0.2  # ... at least this share of the image's longest side of them, or the line has no colour
 # Colour of a line's sum (colour benchmark, 3 and 8 px strokes, PNG and JPEG): black ink OD chroma / mean OD mostly
-# 0.03-0.33, green at OD hue 352-57, blue at 65-92; every line of a clean image (originals, casts, jitter) >= 0.49
-# and at OD hue 106-145 (haematoxylin's lines, eosin's)
+# 0.03-0.33, green at OD hue 352-57, blue at 65-98; every line of a clean image (originals, casts, jitter) >= 0.49
+# and at OD hue 106-145 (haematoxylin's lines, eosin's), but a line of haematoxylin alone lies at its 96-97 (a lung
+# tile's under unclipped HED jitter, H x1.4, E x0.8), so blue stops at 90
 MIN_LINE_GREEN_RATIO = 0.2  # below this OD chroma / mean OD a line is black whatever its hue ...
 LINE_GREEN_HUE = (285.0, 58.0)  # ... else green in this OD-hue sector ...
 MAX_LINE_BLACK_RATIO = 0.4  # ... else black below this ...
-LINE_BLUE_HUE = (58.0, 98.0)  # ... else blue in this sector
+LINE_BLUE_HUE = (58.0, 90.0)  # ... else blue in this sector, short of haematoxylin alone (96)
 
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
