@@ -171,3 +171,12 @@ def test_a_thin_stroke_through_jpeg_is_found_with_its_colour(glas15, lung, pen):
         for tint in ("green", "cyan", "yellow"):  # the same image under a strong cast, through JPEG: nothing
             tinted = variants.jpeg(colour_variants.cast(pixels, tint, 1.5), 80)
             assert _fired(scores(tinted, inside)) == [], tint
+
+
+def test_a_line_of_haematoxylin_alone_is_not_blue_ink(lung):
+    # unclipped HED jitter with more haematoxylin and less eosin leaves a lung tile's cell border at haematoxylin's
+    # own OD hue (96-97): bluer than the clean images' lines (>= 106), so thin blue lines stop short of it (90)
+    path = lung / "train_data" / "img_0236.jpg"
+    pixels, mask = variants.resize(np.asarray(Image.open(path).convert("RGB")), np.full((224, 224), 255, np.uint8), 200)
+    jittered = variants.hed_jitter(pixels, (1.3813, 0.7750, 0.6292), clip=False)
+    assert _fired(scores(jittered, mask > 0)) == []
