@@ -2,7 +2,8 @@
 
 One implementation for every reader of colour: the hygiene scores (:mod:`pipeline.hygiene.stain`) and a tissue
 detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balance`, :func:`optical_density`,
-:func:`od_hue_and_chroma`, :func:`pen_mask` and :func:`ink_contrast` on an (H, W, 3) uint8 RGB array.
+:func:`od_hue_and_chroma`, :func:`pen_mask`, :func:`ink_contrast` and :func:`ink_lines` on an (H, W, 3) uint8 RGB
+array.
 
 - ``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration scales a pixel's OD vector, a
   brighter or darker exposure adds the same OD to every channel. Its colour part ``OD - mean(OD)`` is a 2-D vector
@@ -20,6 +21,8 @@ detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balanc
 - *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings is
   the ink's own colour over glass and stain alike, and a cast cancels; it names blue over eosin, which has
   haematoxylin's hue, and ink on images without glass (:func:`find_glass` None), whose colours a cast can mimic.
+- *Thin lines* (:func:`ink_lines`, on the image box-averaged by 2 or more): found by their shape (long, thin, dark),
+  which JPEG keeps, and named by their colour summed along them, which JPEG's chroma subsampling keeps too.
 
 A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`white_balance`) and not
 :func:`pen_mask`.
