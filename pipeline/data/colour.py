@@ -2,8 +2,8 @@
 
 One implementation for every reader of colour: the hygiene scores (:mod:`pipeline.hygiene.stain`) and a tissue
 detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balance`, :func:`optical_density`,
-:func:`od_hue_and_chroma`, :func:`pen_mask`, :func:`ink_contrast` and :func:`ink_lines` on an (H, W, 3) uint8 RGB
-array.
+:func:`od_hue_and_chroma`, :func:`pen_mask` and :func:`ink_contrast` on an (H, W, 3) uint8 RGB array (hygiene
+also :func:`ink_lines`).
 
 - ``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration scales a pixel's OD vector, a
   brighter or darker exposure adds the same OD to every channel. Its colour part ``OD - mean(OD)`` is a 2-D vector
