@@ -31,7 +31,10 @@ as stored; docs/hygiene.md has what each threshold was read off):
   thumbnail pixel bridged) of at least 8 pen pixels spanning at least 5, on or beside tissue: the scattered dark
   or saturated pixels of real nuclei are no stroke. Added to them: strokes by contrast
   (:func:`pipeline.data.colour.ink_contrast`, components spanning at least 30), which name blue over stained tissue
-  and are blind to casts. An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
+  and are blind to casts. Thin lines (:func:`pipeline.data.colour.ink_lines`, on the image box-averaged to twice the
+  thumbnail's resolution) are found by their shape and named by their summed colour, which JPEG's chroma
+  subsampling keeps: a colour's score is the larger of its strokes' and its lines' share. An image without glass
+  (:func:`pipeline.data.colour.find_glass` None) has no white to
   judge colour against: there green ink needs 80% of the stain's OD chroma (at most 0.25), off-hue colour 0.15,
   and blue ink is found by contrast alone.
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
@@ -56,6 +59,7 @@ from pipeline.data.colour import (
     glass_white,
     in_sector,
     ink_contrast,
+    ink_lines,
     od_hue_and_chroma,
     optical_density,
     pen_mask,
@@ -77,6 +81,7 @@ MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height
 MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
 BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
 BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
+MIN_LINE_FACTOR = 2  # thin lines are judged on the image box-averaged by at least this (JPEG's colour blocks)
 NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
 
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -148,6 +153,28 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN
     return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
 
 
+def _thin_lines(pixels: np.ndarray, step: int) -> tuple[dict[str, np.ndarray], int]:
+    """Thin pen lines (:func:`pipeline.data.colour.ink_lines`) on the image box-averaged by a factor.
+
+    The factor is half the thumbnail's step, at least :data:`MIN_LINE_FACTOR`: twice the thumbnail's resolution,
+    where a thin stroke is still a line, in whole 2x2 blocks, over which JPEG averages colour.
+
+    Returns:
+        Colour -> (ceil(H / factor), ceil(W / factor)) bool, and the factor.
+    """
+    factor = max(MIN_LINE_FACTOR, step // 2)
+    view = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).reduce(factor))
+    return ink_lines(view), factor
+
+
+def _on_grid(fine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(h, w) bool: ``fine`` ((H', W') bool) resized to ``shape``, a pixel set where any of its area is."""
+    if not fine.any():
+        return np.zeros(shape[:2], dtype=bool)
+    resized = Image.fromarray(fine.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.BOX)
+    return np.asarray(resized) > 0
+
+
 def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """Score one image; see the module docstring.
 
@@ -188,13 +215,18 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     contrast = strokes(ink_contrast(od), beside, MIN_CONTRAST_SPAN)
     taken = np.any(list(pens.values()), axis=0)
     pens = {colour: pens[colour] | (contrast[colour] & ~taken) for colour in PEN_COLOURS}
+    lines, factor = _thin_lines(pixels, step)
+    fine_mask = inside[::factor, ::factor] if inside[::factor, ::factor].any() else np.ones(lines["green"].shape, bool)
+    line_shares = {colour: float((lines[colour] & fine_mask).sum() / fine_mask.sum()) for colour in PEN_COLOURS}
+    ink = np.any(list(pens.values()), axis=0) | _on_grid(np.any(list(lines.values()), axis=0), mask.shape)
     flat = _local_std(small.astype(np.float32) @ _GREY_WEIGHTS) < FLAT_STD
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
         "stain_chroma": stain_chroma,
         "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= off_hue_floor) & mask).sum() / n_inside),
-        **{f"{colour}_ink_fraction": float((pens[colour] & mask).sum() / n_inside) for colour in PEN_COLOURS},
+        **{f"{colour}_ink_fraction": max(float((pens[colour] & mask).sum() / n_inside), line_shares[colour])
+           for colour in PEN_COLOURS},
         "flat_fill_fraction": float((flat & tissue).sum() / max(n_tissue, 1.0)),
         "white_fraction": 1.0 - n_tissue / n_inside,
     }
-    return StainScores(scores, np.any(list(pens.values()), axis=0), step)
+    return StainScores(scores, ink, step)
