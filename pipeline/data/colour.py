@@ -278,24 +278,33 @@ def _closing(rgb: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _oriented_means(grey: np.ndarray, length: int = LINE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w) float32 mean of ``grey`` along the best of 8 segment directions (``length`` px) and across it."""
+def _oriented_means(grey: np.ndarray, where: np.ndarray, length: int = LINE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) float mean of ``grey`` along the best of 8 segment directions (``length`` px) and across it.
+
+    Computed only where ``where`` ((h, w) bool) holds, 0 elsewhere: a line pixel must be dark itself, so the few
+    candidates (a tenth of a tissue image) are all that is summed, with the same additions in the same order as
+    over the whole image (a third of the hygiene checks' time before).
+    """
     half = length // 2
     padded = np.pad(grey, half, mode="edge")
-    height, width = grey.shape
+    rows, columns = np.nonzero(where)
+    base = (rows + half) * padded.shape[1] + columns + half  # flat index of each candidate in ``padded``
+    flat = padded.ravel()
     means = []
     for angle in np.linspace(0.0, np.pi, 8, endpoint=False):
-        total = np.zeros_like(grey)
+        total = np.zeros(len(base), dtype=grey.dtype)
         for k in range(-half, half + 1):
             dy, dx = int(round(k * np.sin(angle))), int(round(k * np.cos(angle)))
-            total += padded[half + dy: half + dy + height, half + dx: half + dx + width]
+            total += flat[base + (dy * padded.shape[1] + dx)]
         means.append(total / float(2 * half + 1))
     along, across = means[0].copy(), means[4].copy()
     for k in range(1, 8):  # the best direction's mean, and the mean across it (4 of 8 directions further on)
         better = means[k] > along
         along[better] = means[k][better]
         across[better] = means[(k + 4) % 8][better]
-    return along, across
+    along_image, across_image = np.zeros_like(grey), np.zeros_like(grey)
+    along_image[rows, columns], across_image[rows, columns] = along, across
+    return along_image, across_image
 
 
 def line_colours(rgb: np.ndarray) -> list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
@@ -307,16 +316,15 @@ def line_colours(rgb: np.ndarray) -> list[tuple[tuple[slice, slice], np.ndarray,
     """
     background = _closing(rgb, LINE_WINDOW)
     added = (optical_density(rgb) - optical_density(background)).mean(axis=-1)  # (h, w) >= 0
-    along, across = _oriented_means(added)
-    line = (added >= MIN_LINE_OD) & (along >= MIN_LINE_ALONG) & (across <= MAX_LINE_ACROSS * along)
+    dark = added >= MIN_LINE_OD
+    along, across = _oriented_means(added, dark)
+    line = dark & (along >= MIN_LINE_ALONG) & (across <= MAX_LINE_ACROSS * along)
     if not line.any():
         return []
     eight = np.ones((3, 3), dtype=bool)
-    beside = ~binary_dilation(line, eight)  # the local colour without the line: mean of the pixels beside it
-    weight = uniform_filter(beside.astype(np.float32), LINE_COLOUR_WINDOW)
-    local = np.stack([uniform_filter(rgb[..., c].astype(np.float32) * beside, LINE_COLOUR_WINDOW)
-                      for c in range(3)], axis=-1) / np.maximum(weight, 1e-3)[..., None]
-    labels, _ = label(binary_dilation(line, eight), structure=eight)
+    grown = binary_dilation(line, eight)
+    beside = ~grown  # the local colour without the line: mean of the pixels beside it
+    labels, _ = label(grown, structure=eight)
     labels[~line] = 0
     side = max(rgb.shape[:2])
     lines = []
@@ -330,9 +338,27 @@ def line_colours(rgb: np.ndarray) -> list[tuple[tuple[slice, slice], np.ndarray,
         if straight.sum() < MIN_STRAIGHT * side:
             continue
         seen = rgb[box][straight].astype(np.float64).sum(axis=0)
-        expected = local[box][straight].astype(np.float64).sum(axis=0)
+        expected = _local_colour(rgb, beside, box)[straight].astype(np.float64).sum(axis=0)
         lines.append((box, pixels, -np.log10((seen + 1.0) / (expected + 1.0))))
     return lines
+
+
+def _local_colour(rgb: np.ndarray, beside: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
+    """(box shape, 3) float32 mean colour of the ``beside`` pixels within :data:`LINE_COLOUR_WINDOW` of each pixel.
+
+    Filtered over the box and a margin of half the window only (not the whole image: a line's box is a fraction of
+    it); the margin gives every pixel of the box its whole window, and the image's own edges are reflected as before.
+    """
+    margin = LINE_COLOUR_WINDOW // 2
+    rows = slice(max(0, box[0].start - margin), min(rgb.shape[0], box[0].stop + margin))
+    columns = slice(max(0, box[1].start - margin), min(rgb.shape[1], box[1].stop + margin))
+    keep = beside[rows, columns].astype(np.float32)
+    weight = uniform_filter(keep, LINE_COLOUR_WINDOW)
+    local = np.stack([uniform_filter(rgb[rows, columns, c].astype(np.float32) * keep, LINE_COLOUR_WINDOW)
+                      for c in range(3)], axis=-1) / np.maximum(weight, 1e-3)[..., None]
+    inner = (slice(box[0].start - rows.start, box[0].stop - rows.start),
+             slice(box[1].start - columns.start, box[1].stop - columns.start))
+    return local[inner]
 
 
 def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
