@@ -31,7 +31,7 @@ A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_dilation, find_objects, grey_opening, label, uniform_filter
+from scipy.ndimage import binary_dilation, find_objects, label, uniform_filter
 
 HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin 152, red cells and pigment <= 250
 GREEN_HUE = (285.0, 42.0)  # OD-hue sector of green and teal inks (wraps through 0), also over tissue (35-40)
@@ -238,7 +238,7 @@ def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.
         od: (h, w, 3) optical density (:func:`optical_density`), e.g. of a thumbnail; balanced or not.
         window: Width of the opening (thumbnail px); strokes up to about ``window - 3`` px wide are measured.
     """
-    background = np.stack([grey_opening(od[..., c], size=(window, window)) for c in range(3)], axis=-1)
+    background = _opening(od, window)
     added = od - background  # (h, w, 3) >= 0
     hue, chroma = od_hue_and_chroma(added)
     mean = added.mean(axis=-1)
@@ -266,6 +266,19 @@ def _running_extreme(values: np.ndarray, size: int, axis: int, extreme) -> np.nd
         head[axis], tail[axis] = slice(0, out.shape[axis] - step), slice(step, None)
         out = extreme(out[tuple(head)], out[tuple(tail)])
         width += step
+    return out
+
+
+def _opening(values: np.ndarray, size: int) -> np.ndarray:
+    """(h, w, c): each channel of ``values`` opened by a ``size`` x ``size`` square (min, then max).
+
+    The same values as scipy.ndimage's ``grey_opening`` per channel (a flat, odd window: its reflected borders
+    hold values the window holds anyway), in a third of its time.
+    """
+    out = values
+    for extreme in (np.minimum, np.maximum):
+        for axis in (0, 1):
+            out = _running_extreme(out, size, axis, extreme)
     return out
 
 
