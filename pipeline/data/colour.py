@@ -92,6 +92,19 @@ def optical_density(pixels: np.ndarray) -> np.ndarray:
     return _OD_TABLE[pixels]
 
 
+def channel_sum(values: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (...): the three channels added in numpy's own order (so the same bits as ``sum(axis=-1)``).
+
+    numpy reduces a last axis of length 3 one element at a time, 20x slower than adding the three planes.
+    """
+    return values[..., 0] + values[..., 1] + values[..., 2]
+
+
+def channel_mean(values: np.ndarray) -> np.ndarray:
+    """(..., 3) float -> (...): the same bits as ``mean(axis=-1)`` (see :func:`channel_sum`)."""
+    return channel_sum(values) / values.dtype.type(3)
+
+
 def od_hue_and_chroma(od: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """OD hue (degrees in [0, 360)) and OD chroma of (..., 3) optical densities; see the module docstring."""
     plane = od @ _HUE_BASIS  # (..., 2); the neutral part drops out because each column sums to 0
@@ -122,7 +135,7 @@ def _level(colour: np.ndarray) -> np.ndarray:
 def _flat_bright(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) float32 pixels of (H, W, 3) ``rgb`` and (N,) bool: bright (:data:`GLASS_PERCENTILE`) and flat."""
     values = rgb.reshape(-1, 3).astype(np.float32)
-    grey = values.mean(axis=-1)
+    grey = channel_mean(values)
     bright = grey >= np.percentile(grey, GLASS_PERCENTILE)
     return values, bright & (_flatness(grey.reshape(rgb.shape[:2])).ravel() < GLASS_MAX_STD)
 
@@ -164,7 +177,7 @@ def glass_white(rgb: np.ndarray) -> np.ndarray:
     if white is not None:
         return white
     values = rgb.reshape(-1, 3).astype(np.float32)
-    grey = values.mean(axis=-1)
+    grey = channel_mean(values)
     bright = grey >= np.percentile(grey, GLASS_PERCENTILE)
     brightest = np.median(values[bright], axis=0).astype(np.float32)
     hue, chroma = od_hue_and_chroma(optical_density(_level(brightest)))
@@ -213,7 +226,7 @@ def pen_mask(
         colour: ``(optical_density(rgb), *od_hue_and_chroma(od))`` when the caller has them already.
     """
     od, hue, chroma = colour if colour is not None else (optical_density(rgb), *od_hue_and_chroma(optical_density(rgb)))
-    mean_od = od.mean(axis=-1)
+    mean_od = channel_mean(od)
     black = (mean_od >= MIN_BLACK_OD) & (chroma < MAX_BLACK_CHROMA_RATIO * mean_od)
     green = in_sector(hue, GREEN_HUE) & (chroma >= max(MIN_GREEN_CHROMA, min_chroma)) & (mean_od * 3 <= MAX_STAIN_OD)
     blue = (in_sector(hue, BLUE_HUE) & (chroma >= max(MIN_BLUE_CHROMA, min_chroma))) | (
@@ -241,7 +254,7 @@ def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.
     background = _opening(od, window)
     added = od - background  # (h, w, 3) >= 0
     hue, chroma = od_hue_and_chroma(added)
-    mean = added.mean(axis=-1)
+    mean = channel_mean(added)
     black = (mean >= MIN_CONTRAST_BLACK_OD) & (chroma < MAX_CONTRAST_BLACK_RATIO * mean)
     strong = (mean >= MIN_CONTRAST_OD) & ~black
     return {"green": strong & in_sector(hue, CONTRAST_GREEN_HUE) & (chroma >= MIN_CONTRAST_CHROMA[0]),
@@ -328,7 +341,7 @@ def line_colours(rgb: np.ndarray) -> list[tuple[tuple[slice, slice], np.ndarray,
         lies beside it.
     """
     background = _closing(rgb, LINE_WINDOW)
-    added = (optical_density(rgb) - optical_density(background)).mean(axis=-1)  # (h, w) >= 0
+    added = channel_mean(optical_density(rgb) - optical_density(background))  # (h, w) >= 0
     dark = added >= MIN_LINE_OD
     along, across = _oriented_means(added, dark)
     line = dark & (along >= MIN_LINE_ALONG) & (across <= MAX_LINE_ACROSS * along)

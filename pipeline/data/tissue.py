@@ -34,6 +34,7 @@ from scipy.ndimage import binary_dilation, binary_erosion, binary_fill_holes, fi
 
 from pipeline.data.colour import (
     MIN_VIOLET_CHROMA,
+    channel_sum,
     glass_white,
     od_hue_and_chroma,
     optical_density,
@@ -195,7 +196,7 @@ def tissue_and_pen(
     if mpp is not None and not mpp > 0:
         raise ValueError(f"The picture's MPP must be a positive number of micrometres per pixel. Got {mpp} instead.")
     balanced = white_balance(rgb, glass_white(rgb))
-    summed = optical_density(balanced).sum(axis=-1)  # (H, W) float32
+    summed = channel_sum(optical_density(balanced))  # (H, W) float32
     # Thresholds count from the glass's own OD: a cast too strong for the white balance to take out (a glass-only
     # picture under a strong yellow cast) lifts the glass, and noise over it must not become tissue.
     base = float(np.percentile(summed, settings.glass_percentile))

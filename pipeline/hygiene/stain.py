@@ -55,6 +55,7 @@ from pipeline.data.colour import (
     MAX_CAST_CHROMA,
     MAX_STAIN_OD,
     PEN_COLOURS,
+    channel_sum,
     find_glass,
     glass_white,
     in_sector,
@@ -191,7 +192,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     if not mask.any():
         mask = np.ones(mask.shape, dtype=bool)
     od = optical_density(small)  # (h, w, 3)
-    od_sum = od.sum(axis=-1)
+    od_sum = channel_sum(od)
     hue, chroma = od_hue_and_chroma(od)
     n_inside = float(mask.sum())
     tissue = mask & (od_sum >= BACKGROUND_OD)
