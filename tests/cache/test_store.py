@@ -93,8 +93,12 @@ def test_attributes_are_stored_as_h5pys_own_api_stores_them(tmp_path):
     attrs = {"name": "phikon", "unicode": "Lumière β", "count": 3, "big": 2**40, "ratio": 0.25, "flag": False,
              "yes": np.bool_(True), "npint": np.int32(7), "npfloat": np.float32(0.5), "config": {"a": [1, 2]},
              "hashes": ["ab", "cd"], "empty": ""}
-    path = tmp_path / "fast.h5"
+    store._TYPES.clear()
+    first = tmp_path / "first.h5"  # the attribute types made here ...
+    store.write_image_features(first, np.zeros((1, 2)), np.zeros((1, 2)), np.ones(1), attrs)
+    path = tmp_path / "fast.h5"  # ... and reused here
     store.write_image_features(path, np.zeros((1, 2)), np.zeros((1, 2)), np.ones(1), attrs)
+    assert first.read_bytes() == path.read_bytes()
     reference = tmp_path / "reference.h5"
     with h5py.File(reference, "w") as handle:
         for key, value in {**attrs, "schema_version": store.SCHEMA_VERSION}.items():
