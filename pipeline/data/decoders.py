@@ -4,9 +4,8 @@ Pillow stays the reference: every file is opened (header only) by Pillow's own f
 the modes and the error messages are Pillow's. Only the pixels of the two formats users' data comes in are decoded
 by faster libraries, where they give exactly Pillow's pixels (a test compares them, file by file):
 
-- an 8-bit grey or RGB PNG without transparency, animation or late EXIF: libspng through ``pyspng`` (about 2x faster
-  than Pillow's own PNG decoder on 1280x1024 H&E, and 8% faster than libpng: 19.1 against 20.7 ms, masks 2.3
-  against 2.5), or libpng through ``imagecodecs`` where ``pyspng`` is not installed;
+- an 8-bit grey or RGB PNG without transparency, animation or late EXIF: libpng through ``imagecodecs``
+  (about 2x faster than Pillow's own PNG decoder on 1280x1024 H&E);
 - a whole (ending in its EOI marker) grey or YCbCr/RGB JPEG (not CMYK, not MPO): libjpeg-turbo through
   ``imagecodecs`` (about 2.5x faster: Pillow decodes line by line into its own buffers, then converts).
 
@@ -27,10 +26,6 @@ try:  # a dependency (wheels for Linux, macOS and Windows); a missing or broken 
     import imagecodecs
 except ImportError:  # pragma: no cover - exercised by monkeypatching FAST_DECODERS in the tests
     imagecodecs = None
-try:  # the faster PNG decoder, also a dependency; imagecodecs' libpng stands in without it
-    import pyspng
-except ImportError:  # pragma: no cover - exercised by monkeypatching pyspng in the tests
-    pyspng = None
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +115,7 @@ def fast_pixels(image: Image.Image, data: bytes) -> np.ndarray | None:
     if not FAST_DECODERS:
         return None
     if image.format == "PNG" and _plain_png(image, data):
-        decode = pyspng.load if pyspng is not None else imagecodecs.png_decode
+        decode = imagecodecs.png_decode
     elif image.format == "JPEG" and image.mode in ("L", "RGB") and data.endswith(JPEG_END):
         # libjpeg-turbo fills a truncated file with grey where Pillow refuses it: only whole files take this path
         decode = imagecodecs.jpeg8_decode

@@ -168,23 +168,6 @@ def test_other_threads_keep_pillows_limit_while_images_are_read(tmp_path, rng, m
     assert not errors and len(refused) == 200 and all(refused)
 
 
-@pytest.mark.parametrize("with_pyspng", [True, False], ids=["pyspng", "imagecodecs-libpng"])
-def test_plain_pngs_decode_through_pyspng_or_else_libpng_to_the_same_pixels(tmp_path, rng, monkeypatch, with_pyspng):
-    pixels = _he_like(rng)
-    Image.fromarray(pixels).save(tmp_path / "x.png")
-    Image.fromarray(pixels[:, :, 1]).save(tmp_path / "grey.png")
-    calls = []
-    if with_pyspng:
-        pytest.importorskip("pyspng")
-        load = decoders.pyspng.load
-        monkeypatch.setattr(decoders.pyspng, "load", lambda data: calls.append("spng") or load(data))
-    else:
-        monkeypatch.setattr(decoders, "pyspng", None)
-    np.testing.assert_array_equal(read_image(tmp_path / "x.png").pixels, pixels)
-    np.testing.assert_array_equal(read_mask(tmp_path / "grey.png", pixels.shape[1::-1]).inside, pixels[:, :, 1] > 0)
-    assert calls == (["spng", "spng"] if with_pyspng else [])
-
-
 def test_without_imagecodecs_pillow_decodes_everything(tmp_path, rng, monkeypatch):
     pixels = _he_like(rng)
     Image.fromarray(pixels).save(tmp_path / "x.png")
