@@ -26,6 +26,7 @@ LAYERS = {
     "defaults": 0,
     "flags": 0,
     "lazy": 0,
+    "memory": 0,
     "provenance": 0,
     "progress": 0,
 }

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
-import platform
 import sys
 
 from pipeline.errors import Interrupted, PipelineError
+from pipeline.memory import keep_freed_memory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -25,37 +24,6 @@ def prepare_process() -> None:
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", "20000")
     keep_freed_memory()
-
-
-# glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-KEEP_FREED_BYTES = 256 * 2**20
-_ALLOCATOR_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc reuse freed blocks of up to :data:`KEEP_FREED_BYTES` instead of unmapping them.
-
-    By default glibc serves a block over 32 MiB (a batch of 64 float tiles is 38 MiB) with a fresh ``mmap`` and
-    unmaps it on ``free``, so every batch's pages are zero-filled by the kernel on first touch: on the 2-core CPU that
-    was half the CPU time of normalising the tiles (0.55 -> 0.26 ms per tile) and, for a ViT-B's activations in an
-    eager run, five times the page faults. Processes forked afterwards (decoding workers) inherit the setting.
-    Nothing changes where the user chose an allocator (``LD_PRELOAD``) or glibc's own settings, nor off glibc.
-
-    Returns:
-        True when the setting was made.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    if any(name in os.environ for name in _ALLOCATOR_SETTINGS) or "malloc" in os.environ.get("LD_PRELOAD", ""):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    # the trim threshold first: above the mmap threshold, so that a freed block kept in the heap stays there
-    return bool(libc.mallopt(M_TRIM_THRESHOLD, 2 * KEEP_FREED_BYTES) and libc.mallopt(M_MMAP_THRESHOLD,
-                                                                                      KEEP_FREED_BYTES))
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False, prefix: str = "") -> None:

@@ -29,6 +29,7 @@ from pipeline.extract.plan import ExtractionPlan
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
 from pipeline.hygiene.slide_sheet import SlideView
+from pipeline.memory import worker_memory
 from pipeline.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class EmbeddingLoop:
                               self._slots, (preprocessing.resized_side, preprocessing.interpolation),
                               settings.tissue, plan.target_mpp, settings.input_mpp, plan.cache_dir / cache.TISSUE_DIR)
         return DataLoader(TileStream(dataset), batch_size=None, collate_fn=keep_as_is, num_workers=workers,
-                          prefetch_factor=4 if workers else None)
+                          prefetch_factor=4 if workers else None, worker_init_fn=worker_memory)
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, list[Slice]]]:
         """Full batches of tiles across images (a short one at the end), each with where its rows came from."""
