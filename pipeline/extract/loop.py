@@ -85,7 +85,6 @@ class EmbeddingLoop:
         self._pending: dict[int, _Pending] = {}
         self._queue = TileQueue()
         self._slots = TileSlots(0)  # replaced by the loader's, which knows the workers
-        self._mapped: dict[tuple[int, int], torch.Tensor] = {}  # (worker, slot) -> its tiles: keeps the mapping
         self._cpu_batch: torch.Tensor | None = None  # the one batch buffer on a CPU (see _take)
         # torchrun's ranks share one terminal, where one rank's log lines would break another's bar: lines only
         self._progress = Progress(len(todo), "extract", enabled=plan.settings.progress,
@@ -127,7 +126,9 @@ class EmbeddingLoop:
         """Full batches of tiles across images (a short one at the end), each with where its rows came from."""
         size, clock = self.plan.batch_size, self.summary.timings
         # Read ahead in tiles, not images, so the workers keep decoding while the model runs a batch.
-        prefetcher = Prefetcher(self._loader(), max_tiles=2 * size)
+        loader = self._loader()  # its slots give the items that carry only a row count their tiles, as they arrive
+        # map() calls iter(loader) here, in this thread, which starts the workers (see Prefetcher)
+        prefetcher = Prefetcher(map(self._slots.received, loader), max_tiles=2 * size)
         share = ThreadShare(self.plan.workers if self.plan.device.type == "cpu" else 0, size)
         waited = time.perf_counter()
         try:
@@ -195,10 +196,6 @@ class EmbeddingLoop:
         item.tiles = torch.empty(0, dtype=torch.uint8)  # the queue holds them; the entry keeps only what is written
 
     def _queue_chunk(self, entry: _Pending, item: ImageTiles) -> None:
-        if item.ticket is not None and item.ticket[2] >= 0:
-            # this process's mapping of a slot's shared memory lives as long as a tensor on it: keep one, so that
-            # the slot's next image reuses the mapping instead of mapping (and faulting in) its pages again
-            self._mapped[item.ticket[0], item.ticket[2]] = item.tiles
         entry.queued += len(item.tiles)
         entry.chunks.append((entry.queued, item.ticket))
         self._queue.put(item.position, item.tiles, start=item.start)

@@ -46,14 +46,40 @@ def test_tiles_through_reused_slots_equal_tiles_without(make_data):
     slots = TileSlots(workers=1)
     loader = DataLoader(TileDataset(records, tiling, 10**8, slots=slots), batch_size=None, collate_fn=keep_as_is,
                         num_workers=1, prefetch_factor=2)
-    tickets = []
-    for item in loader:
+    tickets, carried = [], []
+    for sent in loader:
+        carried.append(sent.tiles.dim() == 4)
+        item = slots.received(sent)
         np.testing.assert_array_equal(item.tiles.numpy(), plain[item.position].numpy())
         assert torch.equal(item.tiles, plain[item.position])
         tickets.append(item.ticket)
         slots.release(item.ticket)  # embedded: the worker may refill its slot
     assert len(tickets) == len(records) and all(ticket[2] >= 0 for ticket in tickets)
     assert len({ticket[2] for ticket in tickets}) < len(records)  # slots were reused, not one per image
+    # a slot's tensor travels with its first item only; the others carry a row count
+    assert sum(carried) == len({ticket[2] for ticket in tickets}) < len(records)
+
+
+def test_an_item_of_a_slot_sent_before_carries_only_its_row_count(monkeypatch):
+    worker, main = TileSlots(workers=1), TileSlots(workers=1)
+    monkeypatch.setattr(decoding, "get_worker_info", lambda: SimpleNamespace(id=0))
+    buffer, ticket = worker.buffer(3, SHAPE)
+    buffer.fill_(7)
+    first = worker.carried(buffer, ticket)
+    assert first is buffer
+    item = main.received(decoding.ImageTiles(0, first, np.zeros((3, 2), np.int32), np.ones(3, np.float32), {},
+                                             ticket=ticket))
+    assert torch.equal(item.tiles, torch.full((3, *SHAPE), 7, dtype=torch.uint8))
+    worker.release(ticket)
+    again, ticket2 = worker.buffer(2, SHAPE)
+    again.fill_(9)
+    placeholder = worker.carried(again, ticket2)
+    assert ticket2[2] == ticket[2] and placeholder.shape == (2, 0) and placeholder.numel() == 0
+    second = main.received(decoding.ImageTiles(1, placeholder, np.zeros((2, 2), np.int32), np.ones(2, np.float32), {},
+                                               ticket=ticket2))
+    assert torch.equal(second.tiles, torch.full((2, *SHAPE), 9, dtype=torch.uint8))
+    fresh = torch.zeros((1, *SHAPE), dtype=torch.uint8)  # no slot (ticket slot -1 or none): sent as it is
+    assert worker.carried(fresh, (0, 5, -1)) is fresh and worker.carried(fresh, None) is fresh
 
 
 def test_the_stream_gives_each_image_once_in_the_map_style_order_across_workers(make_data):
