@@ -24,8 +24,9 @@ from pipeline.data.records import ImageRecord
 from pipeline.embed.embedder import Embedder
 from pipeline.errors import ImageReadError
 from pipeline.extract.batching import Prefetcher, Slice, ThreadShare, TileQueue
-from pipeline.extract.decoding import ImageFailure, ImageTiles, Ticket, TileDataset, TileSlots, TileStream, keep_as_is
+from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, TileStream, keep_as_is
 from pipeline.extract.plan import ExtractionPlan
+from pipeline.extract.slots import Ticket, TileSlots
 from pipeline.extract.summary import ExtractionSummary
 from pipeline.extract.writer import FeatureWriter
 from pipeline.hygiene.slide_sheet import SlideView
