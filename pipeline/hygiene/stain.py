@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import binary_dilation, find_objects, label, uniform_filter
+from scipy.ndimage import find_objects, label, uniform_filter
 
 from pipeline.data.colour import (
     HE_HUE,
@@ -56,6 +56,7 @@ from pipeline.data.colour import (
     MAX_STAIN_OD,
     PEN_COLOURS,
     channel_sum,
+    dilated,
     find_glass,
     glass_white,
     in_sector,
@@ -143,9 +144,9 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN
     any_pen = np.any(list(pens.values()), axis=0)
     if not any_pen.any():
         return pens
-    labels, n = label(binary_dilation(any_pen, _EIGHT), structure=_EIGHT)
+    labels, n = label(dilated(any_pen), structure=_EIGHT)
     counts = np.stack([np.bincount(labels[pens[colour]], minlength=n + 1) for colour in PEN_COLOURS])  # (3, n + 1)
-    near = np.bincount(labels[binary_dilation(tissue, _EIGHT, iterations=NEAR_TISSUE)], minlength=n + 1) > 0
+    near = np.bincount(labels[dilated(tissue, 2 * NEAR_TISSUE + 1)], minlength=n + 1) > 0
     keep = np.zeros(n + 1, dtype=bool)
     for index, box in enumerate(find_objects(labels), start=1):
         span = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
