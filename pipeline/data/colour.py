@@ -68,7 +68,8 @@ MAX_LINE_ACROSS = 0.5  # ... with at most this share of that across (a line has 
 MIN_LINE_SPAN = 0.2  # a line spans at least this share of the image's longest side
 LINE_COLOUR_WINDOW = 9  # a line's colour: over the mean of the pixels beside it within this square ...
 MAX_COLOUR_ACROSS = 0.35  # ... summed over its straightest pixels (across <= this x along) ...
-MIN_STRAIGHT = 0.2  # ... at least this share of the image's longest side of them, or the line has no colour
+MIN_STRAIGHT = 0.14  # ... at least this share of the image's longest side of them, or the line has no colour
+# (0.2 left unnamed the pieces of a thin stroke broken where it crosses dense nuclei: 43-57 straight px of 300)
 # Colour of a line's sum (colour benchmark, 3 and 8 px strokes, PNG and JPEG): black ink OD chroma / mean OD mostly
 # 0.03-0.33, green at OD hue 352-57, blue at 65-98; every line of a clean image (originals, casts, jitter) >= 0.49
 # and at OD hue 106-145 (haematoxylin's lines, eosin's), but a line of haematoxylin alone lies at its 96-97 (a lung
