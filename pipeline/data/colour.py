@@ -80,7 +80,7 @@ MAX_LINE_BLACK_RATIO = 0.4  # ... else black below this ...
 LINE_BLUE_HUE = (58.0, 90.0)  # ... else blue in this sector, short of haematoxylin alone (96) ...
 # ... or, for a line of at least LONG_LINE x the longest side in pixels, up to 100: JPEG (q80) turns a 3 px blue
 # stroke's sum towards the tissue's colour (86-98), but every clean line below 100 (615 real images under 10 variants,
-# the colour benchmark) is short (<= 0.55 x the side; the long ones, up to 4.7 x, lie at 112 and above)
+# the colour benchmark) is short (<= 0.5 x the side; the long ones, up to 4.7 x, lie at 112 and above)
 LONG_LINE_BLUE_HUE = (58.0, 100.0)
 LONG_LINE = 1.2
 
