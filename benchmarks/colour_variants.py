@@ -8,6 +8,11 @@ Variants of every glas15 image and every 15th lc25000-lung image, each saved as 
   clipped as scikit-image does, and unclipped (the background's tint scaled too: a yellowish or bluish glass).
 - ``stroke``: a green, blue or black pen stroke 3, 8 or 20 px wide, a wavy curve across the image (over glass and
   tissue), added in optical density as ink on a slide is (the tissue shows through: ``OD + coverage x OD_ink``).
+  Hygiene judges ink inside the mask only (ink elsewhere harms nothing), and the ink rules are shares of the masked
+  pixels: a stroke that only grazes the mask is, by the rules' design, too little ink to flag. So each stroke's curve
+  is drawn (seeded) until its centre line runs over the masked tissue for at least :data:`MIN_MASKED_INK` of the
+  mask in ink (width x length on masked tissue / masked pixels: 1.5 x the highest ink threshold), up to
+  :data:`MAX_DRAWS` draws, else the draw with the most; the stroke still crosses glass and tissue outside the mask.
 
 Each variant is judged as a dataset with the originals (half the images changed) by
 ``pipeline.hygiene.assessment.assess`` with equal embeddings, as ``benchmarks/calibrate_quality.py`` does. Printed per
@@ -30,10 +35,11 @@ from PIL import Image, ImageDraw
 
 from benchmarks import stain_variants as variants
 from benchmarks.calibrate_quality import DATA, attributes, load_sources
-from pipeline.data.colour import optical_density
+from pipeline.data.colour import channel_sum, optical_density
 from pipeline.hygiene.assessment import EXCLUDED_FROM_TRAINING, assess
 from pipeline.hygiene.rules import INK_COLOURS
 from pipeline.hygiene.settings import QualitySettings
+from pipeline.hygiene.stain import BACKGROUND_OD
 
 CASTS = {  # channel gains of a full-strength cast (R, G, B)
     "green": (0.80, 1.00, 0.85),
@@ -47,6 +53,9 @@ PENS = {"green": (40, 150, 80), "blue": (40, 70, 170), "black": (35, 35, 40)}  #
 WIDTHS = (3, 8, 20)
 JPEG_QUALITY = 80
 SUPERSAMPLE = 4  # strokes are drawn at 4x and averaged down: anti-aliased edges, as a scan has
+MIN_MASKED_INK = 0.006  # a stroke's ink over the masked tissue, share of the masked pixels (1.5 x 0.004, black's rule)
+MAX_DRAWS = 64  # curves drawn to find one that crosses the masked tissue that much
+CURVE_POINTS = 200
 
 
 def cast(pixels: np.ndarray, colour: str, strength: float) -> np.ndarray:
@@ -57,44 +66,82 @@ def cast(pixels: np.ndarray, colour: str, strength: float) -> np.ndarray:
     return np.clip(np.rint(pixels * gains), 0, 255).astype(np.uint8)
 
 
-def stroke_coverage(shape: tuple[int, int], width: int, rng: np.random.Generator) -> np.ndarray:
-    """(H, W) float coverage in [0, 1] of a wavy line ``width`` px wide from the left edge to the right edge."""
+def _curve(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(CURVE_POINTS,) x and y (px) of a wavy centre line from just left of the image to just right of it."""
     height, image_width = shape
-    big = Image.new("L", (image_width * SUPERSAMPLE, height * SUPERSAMPLE), 0)
-    xs = np.linspace(-0.05, 1.05, 200) * image_width
+    xs = np.linspace(-0.05, 1.05, CURVE_POINTS) * image_width
     centre, amplitude = rng.uniform(0.3, 0.7) * height, rng.uniform(0.05, 0.25) * height
     waves, phase = rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
-    ys = centre + amplitude * np.sin(2 * np.pi * waves * xs / image_width + phase)
+    return xs, centre + amplitude * np.sin(2 * np.pi * waves * xs / image_width + phase)
+
+
+def _masked_length(xs: np.ndarray, ys: np.ndarray, where: np.ndarray) -> float:
+    """Length (px) of the polyline (xs, ys) whose segment midpoints lie on ``where`` ((H, W) bool)."""
+    mid_x, mid_y = (xs[1:] + xs[:-1]) / 2, (ys[1:] + ys[:-1]) / 2
+    inside = (mid_x >= 0) & (mid_x < where.shape[1]) & (mid_y >= 0) & (mid_y < where.shape[0])
+    on = np.zeros(len(mid_x), dtype=bool)
+    on[inside] = where[mid_y[inside].astype(int), mid_x[inside].astype(int)]
+    return float(np.hypot(np.diff(xs), np.diff(ys))[on].sum())
+
+
+def stroke_coverage(shape: tuple[int, int], width: int, rng: np.random.Generator,
+                    mask: np.ndarray | None = None, tissue: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) float coverage in [0, 1] of a wavy line ``width`` px wide from the left edge to the right edge.
+
+    With ``mask`` ((H, W) bool, the region hygiene judges) the curve is drawn until its centre line crosses the
+    masked ``tissue`` (default: the whole mask) for :data:`MIN_MASKED_INK` of the masked pixels in ink, at most
+    :data:`MAX_DRAWS` times (then the draw that crossed the most).
+    """
+    height, image_width = shape
+    xs, ys = _curve(shape, rng)
+    if mask is not None and mask.any():
+        where = mask if tissue is None else mask & tissue
+        best, best_share = (xs, ys), width * _masked_length(xs, ys, where) / mask.sum()
+        for _ in range(MAX_DRAWS - 1):
+            if best_share >= MIN_MASKED_INK:
+                break
+            xs, ys = _curve(shape, rng)
+            share = width * _masked_length(xs, ys, where) / mask.sum()
+            if share > best_share:
+                best, best_share = (xs, ys), share
+        xs, ys = best
+    big = Image.new("L", (image_width * SUPERSAMPLE, height * SUPERSAMPLE), 0)
     points = [(float(x) * SUPERSAMPLE, float(y) * SUPERSAMPLE) for x, y in zip(xs, ys, strict=True)]
     ImageDraw.Draw(big).line(points, fill=255, width=width * SUPERSAMPLE, joint="curve")
     small = big.resize((image_width, height), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float64) / 255.0
 
 
-def pen_stroke(pixels: np.ndarray, colour: str, width: int, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 3) uint8: ``pixels`` with a pen stroke of ``colour`` (:data:`PENS`) added in optical density."""
+def pen_stroke(pixels: np.ndarray, colour: str, width: int, rng: np.random.Generator,
+               mask: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: ``pixels`` with a pen stroke of ``colour`` (:data:`PENS`) added in optical density.
+
+    With ``mask`` ((H, W) bool), the stroke crosses the masked tissue (:func:`stroke_coverage`).
+    """
     if colour not in PENS:
         raise ValueError(f"The 'colour' parameter of pen_stroke must be one of {tuple(PENS)}. Got {colour!r} instead.")
     ink = optical_density(np.array(PENS[colour], dtype=np.uint8)).astype(np.float64)
-    od = optical_density(pixels).astype(np.float64) + stroke_coverage(pixels.shape[:2], width, rng)[..., None] * ink
+    od = optical_density(pixels).astype(np.float64)
+    tissue = channel_sum(od) >= BACKGROUND_OD if mask is not None else None
+    od = od + stroke_coverage(pixels.shape[:2], width, rng, mask, tissue)[..., None] * ink
     return np.clip(np.rint(256.0 * 10.0 ** (-od) - 1.0), 0, 255).astype(np.uint8)
 
 
 def make_variants(seed: int = 0) -> list[tuple[str, str, str | None, object]]:
-    """(name, kind, pen colour or None, transform(pixels, rng) -> pixels) of every variant, in table order."""
+    """(name, kind, pen colour or None, transform(pixels, rng, mask) -> pixels) of every variant, in table order."""
     out: list = []
     for colour in CASTS:
         for strength in STRENGTHS:
             out.append((f"cast {colour} x{strength:g}", "cast", None,
-                        lambda p, rng, c=colour, s=strength: cast(p, c, s)))
+                        lambda p, rng, m, c=colour, s=strength: cast(p, c, s)))
     out.append(("hed_jitter", "jitter", None,
-                lambda p, rng: variants.hed_jitter(p, tuple(rng.uniform(0.6, 1.4, 3)))))
+                lambda p, rng, m: variants.hed_jitter(p, tuple(rng.uniform(0.6, 1.4, 3)))))
     out.append(("hed_jitter unclipped", "jitter", None,
-                lambda p, rng: variants.hed_jitter(p, tuple(rng.uniform(0.6, 1.4, 3)), clip=False)))
+                lambda p, rng, m: variants.hed_jitter(p, tuple(rng.uniform(0.6, 1.4, 3)), clip=False)))
     for colour in PENS:
         for width in WIDTHS:
             out.append((f"stroke {colour} {width} px", "stroke", colour,
-                        lambda p, rng, c=colour, w=width: pen_stroke(p, c, w, rng)))
+                        lambda p, rng, m, c=colour, w=width: pen_stroke(p, c, w, rng, m > 0)))
     return out
 
 
@@ -146,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             rng = np.random.default_rng(k)
             changed = []
             for source in images:
-                pixels = transform(source.pixels, rng)
+                pixels = transform(source.pixels, rng, source.mask)
                 if encoding == "jpeg":
                     pixels = variants.jpeg(pixels, JPEG_QUALITY)
                 changed.append(attributes(pixels, source.mask, encoding))

@@ -68,7 +68,8 @@ MAX_LINE_ACROSS = 0.5  # ... with at most this share of that across (a line has 
 MIN_LINE_SPAN = 0.2  # a line spans at least this share of the image's longest side
 LINE_COLOUR_WINDOW = 9  # a line's colour: over the mean of the pixels beside it within this square ...
 MAX_COLOUR_ACROSS = 0.35  # ... summed over its straightest pixels (across <= this x along) ...
-MIN_STRAIGHT = 0.2  # ... at least this share of the image's longest side of them, or the line has no colour
+MIN_STRAIGHT = 0.14  # ... at least this share of the image's longest side of them, or the line has no colour
+# (0.2 left unnamed the pieces of a thin stroke broken where it crosses dense nuclei: 43-57 straight px of 300)
 # Colour of a line's sum (colour benchmark, 3 and 8 px strokes, PNG and JPEG): black ink OD chroma / mean OD mostly
 # 0.03-0.33, green at OD hue 352-57, blue at 65-98; every line of a clean image (originals, casts, jitter) >= 0.49
 # and at OD hue 106-145 (haematoxylin's lines, eosin's), but a line of haematoxylin alone lies at its 96-97 (a lung
@@ -76,7 +77,12 @@ MIN_STRAIGHT = 0.2  # ... at least this share of the image's longest side of the
 MIN_LINE_GREEN_RATIO = 0.2  # below this OD chroma / mean OD a line is black whatever its hue ...
 LINE_GREEN_HUE = (285.0, 58.0)  # ... else green in this OD-hue sector ...
 MAX_LINE_BLACK_RATIO = 0.4  # ... else black below this ...
-LINE_BLUE_HUE = (58.0, 90.0)  # ... else blue in this sector, short of haematoxylin alone (96)
+LINE_BLUE_HUE = (58.0, 90.0)  # ... else blue in this sector, short of haematoxylin alone (96) ...
+# ... or, for a line of at least LONG_LINE x the longest side in pixels, up to 100: JPEG (q80) turns a 3 px blue
+# stroke's sum towards the tissue's colour (86-98), but every clean line below 100 (615 real images under 10 variants,
+# the colour benchmark) is short (<= 0.5 x the side; the long ones, up to 4.7 x, lie at 112 and above)
+LONG_LINE_BLUE_HUE = (58.0, 100.0)
+LONG_LINE = 1.2
 
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
@@ -411,13 +417,16 @@ def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
     over all their pixels at once: summed intensity over the summed local mean of the pixels beside the line, per
     channel. A sum is what JPEG's chroma subsampling keeps (it averages colour over 2x2 pixels, which turns a thin
     black line over eosin pink pixel by pixel), and a cast cancels in the ratio. Black: OD chroma below
-    :data:`MAX_LINE_BLACK_RATIO` of the mean OD; green or blue by OD hue (:data:`CONTRAST_GREEN_HUE`,
-    :data:`LINE_BLUE_HUE`); tissue's own lines (haematoxylin, eosin) are none.
+    :data:`MAX_LINE_BLACK_RATIO` of the mean OD; green or blue by OD hue (:data:`LINE_GREEN_HUE`,
+    :data:`LINE_BLUE_HUE`; for a line of at least :data:`LONG_LINE` x the image's longest side in pixels
+    :data:`LONG_LINE_BLUE_HUE`: JPEG moves a thin blue stroke's sum towards haematoxylin, and a stroke is long,
+    tissue's short there); tissue's own lines (haematoxylin, eosin) are none.
 
     Args:
         rgb: (h, w, 3) uint8, e.g. the image box-averaged by 2 or more (aligned to JPEG's 2x2 colour blocks).
     """
     out = {colour: np.zeros(rgb.shape[:2], dtype=bool) for colour in PEN_COLOURS}
+    long_line = LONG_LINE * max(rgb.shape[:2])
     for box, pixels, od in line_colours(rgb):
         hue, chroma = (float(v) for v in od_hue_and_chroma(od))
         mean = float(od.mean())
@@ -429,7 +438,7 @@ def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
             colour = "green"
         elif chroma < MAX_LINE_BLACK_RATIO * mean:
             colour = "black"
-        elif in_sector(np.array(hue), LINE_BLUE_HUE):
+        elif in_sector(np.array(hue), LINE_BLUE_HUE if pixels.sum() < long_line else LONG_LINE_BLUE_HUE):
             colour = "blue"
         else:
             continue

@@ -32,3 +32,21 @@ def test_strokes_are_seeded_and_darken_only_along_the_curve():
 def test_every_variant_is_named_once():
     names = [name for name, *_ in variants.make_variants()]
     assert len(names) == len(set(names)) == 5 * 3 + 2 + 3 * 3
+
+
+def test_a_stroke_given_a_mask_crosses_its_tissue_for_a_real_length():
+    # a mask on the top-left corner only: the first curves (centred at 30-70% of the height) mostly miss it
+    mask = np.zeros((200, 300), dtype=bool)
+    mask[:70, :120] = True
+    masked = []
+    for seed in range(5):
+        plain = variants.stroke_coverage(mask.shape, 3, np.random.default_rng(seed))
+        crossing = variants.stroke_coverage(mask.shape, 3, np.random.default_rng(seed), mask)
+        assert np.array_equal(crossing, variants.stroke_coverage(mask.shape, 3, np.random.default_rng(seed), mask))
+        assert crossing[mask].sum() / mask.sum() >= 0.8 * variants.MIN_MASKED_INK  # anti-aliasing thins its edges
+        masked.append(plain[mask].sum() / mask.sum())
+    assert min(masked) < variants.MIN_MASKED_INK  # without the mask some strokes graze it
+    # a mask no curve can cross enough of still gets the draw that crosses the most, not an error
+    corner = np.zeros((200, 300), dtype=bool)
+    corner[:3, :3] = True
+    assert variants.stroke_coverage(corner.shape, 3, np.random.default_rng(0), corner).max() > 0

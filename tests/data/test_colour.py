@@ -133,3 +133,20 @@ def test_ink_lines_see_no_line_in_real_tissue_under_casts(glas15, lung):
         for tint in ("green", "cyan", "yellow", "pink"):
             view = np.asarray(Image.fromarray(jpeg(cast(pixels, tint, 1.5), 80)).reduce(2))
             assert not any(m.any() for m in colour.ink_lines(view).values()), tint
+
+
+@pytest.mark.parametrize("name, seed", [("img_0075.jpg", 2), ("img_0300.jpg", 2)])
+def test_a_long_thin_blue_line_whose_jpeg_sum_reads_haematoxylin_blue_is_still_blue(lung, name, seed):
+    from benchmarks.stain_variants import jpeg
+
+    pixels = _image(lung, name)
+    view = np.asarray(Image.fromarray(jpeg(pen_stroke(pixels, "blue", 3, np.random.default_rng(seed)), 80)).reduce(2))
+    coverage = np.asarray(Image.fromarray(
+        (stroke_coverage(pixels.shape[:2], 3, np.random.default_rng(seed)) * 255).astype(np.uint8)).reduce(2)) > 128
+    # the stroke's line: JPEG has moved its summed colour past the short lines' blue sector, towards haematoxylin
+    hues = [float(colour.od_hue_and_chroma(od)[0]) for _, pixels_, od in colour.line_colours(view)
+            if pixels_.sum() >= colour.LONG_LINE * max(view.shape[:2])]
+    assert hues and all(colour.LINE_BLUE_HUE[1] < hue < colour.LONG_LINE_BLUE_HUE[1] for hue in hues), hues
+    lines = colour.ink_lines(view)
+    assert (lines["blue"] & coverage).sum() > 0.5 * coverage.sum()
+    assert not lines["green"].any() and not lines["black"].any()
