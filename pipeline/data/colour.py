@@ -3,7 +3,7 @@
 One implementation for every reader of colour: the hygiene scores (:mod:`pipeline.hygiene.stain`) and a tissue
 detector on a slide thumbnail both call :func:`glass_white`, :func:`white_balance`, :func:`optical_density`,
 :func:`od_hue_and_chroma`, :func:`pen_mask` and :func:`ink_contrast` on an (H, W, 3) uint8 RGB array (hygiene
-also :func:`ink_lines`).
+also :func:`pipeline.data.ink_lines.ink_lines`).
 
 - ``OD = -log10((I + 1) / 256)`` per channel (Beer-Lambert): stain concentration scales a pixel's OD vector, a
   brighter or darker exposure adds the same OD to every channel. Its colour part ``OD - mean(OD)`` is a 2-D vector
@@ -21,8 +21,8 @@ also :func:`ink_lines`).
 - *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings is
   the ink's own colour over glass and stain alike, and a cast cancels; it names blue over eosin, which has
   haematoxylin's hue, and ink on images without glass (:func:`find_glass` None), whose colours a cast can mimic.
-- *Thin lines* (:func:`ink_lines`, on the image box-averaged by 2 or more): found by their shape (long, thin, dark),
-  which JPEG keeps, and named by their colour summed along them, which JPEG's chroma subsampling keeps too.
+- *Thin lines* (:mod:`pipeline.data.ink_lines`, on the image box-averaged by 2 or more): found by their shape (long,
+  thin, dark), which JPEG keeps, and named by their colour summed along them, which JPEG's chroma subsampling keeps too.
 
 A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`white_balance`) and not
 :func:`pen_mask`.
@@ -31,7 +31,6 @@ A tissue detector would take tissue = absorbing (summed OD >= 0.05 after :func:`
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import find_objects, label, uniform_filter
 
 HE_HUE = (55.0, 255.0)  # OD-hue sector of H&E (degrees): haematoxylin 96, eosin 152, red cells and pigment <= 250
 GREEN_HUE = (285.0, 42.0)  # OD-hue sector of green and teal inks (wraps through 0), also over tissue (35-40)
@@ -60,30 +59,6 @@ CONTRAST_BLUE_HUE = (40.0, 90.0)  # ... or of blue ink (~68; a nucleus adds haem
 MIN_CONTRAST_CHROMA = (0.1, 0.15)  # ... with at least this OD chroma (green, blue; the ink alone ~0.4) ...
 MIN_CONTRAST_BLACK_OD = 0.4  # ... or, for black, at least this mean OD ...
 MAX_CONTRAST_BLACK_RATIO = MAX_BLACK_CHROMA_RATIO  # ... and OD chroma below this share of it
-LINE_WINDOW = 7  # ink_lines: the surroundings of a thin line, intensity closed by this square (px of its view) ...
-MIN_LINE_OD = 0.2  # ... to which a line pixel adds at least this mean OD ...
-MIN_LINE_ALONG = 0.25  # ... and its best LINE_LENGTH-px segment at least this on average ...
-LINE_LENGTH = 11
-MAX_LINE_ACROSS = 0.5  # ... with at most this share of that across (a line has a direction, a nucleus none)
-MIN_LINE_SPAN = 0.2  # a line spans at least this share of the image's longest side
-LINE_COLOUR_WINDOW = 9  # a line's colour: over the mean of the pixels beside it within this square ...
-MAX_COLOUR_ACROSS = 0.35  # ... summed over its straightest pixels (across <= this x along) ...
-MIN_STRAIGHT = 0.14  # ... at least this share of the image's longest side of them, or the line has no colour
-# (0.2 left unnamed the pieces of a thin stroke broken where it crosses dense nuclei: 43-57 straight px of 300)
-# Colour of a line's sum (colour benchmark, 3 and 8 px strokes, PNG and JPEG): black ink OD chroma / mean OD mostly
-# 0.03-0.33, green at OD hue 352-57, blue at 65-98; every line of a clean image (originals, casts, jitter) >= 0.49
-# and at OD hue 106-145 (haematoxylin's lines, eosin's), but a line of haematoxylin alone lies at its 96-97 (a lung
-# tile's under unclipped HED jitter, H x1.4, E x0.8), so blue stops at 90
-MIN_LINE_GREEN_RATIO = 0.2  # below this OD chroma / mean OD a line is black whatever its hue ...
-LINE_GREEN_HUE = (285.0, 58.0)  # ... else green in this OD-hue sector ...
-MAX_LINE_BLACK_RATIO = 0.4  # ... else black below this ...
-LINE_BLUE_HUE = (58.0, 90.0)  # ... else blue in this sector, short of haematoxylin alone (96) ...
-# ... or, for a line of at least LONG_LINE x the longest side in pixels, up to 100: JPEG (q80) turns a 3 px blue
-# stroke's sum towards the tissue's colour (86-98), but every clean line below 100 (615 real images under 10 variants,
-# the colour benchmark) is short (<= 0.5 x the side; the long ones, up to 4.7 x, lie at 112 and above)
-LONG_LINE_BLUE_HUE = (58.0, 100.0)
-LONG_LINE = 1.2
-
 _HUE_BASIS = np.array(
     [[1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(6.0)], [0.0, -2.0 / np.sqrt(6.0)]],
     dtype=np.float32,
@@ -267,7 +242,7 @@ def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.
             "blue": strong & in_sector(hue, CONTRAST_BLUE_HUE) & (chroma >= MIN_CONTRAST_CHROMA[1]), "black": black}
 
 
-def _running_extreme(values: np.ndarray, size: int, axis: int, extreme) -> np.ndarray:
+def running_extreme(values: np.ndarray, size: int, axis: int, extreme) -> np.ndarray:
     """``extreme`` (np.maximum or np.minimum) of ``values`` over a centred window of ``size`` px along ``axis``.
 
     Edges are repeated. By doubling: a window of 2w is two windows of w, so log2(size) array operations, several
@@ -296,7 +271,7 @@ def dilated(mask: np.ndarray, size: int = 3) -> np.ndarray:
     """
     out = mask
     for axis in (0, 1):
-        out = _running_extreme(out, size, axis, np.maximum)
+        out = running_extreme(out, size, axis, np.maximum)
     return out
 
 
@@ -309,138 +284,5 @@ def _opening(values: np.ndarray, size: int) -> np.ndarray:
     out = values
     for extreme in (np.minimum, np.maximum):
         for axis in (0, 1):
-            out = _running_extreme(out, size, axis, extreme)
-    return out
-
-
-def _closing(rgb: np.ndarray, size: int) -> np.ndarray:
-    """(h, w, 3) uint8: each channel of ``rgb`` closed by a ``size`` x ``size`` square (max, then min; edges kept)."""
-    out = rgb
-    for extreme in (np.maximum, np.minimum):
-        for axis in (0, 1):
-            out = _running_extreme(out, size, axis, extreme)
-    return out
-
-
-def _segment_offsets(length: int, width: int) -> np.ndarray:
-    """(8, length) flat offsets, in an image ``width`` px wide, of a segment's pixels in each of 8 directions."""
-    half = length // 2
-    angles = np.linspace(0.0, np.pi, 8, endpoint=False)
-    return np.array([[int(round(k * np.sin(angle))) * width + int(round(k * np.cos(angle)))
-                      for k in range(-half, half + 1)] for angle in angles], dtype=np.intp)
-
-
-def _oriented_means(grey: np.ndarray, where: np.ndarray, length: int = LINE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w) float mean of ``grey`` along the best of 8 segment directions (``length`` px) and across it.
-
-    Computed only where ``where`` ((h, w) bool) holds, 0 elsewhere: a line pixel must be dark itself, so the few
-    candidates (a tenth of a tissue image) are all that is summed. All 8 x ``length`` pixels of every candidate are
-    gathered at once and added along the segment in its order (numpy adds over a leading axis one element after the
-    other), so the sums are the same bits as a loop over the segment's pixels.
-    """
-    half = length // 2
-    padded = np.pad(grey, half, mode="edge")
-    rows, columns = np.nonzero(where)
-    base = (rows + half) * padded.shape[1] + columns + half  # flat index of each candidate in ``padded``
-    gathered = padded.ravel()[_segment_offsets(length, padded.shape[1])[:, :, None] + base]  # (8, length, n)
-    means = gathered.sum(axis=1) / grey.dtype.type(2 * half + 1)  # (8, n)
-    best = means.argmax(axis=0)  # the first of equal maxima, as a strictly-better scan keeps
-    picked = np.arange(len(base))
-    along_image, across_image = np.zeros_like(grey), np.zeros_like(grey)
-    along_image[rows, columns] = means[best, picked]
-    across_image[rows, columns] = means[(best + 4) % 8, picked]  # 4 of 8 directions further on: across
-    return along_image, across_image
-
-
-def line_colours(rgb: np.ndarray) -> list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
-    """Long thin dark lines of ``rgb`` ((h, w, 3) uint8) and their summed colour; see :func:`ink_lines`.
-
-    Returns:
-        One (box, pixels, od) per line: its bounding box, (box shape) bool pixels and (3,) float64 mean OD over what
-        lies beside it.
-    """
-    background = _closing(rgb, LINE_WINDOW)
-    added = channel_mean(optical_density(rgb) - optical_density(background))  # (h, w) >= 0
-    dark = added >= MIN_LINE_OD
-    along, across = _oriented_means(added, dark)
-    line = dark & (along >= MIN_LINE_ALONG) & (across <= MAX_LINE_ACROSS * along)
-    if not line.any():
-        return []
-    eight = np.ones((3, 3), dtype=bool)
-    grown = dilated(line)
-    beside = ~grown  # the local colour without the line: mean of the pixels beside it
-    labels, _ = label(grown, structure=eight)
-    labels[~line] = 0
-    side = max(rgb.shape[:2])
-    lines = []
-    for index, box in enumerate(find_objects(labels), start=1):
-        if box is None or max(box[0].stop - box[0].start, box[1].stop - box[1].start) < MIN_LINE_SPAN * side:
-            continue
-        pixels = labels[box] == index
-        # colour from the straightest pixels only: tissue the line touches (nuclei, cell borders) joins it in short
-        # spurs whose pixels have no clear direction, and their haematoxylin would tint the sum
-        straight = pixels & (across[box] <= MAX_COLOUR_ACROSS * along[box])
-        if straight.sum() < MIN_STRAIGHT * side:
-            continue
-        seen = rgb[box][straight].astype(np.float64).sum(axis=0)
-        expected = _local_colour(rgb, beside, box)[straight].astype(np.float64).sum(axis=0)
-        lines.append((box, pixels, -np.log10((seen + 1.0) / (expected + 1.0))))
-    return lines
-
-
-def _local_colour(rgb: np.ndarray, beside: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
-    """(box shape, 3) float32 mean colour of the ``beside`` pixels within :data:`LINE_COLOUR_WINDOW` of each pixel.
-
-    Filtered over the box and a margin of half the window only (not the whole image: a line's box is a fraction of
-    it); the margin gives every pixel of the box its whole window, and the image's own edges are reflected as before.
-    """
-    margin = LINE_COLOUR_WINDOW // 2
-    rows = slice(max(0, box[0].start - margin), min(rgb.shape[0], box[0].stop + margin))
-    columns = slice(max(0, box[1].start - margin), min(rgb.shape[1], box[1].stop + margin))
-    keep = beside[rows, columns].astype(np.float32)
-    weight = uniform_filter(keep, LINE_COLOUR_WINDOW)
-    local = np.stack([uniform_filter(rgb[rows, columns, c].astype(np.float32) * keep, LINE_COLOUR_WINDOW)
-                      for c in range(3)], axis=-1) / np.maximum(weight, 1e-3)[..., None]
-    inner = (slice(box[0].start - rows.start, box[0].stop - rows.start),
-             slice(box[1].start - columns.start, box[1].stop - columns.start))
-    return local[inner]
-
-
-def ink_lines(rgb: np.ndarray) -> dict[str, np.ndarray]:
-    """Thin pen lines by their shape, named by their colour: colour -> (h, w) bool, disjoint.
-
-    Shape from darkness alone, which JPEG keeps at full resolution: the mean OD a pixel adds to its surroundings
-    (OD opened by :data:`LINE_WINDOW`, as :func:`ink_contrast`) at least :data:`MIN_LINE_OD`, at least
-    :data:`MIN_LINE_ALONG` on average along a :data:`LINE_LENGTH`-px segment in its best direction, and at most
-    :data:`MAX_LINE_ACROSS` of that across it: long and thin, which nuclei (short) and tissue texture (no direction)
-    are not. Connected lines spanning at least :data:`MIN_LINE_SPAN` of the image are named by their colour taken
-    over all their pixels at once: summed intensity over the summed local mean of the pixels beside the line, per
-    channel. A sum is what JPEG's chroma subsampling keeps (it averages colour over 2x2 pixels, which turns a thin
-    black line over eosin pink pixel by pixel), and a cast cancels in the ratio. Black: OD chroma below
-    :data:`MAX_LINE_BLACK_RATIO` of the mean OD; green or blue by OD hue (:data:`LINE_GREEN_HUE`,
-    :data:`LINE_BLUE_HUE`; for a line of at least :data:`LONG_LINE` x the image's longest side in pixels
-    :data:`LONG_LINE_BLUE_HUE`: JPEG moves a thin blue stroke's sum towards haematoxylin, and a stroke is long,
-    tissue's short there); tissue's own lines (haematoxylin, eosin) are none.
-
-    Args:
-        rgb: (h, w, 3) uint8, e.g. the image box-averaged by 2 or more (aligned to JPEG's 2x2 colour blocks).
-    """
-    out = {colour: np.zeros(rgb.shape[:2], dtype=bool) for colour in PEN_COLOURS}
-    long_line = LONG_LINE * max(rgb.shape[:2])
-    for box, pixels, od in line_colours(rgb):
-        hue, chroma = (float(v) for v in od_hue_and_chroma(od))
-        mean = float(od.mean())
-        if mean <= 0:
-            continue
-        if chroma < MIN_LINE_GREEN_RATIO * mean:
-            colour = "black"
-        elif in_sector(np.array(hue), LINE_GREEN_HUE):
-            colour = "green"
-        elif chroma < MAX_LINE_BLACK_RATIO * mean:
-            colour = "black"
-        elif in_sector(np.array(hue), LINE_BLUE_HUE if pixels.sum() < long_line else LONG_LINE_BLUE_HUE):
-            colour = "blue"
-        else:
-            continue
-        out[colour][box] |= pixels
+            out = running_extreme(out, size, axis, extreme)
     return out

@@ -31,7 +31,7 @@ as stored; docs/hygiene.md has what each threshold was read off):
   thumbnail pixel bridged) of at least 8 pen pixels spanning at least 5, on or beside tissue: the scattered dark
   or saturated pixels of real nuclei are no stroke. Added to them: strokes by contrast
   (:func:`pipeline.data.colour.ink_contrast`, components spanning at least 30), which name blue over stained tissue
-  and are blind to casts. Thin lines (:func:`pipeline.data.colour.ink_lines`, on the image box-averaged to twice the
+  and are blind to casts. Thin lines (:func:`pipeline.data.ink_lines.ink_lines`, on the image box-averaged to twice the
   thumbnail's resolution) are found by their shape and named by their summed colour, which JPEG's chroma
   subsampling keeps: a colour's score is the larger of its strokes' and its lines' share. An image without glass
   (:func:`pipeline.data.colour.find_glass` None) has no white to
@@ -61,12 +61,12 @@ from pipeline.data.colour import (
     glass_white,
     in_sector,
     ink_contrast,
-    ink_lines,
     od_hue_and_chroma,
     optical_density,
     pen_mask,
     white_balance,
 )
+from pipeline.data.ink_lines import ink_lines
 
 __all__ = ["StainScores", "od_hue_and_chroma", "optical_density", "stain_scores", "thumbnail_step"]
 
@@ -156,7 +156,7 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN
 
 
 def _thin_lines(pixels: np.ndarray, step: int) -> tuple[dict[str, np.ndarray], int]:
-    """Thin pen lines (:func:`pipeline.data.colour.ink_lines`) on the image box-averaged by a factor.
+    """Thin pen lines (:func:`pipeline.data.ink_lines.ink_lines`) on the image box-averaged by a factor.
 
     The factor is half the thumbnail's step, at least :data:`MIN_LINE_FACTOR`: twice the thumbnail's resolution,
     where a thin stroke is still a line, in whole 2x2 blocks, over which JPEG averages colour.

@@ -1,0 +1,57 @@
+"""Thin pen lines (pipeline/data/ink_lines.py): found by their shape through JPEG, named by their summed colour."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import binary_dilation
+
+from benchmarks.colour_variants import cast, pen_stroke, stroke_coverage
+from pipeline.data import colour
+from pipeline.data import ink_lines as lines_module
+from tests.data.test_colour import _image, _lung
+
+
+@pytest.mark.parametrize("pen", ["green", "blue", "black"])
+def test_ink_lines_find_a_thin_stroke_through_jpeg_and_name_its_colour(glas15, pen):
+    from benchmarks.stain_variants import jpeg
+
+    pixels = _image(glas15, "img_0001.png")
+    inked = jpeg(pen_stroke(pixels, pen, 3, np.random.default_rng(0)), 80)
+    view = np.asarray(Image.fromarray(inked).reduce(2))  # as hygiene judges lines: 2x2 blocks, JPEG's colour blocks
+    coverage = np.asarray(Image.fromarray(
+        (stroke_coverage(pixels.shape[:2], 3, np.random.default_rng(0)) * 255).astype(np.uint8)).reduce(2)) > 128
+    lines = lines_module.ink_lines(view)
+    assert (lines[pen] & coverage).sum() > 0.5 * coverage.sum(), (lines[pen] & coverage).sum()
+    near = binary_dilation(coverage, iterations=2)
+    assert (lines[pen] & near).sum() >= 0.9 * lines[pen].sum()  # little of the tissue beside it
+    assert all(not lines[other].any() for other in colour.PEN_COLOURS if other != pen)
+    # per pixel, JPEG has turned the stroke's colour: the thin black stroke reads as no pen at all
+    if pen == "black":
+        assert not colour.pen_mask(view)["black"][coverage].mean() > 0.5
+
+
+def test_ink_lines_see_no_line_in_real_tissue_under_casts(glas15, lung):
+    from benchmarks.stain_variants import jpeg
+
+    images = [_image(glas15, f"img_{i:04d}.png") for i in range(4)] + [_lung(lung, k) for k in range(4)]
+    for pixels in images:
+        for tint in ("green", "cyan", "yellow", "pink"):
+            view = np.asarray(Image.fromarray(jpeg(cast(pixels, tint, 1.5), 80)).reduce(2))
+            assert not any(m.any() for m in lines_module.ink_lines(view).values()), tint
+
+
+@pytest.mark.parametrize("name, seed", [("img_0075.jpg", 2), ("img_0300.jpg", 2)])
+def test_a_long_thin_blue_line_whose_jpeg_sum_reads_haematoxylin_blue_is_still_blue(lung, name, seed):
+    from benchmarks.stain_variants import jpeg
+
+    pixels = _image(lung, name)
+    view = np.asarray(Image.fromarray(jpeg(pen_stroke(pixels, "blue", 3, np.random.default_rng(seed)), 80)).reduce(2))
+    coverage = np.asarray(Image.fromarray(
+        (stroke_coverage(pixels.shape[:2], 3, np.random.default_rng(seed)) * 255).astype(np.uint8)).reduce(2)) > 128
+    # the stroke's line: JPEG has moved its summed colour past the short lines' blue sector, towards haematoxylin
+    hues = [float(colour.od_hue_and_chroma(od)[0]) for _, pixels_, od in lines_module.line_colours(view)
+            if pixels_.sum() >= lines_module.LONG_LINE * max(view.shape[:2])]
+    assert hues and all(lines_module.LINE_BLUE_HUE[1] < hue < lines_module.LONG_LINE_BLUE_HUE[1] for hue in hues), hues
+    lines = lines_module.ink_lines(view)
+    assert (lines["blue"] & coverage).sum() > 0.5 * coverage.sum()
+    assert not lines["green"].any() and not lines["black"].any()
