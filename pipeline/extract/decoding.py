@@ -19,7 +19,6 @@ from pipeline.data.records import ImageRecord
 from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings, cut_tiles, plan_tiles, resize_tiles
 from pipeline.errors import ImageReadError
-from pipeline.extract.cores import WorkerPause
 from pipeline.extract.slots import Ticket, TileSlots
 from pipeline.hygiene.checks import image_quality
 from pipeline.hygiene.slide_sheet import SlideView, small_view
@@ -92,7 +91,6 @@ class TileDataset(Dataset):
         self, records: Sequence[ImageRecord], tiling: TilingSettings, max_pixels: int, quality: bool = True,
         slots: TileSlots | None = None, resize: tuple[int, str] | None = None, tissue: str = "mask",
         target_mpp: float | None = None, input_mpp: float | None = None, tissue_dir: Path | None = None,
-        pause: WorkerPause | None = None,
     ) -> None:
         self.records = list(records)
         self.tiling = tiling
@@ -103,7 +101,6 @@ class TileDataset(Dataset):
         self.resize = resize
         # --tissue, the MPP of slide tiles, --mpp (overrides a slide's metadata), where the masks found are saved
         self.tissue, self.target_mpp, self.input_mpp, self.tissue_dir = tissue, target_mpp, input_mpp, tissue_dir
-        self.pause = pause  # in a worker, each item waits while the model runs a batch on every core (CPU only)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -121,8 +118,6 @@ class TileDataset(Dataset):
     def items(self, positions: Sequence[int]) -> Iterator[ImageTiles | ImageFailure]:
         """The items of ``positions`` in order: one per image, a slide's in chunks (:meth:`slide_chunks`)."""
         for position in positions:
-            if self.pause is not None:
-                self.pause.wait()
             if self.records[position].kind == "slide":
                 yield from self.slide_chunks(position)
             else:
@@ -206,8 +201,6 @@ class TileDataset(Dataset):
                 write_tissue_mask(self.tissue_dir, record.image_id, found.tissue)
                 first = self._slide_item(position, record, read, slide.dimensions, slide.objective_power, side)
                 for start in range(0, total, chunk or total):
-                    if start and self.pause is not None:
-                        self.pause.wait()
                     count = min(total - start, chunk or total)
                     tiles, ticket = self.slots.buffer(count, (side, side, 3)) if self.slots else (
                         torch.empty((count, side, side, 3), dtype=torch.uint8), None)

@@ -23,8 +23,7 @@ from pipeline.cache.schema import file_attributes
 from pipeline.data.records import ImageRecord
 from pipeline.embed.embedder import Embedder
 from pipeline.errors import ImageReadError
-from pipeline.extract.batching import Prefetcher, Slice, TileQueue
-from pipeline.extract.cores import ThreadShare, WorkerPause
+from pipeline.extract.batching import Prefetcher, Slice, ThreadShare, TileQueue
 from pipeline.extract.decoding import ImageFailure, ImageTiles, TileDataset, TileStream, keep_as_is
 from pipeline.extract.plan import ExtractionPlan
 from pipeline.extract.slots import Ticket, TileSlots
@@ -87,7 +86,6 @@ class EmbeddingLoop:
         self._pending: dict[int, _Pending] = {}
         self._queue = TileQueue()
         self._slots = TileSlots(0)  # replaced by the loader's, which knows the workers
-        self._pause = WorkerPause(False, 0)  # the same
         self._cpu_batch: torch.Tensor | None = None  # the one batch buffer on a CPU (see _take)
         # torchrun's ranks share one terminal, where one rank's log lines would break another's bar: lines only
         self._progress = Progress(len(todo), "extract", enabled=plan.settings.progress,
@@ -117,13 +115,11 @@ class EmbeddingLoop:
         plan = self.plan
         workers = plan.workers
         self._slots = TileSlots(workers)
-        self._pause = WorkerPause(plan.device.type == "cpu" and workers > 0, plan.batch_size)
         preprocessing = plan.model.preprocessing
         settings = plan.settings
         dataset = TileDataset(self.todo, settings.tiling, settings.max_pixels, settings.quality_checks,
                               self._slots, (preprocessing.resized_side, preprocessing.interpolation),
-                              settings.tissue, plan.target_mpp, settings.input_mpp, plan.cache_dir / cache.TISSUE_DIR,
-                              self._pause)
+                              settings.tissue, plan.target_mpp, settings.input_mpp, plan.cache_dir / cache.TISSUE_DIR)
         return DataLoader(TileStream(dataset), batch_size=None, collate_fn=keep_as_is, num_workers=workers,
                           prefetch_factor=4 if workers else None, worker_init_fn=worker_memory)
 
@@ -135,7 +131,6 @@ class EmbeddingLoop:
         # map() calls iter(loader) here, in this thread, which starts the workers (see Prefetcher)
         prefetcher = Prefetcher(map(self._slots.received, loader), max_tiles=2 * size)
         share = ThreadShare(self.plan.workers if self.plan.device.type == "cpu" else 0, size)
-        pause = self._pause
         waited = time.perf_counter()
         try:
             for item in prefetcher:
@@ -144,28 +139,20 @@ class EmbeddingLoop:
                     self._skip(item)
                 else:
                     self._admit(item)
-                    # tiles ready behind the batch it would take: on a CPU the model may wait for a second batch
-                    while self._queue.size >= size and pause.go(self._queue.size - size + prefetcher.held):
+                    while self._queue.size >= size:
                         batch = self._take(size)
                         share.before_batch(self._queue.size + prefetcher.held)
-                        pause.before_batch(self._queue.size + prefetcher.held)
                         yield batch
-                        pause.after_batch()
                 waited = time.perf_counter()
             while self._queue.size:
                 batch = self._take(size)
                 share.before_batch(size)  # the workers are done: every core
                 yield batch
         finally:
-            pause.after_batch()  # never leave the workers paused
             share.restore()
             if share.reduced:
                 logger.info("%d of %d batches ran on %d thread(s) while the decoding workers were behind",
                             share.reduced, share.batches, share.fewer)
-            if pause.paused:
-                logger.info("%d of %d batches ran with the decoding workers paused; the model waited %.1f s for them "
-                            "between batches (%d times it stopped waiting)", pause.paused, share.batches, pause.waited,
-                            pause.gave_up)
 
     def _take(self, size: int) -> tuple[torch.Tensor, list[Slice]]:
         # On CUDA the batch is gathered straight into the pinned buffer the embedder sends next. On a CPU the batch is

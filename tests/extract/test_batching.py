@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from pipeline.extract.batching import Prefetcher, Slice, TileQueue
+from pipeline.extract.batching import Prefetcher, Slice, ThreadShare, TileQueue
 
 
 def test_batches_span_images_and_keep_order():
@@ -81,6 +81,34 @@ def test_prefetcher_says_how_many_tiles_are_ready():
     release.set()
     prefetcher_items += list(iterator)
     assert prefetcher.held == 0 and len(prefetcher_items) == 3
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_thread_share_gives_the_workers_their_cores_while_the_next_batch_is_not_ready(threads):
+    share = ThreadShare(workers=1, batch_size=8)
+    share.before_batch(waiting=3)  # the workers are behind: the model leaves them a core
+    assert torch.get_num_threads() == 3
+    share.before_batch(waiting=8)  # a whole batch waits: every core
+    assert torch.get_num_threads() == 4
+    share.before_batch(waiting=0)
+    share.restore()
+    assert torch.get_num_threads() == 4 and (share.reduced, share.batches) == (2, 3)
+
+
+def test_thread_share_keeps_one_thread_and_changes_nothing_without_workers(threads):
+    ThreadShare(workers=8, batch_size=8).before_batch(waiting=0)
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(4)
+    share = ThreadShare(workers=0, batch_size=8)
+    share.before_batch(waiting=0)
+    assert torch.get_num_threads() == 4 and share.reduced == 0
 
 
 def test_prefetcher_passes_on_the_source_error_after_the_items_before_it():
