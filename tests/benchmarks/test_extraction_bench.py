@@ -209,3 +209,16 @@ def test_a_job_runs_in_a_fresh_process(tile_images, tiny_vit_dir, tmp_path):
     assert np.load(tmp_path / "naive" / "embeddings.npy").shape == (2, 32)
     with pytest.raises(RuntimeError, match="benchmark job .* failed"):
         bench_jobs.spawn({**job, "model": str(tmp_path / "no-such-model")})
+
+
+def test_end_to_end_is_the_marginal_rate_over_the_first_images(tiny_vit_dir, tmp_path):
+    root = _tile_folder(tmp_path / "data", n_train=8)
+    job = {"kind": "speed", "model": str(tiny_vit_dir), "device": "cpu", "precision": "fp32", "images": 8,
+           "data": str(root), "out": str(tmp_path / "speed"), "batch_size": 1, "tile_size": TINY_SIZE, "workers": 0,
+           "compile": "off", "end_to_end": True, "bare": False}  # fmt: skip
+    result = bench_jobs.run_job(job)
+    # the first max(4 batches, a fifth) images alone, then all: start-up and warm-up cancel in the difference
+    assert result["end_to_end_marginal_tiles"] == (4, 8) and result["end_to_end_marginal_tiles_per_s"] > 0
+    assert sustained_rate(result) == result["end_to_end_marginal_tiles_per_s"]
+    few = bench_jobs.run_job({**job, "images": 7, "out": str(tmp_path / "few")})  # under 2 x 4 batches: whole run
+    assert "end_to_end_marginal_tiles_per_s" not in few and sustained_rate(few) == few["end_to_end_tiles_per_s"]
