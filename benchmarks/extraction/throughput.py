@@ -165,11 +165,11 @@ def model_only(
     return rate, np.concatenate(parts[: len(starts)])
 
 
-def bare_loop(model: LoadedModel, tiles: torch.Tensor, batch_size: int, precision: str, compiled: bool,
-              device: torch.device) -> float:
-    """Tiles/s of the plain recipe, as a user would write it: the model's module (compiled with freezing when
-    ``compiled``), autocast in ``precision``, on tiles normalised beforehand (not timed); the median of
-    :data:`TIMED_BATCHES` full batches after :data:`WARMUP_BATCHES`. The yardstick of :func:`model_only`.
+def bare_forward(model: LoadedModel, tiles: torch.Tensor, batch_size: int, precision: str, compiled: bool,
+                 device: torch.device) -> Callable[[], None]:
+    """One full batch through the plain recipe, as a user would write it: the model's module (compiled with freezing
+    when ``compiled``), autocast in ``precision``, on tiles normalised beforehand (once, here). The yardstick of
+    :func:`model_only`.
     """
     import copy
 
@@ -181,14 +181,34 @@ def bare_loop(model: LoadedModel, tiles: torch.Tensor, batch_size: int, precisio
     with torch.inference_mode():
         pixels = TileTransform(model.preprocessing)(tiles[:batch_size]).contiguous().to(device)
     pixels = torch.cat([pixels] * -(-batch_size // len(pixels)))[:batch_size]
-    seconds = []
-    with inference_context(device, precision):
-        for index in range(WARMUP_BATCHES + TIMED_BATCHES):
-            started = time.perf_counter()
+
+    def run() -> None:
+        with inference_context(device, precision):
             forward(pixels).float().cpu()
-            if index >= WARMUP_BATCHES:
-                seconds.append(time.perf_counter() - started)
-    return _steady_rate(seconds, batch_size)
+
+    return run
+
+
+def paired_rates(embedder: Embedder, model: LoadedModel, tiles: torch.Tensor, batch_size: int, precision: str,
+                 compiled: bool, device: torch.device, pairs: int = TIMED_BATCHES) -> tuple[float, float]:
+    """(the embedder's tiles/s, :func:`bare_forward`'s tiles/s), timed batch by batch in turn on the same full batch.
+
+    A shared VM's speed drifts by 10% from one minute to the next, so two loops timed one after the other differ by
+    that much; alternating their batches gives both the same minutes. Medians of ``pairs`` batches each, after
+    :data:`WARMUP_BATCHES` of each.
+    """
+    run = bare_forward(model, tiles, batch_size, precision, compiled, device)
+    batch = torch.cat([tiles[:batch_size]] * -(-batch_size // len(tiles)))[:batch_size]
+    ours, theirs = [], []
+    for index in range(WARMUP_BATCHES + pairs):
+        started = time.perf_counter()
+        embedder(batch)
+        middle = time.perf_counter()
+        run()
+        if index >= WARMUP_BATCHES:
+            ours.append(middle - started)
+            theirs.append(time.perf_counter() - middle)
+    return _steady_rate(ours, batch_size), _steady_rate(theirs, batch_size)
 
 
 def naive_preprocess(model: LoadedModel) -> Callable[[Path], torch.Tensor]:

@@ -129,9 +129,23 @@ def test_model_only_times_the_median_of_enough_full_batches_after_a_warm_up(tile
     assert rate == pytest.approx(3 / 1.5)  # the full batches' time, not the mean over all batches
 
 
-def test_bare_loop_times_the_module_on_its_own(tile_images, tiny_model):
+def test_the_bare_loop_and_the_embedder_are_timed_batch_by_batch_in_turn(tile_images, tiny_model, monkeypatch):
+    from pipeline.embed.embedder import Embedder
+
     tiles, _ = throughput.read_tiles(tile_images, 4, TINY_SIZE)
-    assert throughput.bare_loop(tiny_model, tiles, 3, "fp32", False, torch.device("cpu")) > 0
+    calls = []
+    embedder = Embedder(tiny_model, torch.device("cpu"), "fp32", batch_size=3)
+    bare = throughput.bare_forward
+
+    def recorded_bare(*args):
+        run = bare(*args)
+        return lambda: (calls.append("bare"), run())
+
+    monkeypatch.setattr(throughput, "bare_forward", recorded_bare)
+    ours = lambda batch: (calls.append("ours"), embedder(batch))[1]  # noqa: E731
+    paired, alone = throughput.paired_rates(ours, tiny_model, tiles, 3, "fp32", False, torch.device("cpu"))
+    assert paired > 0 and alone > 0
+    assert calls == ["ours", "bare"] * (throughput.WARMUP_BATCHES + throughput.TIMED_BATCHES)
 
 
 def test_naive_torchvision_path_matches_the_pipeline_for_timm_models(tmp_path):
@@ -159,7 +173,7 @@ def test_speed_job_measures_model_only_and_end_to_end(tile_images, tiny_vit_dir,
     assert result["tiles"] == 4 and result["end_to_end_tiles"] == 4 and result["images"] == 4
     assert result["model_only_tiles_per_s"] > 0 and result["end_to_end_tiles_per_s"] > 0
     assert result["model_only_after_tiles_per_s"] > 0  # timed again after the end-to-end run
-    assert result["bare_tiles_per_s"] > 0  # the module alone, in the same process: the yardstick
+    assert result["bare_tiles_per_s"] > 0 and result["paired_tiles_per_s"] > 0  # the module alone, its batches in turn
     assert result["peak_rss_mib"] > 0 and result["gflop_per_tile"] > 0 and not result["compiled"]
     assert np.load(tmp_path / "job" / "embeddings.npy").shape == (4, 32)
 
