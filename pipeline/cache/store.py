@@ -98,15 +98,14 @@ def encode_image_features(
     with h5py.File(buffer, "w", libver=FILE_FORMAT) as handle:
         handle.create_dataset("features", data=features, **checksum)
         coords_set = handle.create_dataset("coords", data=coords, **checksum)
-        for key, value in (coords_attrs or {}).items():
-            coords_set.attrs[key] = value
+        _write_attributes(coords_set, coords_attrs or {})
         handle.create_dataset("coverage", data=coverage, **checksum)
         _write_attributes(handle, {**attrs, "schema_version": SCHEMA_VERSION})
     return buffer.getvalue()
 
 
-def _write_attributes(handle: h5py.File, attrs: dict) -> None:
-    """Write scalar attributes to a new file as ``handle.attrs[key] = value`` would, at half its cost.
+def _write_attributes(handle: h5py.File | h5py.Dataset, attrs: dict) -> None:
+    """Write scalar attributes to a new file or dataset as ``handle.attrs[key] = value`` would, at half its cost.
 
     The same HDF5 types as h5py's high-level API (UTF-8 variable-length strings, 64-bit numbers, h5py's boolean
     enum), without its checks for an existing attribute of that name: about 1 ms less per file, which on a 2-core CPU
