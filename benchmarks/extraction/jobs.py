@@ -30,7 +30,7 @@ from pipeline.embed.runtime import cpu_has_native_bf16, resolve_compile, resolve
 from pipeline.extract.run import ExtractionSettings, run_extraction
 
 VIT = "vit-b16"
-MARGINAL_BATCHES = 4  # the end-to-end rate is marginal: all images minus the first max(4 batches, a fifth)
+MARGINAL_BATCHES = 4  # the end-to-end rate is marginal: all images less the first max(4 batches' worth, a fifth)
 FREE = "free"
 RESULT_MARK = "BENCH-RESULT "
 MODEL_ONLY_IMAGES = 256
@@ -115,7 +115,8 @@ def run_job(job: dict) -> dict:
     )  # fmt: skip
     if job["kind"] == "speed":
         # decoded up front and held in memory, so at most MODEL_ONLY_IMAGES of them; min_tiles repeats them
-        tiles, _ = throughput.read_tiles(settings.data_dir, min(job["images"], MODEL_ONLY_IMAGES), job["tile_size"])
+        tiles, sources = throughput.read_tiles(settings.data_dir, min(job["images"], MODEL_ONLY_IMAGES),
+                                               job["tile_size"])
         if job.get("flops"):
             result["gflop_per_tile"] = throughput.gflop_per_tile(model)
         embedder = Embedder(model, device, precision, batch_size=job["batch_size"], compile=compiled)
@@ -134,7 +135,8 @@ def run_job(job: dict) -> dict:
         del embedder
         if not job["end_to_end"]:
             return result
-        few = max(MARGINAL_BATCHES * job["batch_size"], job["images"] // 5)
+        per_image = len(tiles) / max(len(sources), 1)  # images of the first run: at least 4 batches of tiles
+        few = max(int(np.ceil(MARGINAL_BATCHES * job["batch_size"] / per_image)), job["images"] // 5)
         if job["images"] >= 2 * few:  # the marginal rate, as the model-only figure, leaves out warm-up and compile
             small = replace(settings, data_dir=subset_folder(settings.data_dir, few, out / "few-data"),
                             out_dir=out / "few-features")
