@@ -103,3 +103,20 @@ def test_a_thumbnails_blue_ink_over_tissue_is_ink_only_when_asked_and_bluer_than
     assert colour.pen_mask(ink_over_tissue, thumbnail_violet_chroma=0.3)["blue"].all()
     assert not colour.pen_mask(ink_over_tissue, thumbnail_violet_chroma=0.5)["blue"].any()
     assert not colour.pen_mask(nuclei, thumbnail_violet_chroma=0.1)["blue"].any()
+
+
+@pytest.mark.parametrize("size", [3, 7])
+def test_dilated_gives_scipys_binary_dilation_by_a_square(rng, size):
+    from scipy.ndimage import binary_dilation
+
+    for density in (0.01, 0.2, 0.7):
+        mask = rng.random((37, 53)) < density
+        mask[0, :3] = mask[-1, -2:] = True  # strokes at the edges: a border of 0, as scipy's
+        expected = binary_dilation(mask, np.ones((3, 3), bool), iterations=(size - 1) // 2)
+        np.testing.assert_array_equal(colour.dilated(mask, size), expected)
+
+
+def test_optical_density_is_the_table_of_every_level():
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    expected = (-np.log10((levels + 1.0) / 256.0)).astype(np.float32)
+    np.testing.assert_array_equal(colour.optical_density(levels), expected)

@@ -55,3 +55,22 @@ def test_a_long_thin_blue_line_whose_jpeg_sum_reads_haematoxylin_blue_is_still_b
     lines = lines_module.ink_lines(view)
     assert (lines["blue"] & coverage).sum() > 0.5 * coverage.sum()
     assert not lines["green"].any() and not lines["black"].any()
+
+
+def test_oriented_means_are_the_same_bits_as_a_loop_over_each_segment(rng):
+    grey = rng.random((40, 50)).astype(np.float32)
+    where = rng.random((40, 50)) < 0.3
+    along, across = lines_module._oriented_means(grey, where)
+    half = lines_module.LINE_LENGTH // 2
+    padded = np.pad(grey, half, mode="edge")
+    for row, column in zip(*np.nonzero(where), strict=True):
+        means = []
+        for angle in np.linspace(0.0, np.pi, 8, endpoint=False):
+            total = np.float32(0.0)
+            for k in range(-half, half + 1):
+                dy, dx = int(round(k * np.sin(angle))), int(round(k * np.cos(angle)))
+                total += padded[row + half + dy, column + half + dx]
+            means.append(total / np.float32(2 * half + 1))
+        best = int(np.argmax(means))
+        assert along[row, column] == means[best] and across[row, column] == means[(best + 4) % 8]
+    assert not along[~where].any() and not across[~where].any()
