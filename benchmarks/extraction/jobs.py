@@ -30,8 +30,8 @@ from pipeline.embed.runtime import cpu_has_native_bf16, resolve_compile, resolve
 from pipeline.extract.run import ExtractionSettings, run_extraction
 
 VIT = "vit-b16"
-MARGINAL_BATCHES = 4  # the end-to-end rate is marginal: all images less the first max(4 batches' worth, a fifth)
 FREE = "free"
+MARGINAL_BATCHES = 4  # the end-to-end rate is marginal: all images less the first max(4 batches' worth, a fifth)
 RESULT_MARK = "BENCH-RESULT "
 MODEL_ONLY_IMAGES = 256
 
@@ -113,6 +113,7 @@ def run_job(job: dict) -> dict:
         batch_size=job["batch_size"], workers=job["workers"], write_processes=job.get("write_processes", 0),
         progress=False,
     )  # fmt: skip
+    first: tuple[int, float, float] | None = None  # (tiles, seconds, compile seconds) of the first images alone
     if job["kind"] == "speed":
         # decoded up front and held in memory, so at most MODEL_ONLY_IMAGES of them; min_tiles repeats them
         tiles, sources = throughput.read_tiles(settings.data_dir, min(job["images"], MODEL_ONLY_IMAGES),
@@ -141,16 +142,15 @@ def run_job(job: dict) -> dict:
             small = replace(settings, data_dir=subset_folder(settings.data_dir, few, out / "few-data"),
                             out_dir=out / "few-features")
             started = time.perf_counter()
-            first = run_extraction(small, model)
+            few_run = run_extraction(small, model)
             # each run compiles its graphs once (from the cache after the first): seconds no long run sees again
-            result.update(marginal_from=(first.n_tiles, time.perf_counter() - started,
-                                         first.timings.get("compiling", 0.0)))
+            first = (few_run.n_tiles, time.perf_counter() - started, few_run.timings.get("compiling", 0.0))
     reset = throughput.reset_peak_rss()
     started = time.perf_counter()
     summary = run_extraction(settings, model)
     seconds = time.perf_counter() - started
-    if "marginal_from" in result:  # (tiles, seconds) of the first images alone
-        few_tiles, few_seconds, few_compiling = result.pop("marginal_from")
+    if first is not None:
+        few_tiles, few_seconds, few_compiling = first
         extra = (seconds - summary.timings.get("compiling", 0.0)) - (few_seconds - few_compiling)
         if extra > 0 and summary.n_tiles > few_tiles:
             result["end_to_end_marginal_tiles_per_s"] = (summary.n_tiles - few_tiles) / extra

@@ -122,6 +122,11 @@ WARMUP_BATCHES = 3  # untimed batches first: first-call allocations, kernel choi
 TIMED_BATCHES = 9  # at least this many batches are timed; their median is the rate
 
 
+def full_batch(tiles: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(batch_size, ...): the first ``batch_size`` rows of ``tiles``, repeated when there are fewer."""
+    return torch.cat([tiles[:batch_size]] * -(-batch_size // len(tiles)))[:batch_size]
+
+
 def _steady_rate(batch_seconds: list[float], batch_size: int) -> float:
     """Tiles/s of the median full batch: what the model sustains, without a slow first call or a noisy neighbour."""
     return batch_size / float(np.median(batch_seconds))
@@ -143,7 +148,7 @@ def model_only(
         (tiles per second, (n, D) float32 embeddings of all tiles, from the first pass).
     """
     warmup = warmup_tiles or WARMUP_BATCHES * batch_size
-    first = torch.cat([tiles[:batch_size]] * -(-batch_size // len(tiles)))[:batch_size]  # a full batch
+    first = full_batch(tiles, batch_size)
     for start in range(0, warmup, batch_size):  # first-call allocations, kernel choice, compiling: not throughput
         embedder(first[: min(batch_size, warmup - start)])
     starts = list(range(0, len(tiles), batch_size))
@@ -179,8 +184,7 @@ def bare_forward(model: LoadedModel, tiles: torch.Tensor, batch_size: int, preci
     module = copy.deepcopy(model.module).to(device).eval()
     forward = torch.compile(module, dynamic=False, options={"freezing": True}) if compiled else module
     with torch.inference_mode():
-        pixels = TileTransform(model.preprocessing)(tiles[:batch_size]).contiguous().to(device)
-    pixels = torch.cat([pixels] * -(-batch_size // len(pixels)))[:batch_size]
+        pixels = full_batch(TileTransform(model.preprocessing)(tiles[:batch_size]).contiguous().to(device), batch_size)
 
     def run() -> None:
         with inference_context(device, precision):
@@ -198,7 +202,7 @@ def paired_rates(embedder: Embedder, model: LoadedModel, tiles: torch.Tensor, ba
     :data:`WARMUP_BATCHES` of each.
     """
     run = bare_forward(model, tiles, batch_size, precision, compiled, device)
-    batch = torch.cat([tiles[:batch_size]] * -(-batch_size // len(tiles)))[:batch_size]
+    batch = full_batch(tiles, batch_size)
     ours, theirs = [], []
     for index in range(WARMUP_BATCHES + pairs):
         started = time.perf_counter()
