@@ -177,6 +177,32 @@ def _on_grid(fine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(resized) > 0
 
 
+def _ink_shares(pens: dict[str, np.ndarray], lines: dict[str, np.ndarray], mask: np.ndarray, inside: np.ndarray,
+                step: int, factor: int) -> dict[str, float]:
+    """Colour -> share of the mask in ink of that colour: its strokes on the thumbnail and the lines they miss.
+
+    Colour and shape see different parts of one stroke: over glass and pale tissue its pixels have the ink's colour,
+    over dense nuclei only its shape remains (a line). So a colour's share is its strokes' share (``pens``, (h, w)
+    bool on the thumbnail, every ``step``-th pixel; ``mask`` its (h, w) mask) plus that of its lines' pixels
+    (``lines``, on the image box-averaged by ``factor``) that lie on no thumbnail pixel of its strokes, over the
+    mask at that resolution (``inside``, (H, W) bool; empty means all). Never less than the lines' share alone.
+    """
+    n_inside = float(mask.sum())
+    shape = next(iter(lines.values())).shape
+    fine_mask = inside[::factor, ::factor] if inside[::factor, ::factor].any() else np.ones(shape, dtype=bool)
+    rows = np.minimum(np.arange(shape[0]) * factor // step, mask.shape[0] - 1)  # the thumbnail pixel of each
+    columns = np.minimum(np.arange(shape[1]) * factor // step, mask.shape[1] - 1)
+    shares = {}
+    for colour in PEN_COLOURS:
+        share = float((pens[colour] & mask).sum() / n_inside)
+        if lines[colour].any():
+            on_lines = lines[colour] & fine_mask
+            missed = on_lines & ~pens[colour][rows[:, None], columns[None, :]]
+            share = max(share + float(missed.sum() / fine_mask.sum()), float(on_lines.sum() / fine_mask.sum()))
+        shares[colour] = share
+    return shares
+
+
 def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     """Score one image; see the module docstring.
 
@@ -218,16 +244,14 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     taken = np.any(list(pens.values()), axis=0)
     pens = {colour: pens[colour] | (contrast[colour] & ~taken) for colour in PEN_COLOURS}
     lines, factor = _thin_lines(pixels, step)
-    fine_mask = inside[::factor, ::factor] if inside[::factor, ::factor].any() else np.ones(lines["green"].shape, bool)
-    line_shares = {colour: float((lines[colour] & fine_mask).sum() / fine_mask.sum()) for colour in PEN_COLOURS}
+    ink_shares = _ink_shares(pens, lines, mask, inside, step, factor)
     ink = np.any(list(pens.values()), axis=0) | _on_grid(np.any(list(lines.values()), axis=0), mask.shape)
     flat = _local_std(small.astype(np.float32) @ _GREY_WEIGHTS) < FLAT_STD
     scores = {
         "stain_fraction": float(stained.sum() / max(n_tissue, MIN_TISSUE_SHARE * n_inside)),
         "stain_chroma": stain_chroma,
         "off_hue_fraction": float((_saturated_off_hue(small) & (chroma >= off_hue_floor) & mask).sum() / n_inside),
-        **{f"{colour}_ink_fraction": max(float((pens[colour] & mask).sum() / n_inside), line_shares[colour])
-           for colour in PEN_COLOURS},
+        **{f"{colour}_ink_fraction": ink_shares[colour] for colour in PEN_COLOURS},
         "flat_fill_fraction": float((flat & tissue).sum() / max(n_tissue, 1.0)),
         "white_fraction": 1.0 - n_tissue / n_inside,
     }
