@@ -33,8 +33,8 @@ as stored; docs/hygiene.md has what each threshold was read off):
   (:func:`pipeline.data.colour.ink_contrast`, components spanning at least 30), which name blue over stained tissue
   and are blind to casts. Thin lines (:func:`pipeline.data.ink_lines.ink_lines`, on the image box-averaged to twice the
   thumbnail's resolution) are found by their shape and named by their summed colour, which JPEG's chroma
-  subsampling keeps: a colour's score is the larger of its strokes' and its lines' share. An image without glass
-  (:func:`pipeline.data.colour.find_glass` None) has no white to
+  subsampling keeps: a colour's score adds to its strokes' share that of its lines' pixels no stroke covers
+  (:func:`_ink_shares`). An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
   judge colour against: there green ink needs 80% of the stain's OD chroma (at most 0.25), off-hue colour 0.15,
   and blue ink is found by contrast alone.
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
