@@ -179,13 +179,10 @@ def _on_grid(fine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _ink_shares(pens: dict[str, np.ndarray], lines: dict[str, np.ndarray], mask: np.ndarray, inside: np.ndarray,
                 step: int, factor: int) -> dict[str, float]:
-    """Colour -> share of the mask in ink of that colour: its strokes on the thumbnail and the lines they miss.
-
-    Colour and shape see different parts of one stroke: over glass and pale tissue its pixels have the ink's colour,
-    over dense nuclei only its shape remains (a line). So a colour's share is its strokes' share (``pens``, (h, w)
-    bool on the thumbnail, every ``step``-th pixel; ``mask`` its (h, w) mask) plus that of its lines' pixels
-    (``lines``, on the image box-averaged by ``factor``) that lie on no thumbnail pixel of its strokes, over the
-    mask at that resolution (``inside``, (H, W) bool; empty means all). Never less than the lines' share alone.
+    """Colour -> share of the mask in ink: its strokes' share (``pens``, (h, w) on the thumbnail, ``mask``) plus
+    that of its ``lines``' pixels (on the image box-averaged by ``factor``, masked by ``inside`` (H, W) there) that
+    lie on no thumbnail pixel of its strokes; never less than the lines' share alone. Colour and shape see different
+    parts of one stroke: its colour over glass and pale tissue, only its shape over dense nuclei.
     """
     n_inside = float(mask.sum())
     shape = next(iter(lines.values())).shape
