@@ -179,10 +179,11 @@ def _on_grid(fine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _ink_shares(pens: dict[str, np.ndarray], lines: dict[str, np.ndarray], mask: np.ndarray, inside: np.ndarray,
                 step: int, factor: int) -> dict[str, float]:
-    """Colour -> share of the mask in ink: its strokes' share (``pens``, (h, w) on the thumbnail, ``mask``) plus
-    that of its ``lines``' pixels (on the image box-averaged by ``factor``, masked by ``inside`` (H, W) there) that
-    lie on no thumbnail pixel of its strokes; never less than the lines' share alone. Colour and shape see different
-    parts of one stroke: its colour over glass and pale tissue, only its shape over dense nuclei.
+    """Colour -> share of the mask in ink: its strokes' and its lines' pixels that no stroke covers.
+
+    Strokes: ``pens``, (h, w) on the thumbnail (every ``step``-th pixel), over ``mask``; lines: on the image
+    box-averaged by ``factor``, over ``inside`` ((H, W) bool) there. Never less than the lines' share alone: colour
+    and shape see different parts of one stroke (its colour over glass and pale tissue, its shape over nuclei).
     """
     n_inside = float(mask.sum())
     shape = next(iter(lines.values())).shape
