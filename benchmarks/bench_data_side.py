@@ -287,8 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prepare_process()  # the process as extract.py sets it up (OpenMP waits, the allocator), in the job and the steps
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=96,
-                        help="images of the large run (a quarter for the small; 48 left the marginal cost noisy)")
+    parser.add_argument("--images", type=int, default=192,
+                        help="images of the large run (a quarter for the small): each run's start-up, seconds of CPU "
+                             "that move by a few percent, is spread over 3/4 of them (single repeats: 0.75-1.69x with "
+                             "48, 1.13-1.27x with 96, 1.10-1.20x with 192)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats; medians are printed")
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: extract.py's)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-data-side",

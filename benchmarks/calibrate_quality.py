@@ -40,6 +40,7 @@ from PIL import Image
 from benchmarks import SHARED_DATA
 from benchmarks import stain_variants as variants
 from pipeline.cache import store
+from pipeline.data.images import pixels_xxh3
 from pipeline.data.records import find_records
 from pipeline.hygiene import rescore
 from pipeline.hygiene.assessment import EXCLUDED_FROM_TRAINING, assess
@@ -85,8 +86,8 @@ def _sha(array: np.ndarray) -> str:
 
 def attributes(pixels: np.ndarray, mask: np.ndarray, encoding: str = "png") -> dict:
     """What extraction stores for an image: the hygiene attributes, checksums and mask fraction."""
-    pixels_sha = _sha(pixels)
-    return {**image_quality(pixels, mask > 0), "pixels_sha256": pixels_sha, "image_sha256": f"{pixels_sha}:{encoding}",
+    pixels_sum = pixels_xxh3(pixels)
+    return {**image_quality(pixels, mask > 0), "pixels_xxh3": pixels_sum, "image_sha256": f"{pixels_sum}:{encoding}",
             "mask_sha256": _sha(mask), "mask_fraction": float((mask > 0).mean())}
 
 
@@ -124,7 +125,7 @@ def plant(dataset: Dataset, images: dict, transform: Callable | None, rng: np.ra
     dataset.expected[source].add("exact_duplicate")
     dataset.add("train", "exact_copy_same_file", {"exact_duplicate"}, dict(dataset.attrs[source]))
     dataset.add("train", "exact_copy_other_bytes", {"exact_duplicate"},
-                {**dataset.attrs[source], "image_sha256": dataset.attrs[source]["pixels_sha256"] + ":png-1"})
+                {**dataset.attrs[source], "image_sha256": dataset.attrs[source]["pixels_xxh3"] + ":png-1"})
     copies = [("flip_rotate", "flipped_copy", lambda p, m: variants.flipped(p, m), "train"),
               ("flip_rotate", "rotated_copy", lambda p, m: variants.rotated(p, m), "train"),
               ("reencode", "jpeg80_copy", lambda p, m: (variants.reencoded(p), m), "train"),

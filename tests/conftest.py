@@ -171,7 +171,7 @@ def write_fake_cache(
             attrs = {
                 **settings, "image_id": f"{split}/img_{i:04d}", "split": split, "sample_index": f"img_{i:04d}.png",
                 "image_width": 448, "image_height": 448, "image_sha256": f"{split}{i}", "mask_sha256": f"m{split}{i}",
-                "pixels_sha256": f"p{split}{i}", "mask_fraction": 0.5, "fallback": "",
+                "pixels_xxh3": f"p{split}{i}", "mask_fraction": 0.5, "fallback": "",
             }
             coords = np.array([[224 * (t % 2), 224 * (t // 2)] for t in range(tiles_per_image)])
             store.write_image_features(

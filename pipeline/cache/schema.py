@@ -60,11 +60,14 @@ IMAGE_ATTRS = (
     "image_height",
     "image_sha256",
     "mask_sha256",
-    "pixels_sha256",
+    "pixels_xxh3",
     "mask_fraction",
     "fallback",
     "tissue_detector",
 )
+# The decoded pixels' checksum, newest kind first: files written before ``pixels_xxh3`` carry ``pixels_sha256``,
+# which stands for it. The two kinds differ in length (32 and 64 hex digits), so they never match each other.
+PIXEL_CHECKSUMS = ("pixels_xxh3", "pixels_sha256")
 # The version of the hygiene attributes (an int; absent in files made before it existed). Its current value is
 # pipeline.hygiene.checks.QUALITY_VERSION; the cache only compares it.
 QUALITY_VERSION_KEY = "q_version"
@@ -152,7 +155,14 @@ def missing_attributes(attrs: dict) -> list[str]:
     layout's (see :data:`IDENTITY_KEYS`).
     """
     optional = ("feature_dim", "n_tiles", "grid", "tissue", "target_mpp", "tissue_detector")
+    if pixel_checksum(attrs) is not None:  # a file written before pixels_xxh3 has its older kind
+        optional = (*optional, PIXEL_CHECKSUMS[0])
     return [key for key in (*RUN_ATTRS, *IMAGE_ATTRS) if key not in optional and key not in attrs]
+
+
+def pixel_checksum(attrs: dict) -> str | None:
+    """The file's checksum of its decoded pixels, of whichever kind it carries (:data:`PIXEL_CHECKSUMS`)."""
+    return next((attrs[key] for key in PIXEL_CHECKSUMS if attrs.get(key)), None)
 
 
 def identity(attrs: dict) -> dict:

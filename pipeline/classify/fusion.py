@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline import cache
 from pipeline.cache.featureset import FeatureSet
+from pipeline.cache.schema import PIXEL_CHECKSUMS
 from pipeline.classify.classifier import FUSION_MODES, FusedClassifier, average_proba
 from pipeline.classify.evaluation import Scheme
 from pipeline.classify.metrics import fold_weighted_f1, score_predictions
@@ -27,7 +28,9 @@ from pipeline.heads.registry import head_entry
 
 logger = logging.getLogger(__name__)
 
-CHECKSUMS = ("image_sha256", "pixels_sha256")  # what makes two cached images the same image
+# what makes two cached images the same image; each compared where both files carry it (PIXEL_CHECKSUMS: a cache
+# written before pixels_xxh3 has the older kind)
+CHECKSUMS = ("image_sha256", *PIXEL_CHECKSUMS)
 
 
 def check_fusion(mode: str, heads: Sequence[str], scheme: Scheme) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xxhash
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.data.decoders import fast_pixels, open_unchecked, pillow_rgb
@@ -41,12 +42,12 @@ class DecodedImage:
     Attributes:
         pixels: (H, W, 3) uint8 RGB.
         file_sha256: SHA-256 of the file's bytes.
-        pixels_sha256: SHA-256 of the decoded pixels and their shape (equal for a PNG and its lossless re-encoding).
+        pixels_xxh3: :func:`pixels_xxh3` of the decoded pixels (equal for a PNG and its lossless re-encoding).
     """
 
     pixels: np.ndarray
     file_sha256: str
-    pixels_sha256: str
+    pixels_xxh3: str
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,20 @@ def _open(path: Path, data: bytes, max_pixels: int) -> tuple[Image.Image, np.nda
     return image, fast
 
 
+def pixels_xxh3(pixels: np.ndarray) -> str:
+    """XXH3-128 of an array's shape and bytes: equal decoded pixels give equal checksums.
+
+    What it serves is telling equal pixels from different ones (exact duplicates in other files, an image changed
+    since extraction), not protecting against forgery: a 128-bit non-cryptographic hash does that at ~50 GB/s, where
+    SHA-256 took 2.2 ms of a 1280x1024 image's ~45 ms of CPU. The file's SHA-256 still guards the cache.
+    """
+    digest = xxhash.xxh3_128(str(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()
+
+
 def pixels_sha256(pixels: np.ndarray) -> str:
-    """SHA-256 of an array's shape and bytes: equal decoded pixels give equal checksums."""
+    """SHA-256 of an array's shape and bytes: the pixel checksum of files written before :func:`pixels_xxh3`."""
     digest = hashlib.sha256(str(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).data)
     return digest.hexdigest()
@@ -173,8 +186,8 @@ def decode_pixels(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
 
 
 def image_checksums(data: bytes, pixels: np.ndarray) -> tuple[str, str]:
-    """(SHA-256 of the file's bytes, :func:`pixels_sha256` of its decoded pixels)."""
-    return hashlib.sha256(data).hexdigest(), pixels_sha256(pixels)
+    """(SHA-256 of the file's bytes, :func:`pixels_xxh3` of its decoded pixels)."""
+    return hashlib.sha256(data).hexdigest(), pixels_xxh3(pixels)
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:

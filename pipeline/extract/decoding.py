@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from pipeline.cache.folder import write_tissue_mask
 from pipeline.data import slide_input
-from pipeline.data.images import file_sha256, read_image, read_mask
+from pipeline.data.images import file_sha256, pixels_xxh3, read_image, read_mask
 from pipeline.data.records import ImageRecord
 from pipeline.data.slides import Slide
 from pipeline.data.tiling import TilingSettings, cut_tiles, plan_tiles, resize_tiles
@@ -167,7 +166,7 @@ class TileDataset(Dataset):
             "image_width": width,
             "image_height": height,
             "image_sha256": image.file_sha256,
-            "pixels_sha256": image.pixels_sha256,
+            "pixels_xxh3": image.pixels_xxh3,
             "mask_sha256": mask_sha,
             "mask_fraction": np.count_nonzero(inside) / inside.size,  # = inside.mean(), 10x cheaper
             "fallback": plan.fallback,
@@ -225,7 +224,7 @@ class TileDataset(Dataset):
             "image_height": level0[1],
             "image_sha256": file_sha256(record.image_path) or "",
             # a slide's pixels are never decoded whole: its thumbnail's stand for them (hygiene's exact duplicates)
-            "pixels_sha256": hashlib.sha256(np.ascontiguousarray(found.thumbnail).data).hexdigest(),
+            "pixels_xxh3": pixels_xxh3(found.thumbnail),
             # a mask file's checksum is what resume compares (also under --tissue all, as for images)
             "mask_sha256": (file_sha256(record.mask_path) or "") if record.mask_path else "",
             "mask_fraction": float(found.tissue.mean()),

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.cache.featureset import FeatureSet
+from pipeline.cache.schema import pixel_checksum
 from pipeline.hygiene.checks import SCORES, SLIDE_STATS, hamming, is_scored
 from pipeline.hygiene.groups import group_by_shared_keys, link_pairs, near_duplicates, shared_key_pairs
 from pipeline.hygiene.rules import RULES, apply_rules, scores_of
@@ -154,7 +155,9 @@ def assess(
     settings = settings or QualitySettings()
     n = len(image_ids)
     files = [a.get("image_sha256") for a in attrs]
-    pixels = [a.get("pixels_sha256") for a in attrs]
+    # a checksum kind matches only its own: equal pixels in a file from before xxh3 and in a newer one (other file
+    # bytes) are linked by their equal perceptual hashes instead, as near duplicates
+    pixels = [pixel_checksum(a) for a in attrs]
     exact_groups = group_by_shared_keys(files, pixels)
     hashes, hashed = _hashes(attrs)
     near_pairs, nearest_distance, nearest_index = near_duplicates(hashes, hashed, exact_groups,

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.classify.results import ClassificationResult, HeadResult
 from pipeline.classify.settings import ClassificationSettings
-from pipeline.data.images import read_image, read_mask
+from pipeline.data.images import DecodedImage, pixels_sha256, read_image, read_mask
 from pipeline.data.records import ImageRecord, find_records
 from pipeline.errors import ImageReadError, PipelineError
 from pipeline.report import plots
@@ -147,6 +147,15 @@ def write_vote_maps(folder: Path, result: ClassificationResult, run: HeadResult,
     return pictures
 
 
+def _pixels_changed(decoded: DecodedImage, attrs: dict) -> bool:
+    """True when the feature file's pixel checksum, of whichever kind it carries, no longer matches the image."""
+    if attrs.get("pixels_xxh3"):
+        return decoded.pixels_xxh3 != attrs["pixels_xxh3"]
+    if attrs.get("pixels_sha256"):  # a file written before pixels_xxh3
+        return pixels_sha256(decoded.pixels) != attrs["pixels_sha256"]
+    return False
+
+
 def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult, records: dict[str, ImageRecord],
               sizes: tuple[int, int]) -> tuple[VoteMap, tuple[float, float]] | None:
     """Gather one image's pixels, mask and probabilities, and its (tile, cell) size in its coordinates' pixels.
@@ -185,7 +194,7 @@ def _vote_map(pick: Pick, result: ClassificationResult, run: HeadResult, records
     except ImageReadError as exc:
         logger.warning("No vote map for %s: %s", image_id, exc)
         return None
-    if decoded.pixels_sha256 != attrs.get("pixels_sha256", decoded.pixels_sha256):
+    if _pixels_changed(decoded, attrs):
         logger.warning("No vote map for %s: %s changed since extraction, so its tiles would not match. Run "
                        "extract.py again.", image_id, record.image_path)
         return None

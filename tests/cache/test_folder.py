@@ -8,7 +8,7 @@ EXPECTED = {"schema_version": store.SCHEMA_VERSION, "model_checksum": "abc", "pr
             "precision": "fp32", "tile_size": 32, "stride": 32, "min_coverage": 0.5, "max_tiles": 0, "seed": 0}
 IMAGE = {"model": "m", "model_source": "m", "model_revision": "", "image_id": "train/img_0000", "split": "train",
          "sample_index": "img_0000.png", "image_width": 64, "image_height": 64, "image_sha256": "i",
-         "mask_sha256": "m", "pixels_sha256": "p", "mask_fraction": 0.5, "fallback": ""}
+         "mask_sha256": "m", "pixels_xxh3": "p", "mask_fraction": 0.5, "fallback": ""}
 
 
 def _write(path, **attrs):

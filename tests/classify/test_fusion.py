@@ -135,7 +135,7 @@ def test_an_image_skipped_by_one_extraction_says_so(tmp_path):
         run_classification(_settings((first, second)))
 
 
-@pytest.mark.parametrize("key", ["image_sha256", "pixels_sha256"])
+@pytest.mark.parametrize("key", ["image_sha256", "pixels_xxh3"])
 def test_another_image_under_the_same_id_is_refused(tmp_path, key):
     first, second = two_caches(tmp_path)
     _rewrite(second / "train" / "img_0007.h5", **{key: "something else"})
@@ -186,3 +186,16 @@ def test_names_of_caches_and_runs():
         "d_fused-concat_lgbm_m_t224+other_model_t224"
     assert cache_labels(["r/a/m", "r/b/m"]) == ["a/m", "b/m"]
     assert cache_labels(["r/a/m", "r/a/n"]) == ["m", "n"]
+
+
+def test_a_cache_from_before_xxh3_fuses_with_a_newer_one_and_its_own_kind_is_compared(tmp_path):
+    first, second = two_caches(tmp_path)
+    for path in sorted((first / "train").glob("*.h5")):  # the first cache written before pixels_xxh3
+        item = store.read_image_features(path)
+        attrs = {key: value for key, value in item.attrs.items() if key != "pixels_xxh3"}
+        store.write_image_features(path, item.features, item.coords, item.coverage,
+                                   {**attrs, "pixels_sha256": "s" + attrs["image_id"]})
+    assert run_classification(_settings((first, second))).fusion.mode == "late"
+    _rewrite(second / "train" / "img_0007.h5", pixels_sha256="something else")
+    with pytest.raises(CacheError, match=r"train/img_0007 is a different image .*\(pixels_sha256 differs\)"):
+        run_classification(_settings((first, second)))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data.images import read_image, read_mask
+from pipeline.data.images import pixels_xxh3, read_image, read_mask
 from pipeline.errors import ImageReadError
 
 
@@ -39,7 +39,7 @@ def test_pixel_checksum_ignores_encoding(tmp_path, rng):
     Image.fromarray(rgb).save(tmp_path / "a.png")
     Image.fromarray(rgb).save(tmp_path / "b.png", compress_level=9)
     a, b = read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png")
-    assert a.pixels_sha256 == b.pixels_sha256
+    assert a.pixels_xxh3 == b.pixels_xxh3
 
 
 def test_mask_values_above_zero_are_inside(tmp_path):
@@ -85,3 +85,13 @@ def test_mask_of_wrong_size_names_both_sizes(tmp_path):
     Image.new("L", (10, 20)).save(tmp_path / "mask_0000.png")
     with pytest.raises(ImageReadError, match="mask_0000.png: mask is 10x20 but its image is 30x20"):
         read_mask(tmp_path / "mask_0000.png", (30, 20))
+
+
+def test_pixel_checksum_tells_pixels_and_shapes_apart(rng):
+    rgb = rng.integers(0, 256, size=(8, 12, 3), dtype=np.uint8)
+    changed = rgb.copy()
+    changed[3, 4, 1] ^= 1
+    assert len(pixels_xxh3(rgb)) == 32 and pixels_xxh3(rgb) == pixels_xxh3(rgb.copy())
+    assert pixels_xxh3(changed) != pixels_xxh3(rgb)
+    assert pixels_xxh3(rgb.reshape(12, 8, 3)) != pixels_xxh3(rgb)  # the same bytes in another shape
+    assert pixels_xxh3(rgb[:, ::-1]) == pixels_xxh3(np.ascontiguousarray(rgb[:, ::-1]))  # a view: its values

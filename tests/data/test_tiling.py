@@ -227,3 +227,14 @@ def test_resize_tiles_names_an_unknown_filter():
 
     with pytest.raises(ConfigError, match="interpolation must be one of nearest, bilinear, bicubic. Got 'lanczos'"):
         resize_tiles(np.zeros((1, 8, 8, 3), np.uint8), 4, "lanczos")
+
+
+def test_grid_counts_equal_a_direct_count_and_a_0_255_mask_plans_as_its_bool(rng):
+    inside = rng.random((300, 410)) < 0.6
+    ys, xs = np.array([0, 37, 76]), np.array([0, 100, 186])
+    expected = [[np.count_nonzero(inside[y : y + 224, x : x + 224]) for x in xs] for y in ys]
+    np.testing.assert_array_equal(_grid_counts(inside, 224, ys, xs), expected)
+    settings = TilingSettings(tile_size=64, min_coverage=0.5)
+    as_bool, as_bytes = plan_tiles(inside, settings), plan_tiles(inside.astype(np.uint8) * 255, settings)
+    np.testing.assert_array_equal(as_bytes.coords, as_bool.coords)
+    np.testing.assert_array_equal(as_bytes.coverage, as_bool.coverage)

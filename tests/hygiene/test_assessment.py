@@ -22,7 +22,7 @@ def _hashes(seed):
 
 
 def _attrs(n):
-    return [{**CLEAN, "image_sha256": f"f{i}", "pixels_sha256": f"p{i}", "mask_sha256": f"m{i}",
+    return [{**CLEAN, "image_sha256": f"f{i}", "pixels_xxh3": f"p{i}", "mask_sha256": f"m{i}",
              "phashes": _hashes(i)} for i in range(n)]
 
 
@@ -39,9 +39,22 @@ def test_clean_images_raise_no_flag():
     assert len(set(report.duplicate_group.tolist())) == 12 and report.summary() == "no image flagged"
 
 
+def test_pixel_checksums_of_each_kind_link_exact_copies():
+    attrs = _attrs(6)
+    attrs[1]["pixels_xxh3"] = "p0"  # the current kind
+    for i in (2, 3, 4):  # files written before pixels_xxh3 carry pixels_sha256 instead
+        del attrs[i]["pixels_xxh3"]
+        attrs[i]["pixels_sha256"] = "s2" if i < 4 else "s4"
+    report = _assess(attrs)
+    exact = report.flags["exact_duplicate"]
+    assert np.nonzero(exact)[0].tolist() == [0, 1, 2, 3]
+    assert report.duplicate_group[0] == report.duplicate_group[1] != report.duplicate_group[2]
+    assert report.duplicate_group[2] == report.duplicate_group[3] and len(set(report.duplicate_group.tolist())) == 4
+
+
 def test_each_flag_and_the_groups_it_makes():
     attrs = _attrs(12)
-    attrs[1]["pixels_sha256"] = "p0"  # exact copy of 0 (other file bytes, same pixels)
+    attrs[1]["pixels_xxh3"] = "p0"  # exact copy of 0 (other file bytes, same pixels)
     flipped = _hashes(2)
     attrs[3]["phashes"] = flipped[4:] + flipped[:4]  # a flipped copy of 2: its identity hash is 2's flipped hash
     attrs[4]["mask_sha256"] = attrs[5]["mask_sha256"] = "cartoon-mask"
@@ -100,7 +113,7 @@ def test_copies_are_not_each_others_neighbours(rng):
     # 12 distinct images and an exact copy of each: the copies' zero distances must not make everyone an outlier
     attrs = _attrs(24)
     for i in range(12, 24):
-        attrs[i]["pixels_sha256"] = attrs[i - 12]["pixels_sha256"]
+        attrs[i]["pixels_xxh3"] = attrs[i - 12]["pixels_xxh3"]
     embeddings = np.tile(rng.normal(size=(12, 16)), (2, 1))
     report = _assess(attrs, embeddings)
     ratio = report.scores["outlier_ratio"]
@@ -132,7 +145,7 @@ def test_quality_csv_columns(tmp_path):
 
 def test_training_plan_leaves_out_outliers_and_dedupes():
     attrs = _attrs(30)  # one flagged image of 30: under the 5% limit, left out
-    attrs[1]["pixels_sha256"] = "p0"
+    attrs[1]["pixels_xxh3"] = "p0"
     attrs[4]["q_green_ink_fraction"] = 0.2
     report = _assess(attrs)
     groups, trainable, warnings = training_plan(report, 30, ClassificationSettings())
@@ -158,7 +171,7 @@ def test_training_plan_keeps_too_many_flagged_images_unless_told(caplog):
 def test_contact_sheet(tmp_path, make_data):
     root = make_data(n_train=4, n_test=0)
     attrs = _attrs(4)
-    attrs[1]["pixels_sha256"] = "p0"
+    attrs[1]["pixels_xxh3"] = "p0"
     attrs[3]["q_green_ink_fraction"] = 0.2
     report = _assess(attrs)
     path = tmp_path / "sheet.png"

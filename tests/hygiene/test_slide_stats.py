@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import slide_maker
 from pipeline.cache import store
+from pipeline.data.images import pixels_xxh3
 from pipeline.data.slide_tiles import find_slide_tissue
 from pipeline.data.slides import Slide
 from pipeline.hygiene.assessment import assess
@@ -76,7 +77,7 @@ def _slide_attrs(path, mpp):
     """A slide's hygiene attributes as extraction stores them (extract/decoding.py): checksums and thumbnail scores."""
     found = _found(path, mpp)
     return {"image_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "pixels_sha256": hashlib.sha256(np.ascontiguousarray(found.thumbnail).data).hexdigest(),
+            "pixels_xxh3": pixels_xxh3(found.thumbnail),
             "mask_sha256": "", "mask_fraction": float(found.tissue.mean()),
             **image_quality(found.thumbnail, found.tissue), **slide_statistics(found)}
 

@@ -34,7 +34,7 @@ def score_folder(root):
         image = read_image(record.image_path)
         mask = read_mask(record.mask_path, image.pixels.shape[1::-1])
         ids.append(record.image_id)
-        attrs.append({"image_sha256": image.file_sha256, "pixels_sha256": image.pixels_sha256,
+        attrs.append({"image_sha256": image.file_sha256, "pixels_xxh3": image.pixels_xxh3,
                       "mask_sha256": mask.file_sha256, "mask_fraction": float(mask.inside.mean()),
                       **image_quality(image.pixels, mask.inside)})
     report = assess(ids, ids, attrs, np.zeros((len(ids), 8)))  # equal embeddings: no embedding outlier

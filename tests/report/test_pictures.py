@@ -9,10 +9,12 @@ from pipeline.classify.settings import ClassificationSettings
 from pipeline.cli.classify import build_parser, settings_from_args
 from pipeline.cli.classify import main as classify_main
 from pipeline.cli.extract import main as extract_main
+from pipeline.data.images import DecodedImage, pixels_sha256, pixels_xxh3
 from pipeline.data.tiling import TilingSettings
 from pipeline.extract.run import run_extraction
 from pipeline.extract.settings import ExtractionSettings
 from pipeline.report import plots
+from pipeline.report.pictures import _pixels_changed
 from pipeline.report.run import classify_and_write
 from tests.conftest import random_pixels, write_fake_cache, write_pair
 
@@ -169,3 +171,14 @@ def test_a_fused_run_draws_the_first_caches_vote_maps_and_says_so(tmp_path, tiny
     assert all(f"vote_maps/{path.name}" in page for path in maps)
     assert "<h3>Caches alone and fused</h3>" in page and f"<td>{caches[1].name}</td>" in page
     assert f"The embeddings are the first cache&#x27;s ({caches[0].name})" in page
+
+
+def test_an_image_changed_since_extraction_is_told_by_either_kind_of_pixel_checksum(rng):
+    pixels = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+    decoded = DecodedImage(pixels, "file", pixels_xxh3(pixels))
+    other = 255 - pixels
+    assert not _pixels_changed(decoded, {"pixels_xxh3": pixels_xxh3(pixels)})
+    assert _pixels_changed(decoded, {"pixels_xxh3": pixels_xxh3(other)})
+    assert not _pixels_changed(decoded, {"pixels_sha256": pixels_sha256(pixels)})  # a file from before xxh3
+    assert _pixels_changed(decoded, {"pixels_sha256": pixels_sha256(other)})
+    assert not _pixels_changed(decoded, {})  # no checksum at all: nothing to compare
