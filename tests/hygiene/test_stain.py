@@ -4,6 +4,7 @@ from PIL import Image
 
 from benchmarks import colour_variants
 from benchmarks import stain_variants as variants
+from pipeline.hygiene import stain as stain_module
 from pipeline.hygiene.rules import apply_rules
 from pipeline.hygiene.settings import QualitySettings
 from pipeline.hygiene.stain import od_hue_and_chroma, optical_density, stain_scores
@@ -201,3 +202,41 @@ def test_a_line_of_haematoxylin_alone_is_not_blue_ink(lung):
     pixels, mask = variants.resize(np.asarray(Image.open(path).convert("RGB")), np.full((224, 224), 255, np.uint8), 200)
     jittered = variants.hed_jitter(pixels, (1.3813, 0.7750, 0.6292), clip=False)
     assert _fired(scores(jittered, mask > 0)) == []
+
+
+@pytest.mark.parametrize("pen, name, seed", [("black", "img_0045.jpg", 1), ("blue", "img_0045.jpg", 2),
+                                             ("black", "img_0495.jpg", 0)])
+def test_a_thin_stroke_over_crowded_lung_tissue_through_jpeg_is_found_with_its_colour(lung, pen, name, seed):
+    # its line's summed colour drifts to the crowded tissue's; named against the nuclei around it (q_version 6: 0)
+    pixels = np.asarray(Image.open(lung / "train_data" / name).convert("RGB"))
+    inked = variants.jpeg(colour_variants.pen_stroke(pixels, pen, 3, np.random.default_rng(seed)), 80)
+    inside = np.ones(pixels.shape[:2], bool)
+    assert _fired(scores(inked, inside)) == [f"{pen}_ink"]
+    assert _fired(scores(variants.jpeg(pixels, 80), inside)) == []
+
+
+def test_a_blue_stroke_broken_by_the_glands_counts_its_lines_where_its_colour_is_lost(glas15):
+    # over glass and stroma the 8 px stroke's pixels are blue on the thumbnail; over the glands (the mask) only its
+    # shape is left, in line pieces: the larger of the two shares was 0.0020 of the mask, both together 0.0039
+    pixels, _ = _glas(glas15, 5)
+    mask = np.asarray(Image.open(glas15 / "train_data" / "mask_0005.png"))
+    inside = (mask.max(axis=-1) if mask.ndim == 3 else mask) > 0
+    inked = variants.jpeg(colour_variants.pen_stroke(pixels, "blue", 8, np.random.default_rng(17), inside), 80)
+    assert _fired(scores(inked, inside)) == ["blue_ink"]
+
+
+def test_ink_shares_add_the_line_pixels_that_no_stroke_covers():
+    # thumbnail 10 x 10 (every 4th pixel), lines on the image box-averaged by 2 (20 x 20)
+    pens = {colour: np.zeros((10, 10), bool) for colour in ("green", "blue", "black")}
+    lines = {colour: np.zeros((20, 20), bool) for colour in ("green", "blue", "black")}
+    pens["blue"][2, :5] = True  # 5 of 100 thumbnail pixels: 0.05
+    lines["blue"][4, :] = True  # the line's first 10 pixels lie on those thumbnail pixels, its last 10 on none
+    lines["black"][7, :4] = True  # a line alone: its own share, 4 of 400
+    pens["green"][5, :] = True  # strokes alone: as before
+    inside = np.ones((40, 40), bool)
+    shares = stain_module._ink_shares(pens, lines, np.ones((10, 10), bool), inside, 4, 2)
+    assert shares == {"green": 0.1, "blue": 0.05 + 10 / 400, "black": 4 / 400}
+    # a mask counts on both grids: the right half of the image
+    inside[:, :20] = False
+    half = stain_module._ink_shares(pens, lines, inside[::4, ::4], inside, 4, 2)
+    assert half == {"green": 5 / 50, "blue": 0.0 + 10 / 200, "black": 0.0}
