@@ -48,14 +48,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import find_objects, label, uniform_filter
+from scipy.ndimage import find_objects, label, median, uniform_filter
 
 from pipeline.data.colour import (
     HE_HUE,
     MAX_CAST_CHROMA,
     MAX_STAIN_OD,
+    MIN_CONTRAST_CHROMA,
+    MIN_CONTRAST_OD,
     PEN_COLOURS,
     channel_sum,
+    contrast_colour,
     dilated,
     find_glass,
     glass_white,
@@ -81,6 +84,10 @@ STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
 MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
+# without glass, a blue stroke by contrast is this much bluer (median OD hue) than the image's other dark structures:
+# a cast through JPEG turns groups of nuclei 12-29 degrees bluer than the rest, blue pen adds >= 36 (docs/hygiene.md)
+MIN_CONTRAST_BLUER = 32.0
+MIN_STRUCTURE_PIXELS = 100  # fewer dark structures than this (thumbnail px) tell nothing: blue by contrast as it is
 BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
 BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
 MIN_LINE_FACTOR = 2  # thin lines are judged on the image box-averaged by at least this (JPEG's colour blocks)
@@ -153,6 +160,33 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN
         keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= min_span and near[index]
     colour_of = np.where(keep, counts.argmax(axis=0), -1)[labels]  # (h, w): the stroke's colour, -1 for none
     return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
+
+
+def _bluer_than_structures(contrast: dict[str, np.ndarray], black: np.ndarray, added: tuple[np.ndarray, ...]
+                           ) -> np.ndarray:
+    """(h, w) bool: the blue strokes of ``contrast`` whose median OD hue is bluer than the image's dark structures.
+
+    Without glass a cast cannot be told from the stain, and through JPEG it turns some groups of nuclei as blue by
+    contrast as ink (OD hue 80-86); but it turns every nucleus alike, so a stroke counts only when
+    :data:`MIN_CONTRAST_BLUER` bluer than the median of what the image's other dark structures add (the pixels
+    ``ink_contrast`` finds strong, away from its strokes).
+
+    Args:
+        contrast: Colour -> (h, w) bool strokes by contrast (:func:`strokes` of ``ink_contrast``).
+        black: (h, w) bool, the pixels ``ink_contrast`` finds black: no stain's structure.
+        added: :func:`pipeline.data.colour.contrast_colour` of the thumbnail's OD.
+    """
+    blue = contrast["blue"]
+    _, hue, chroma, mean = added
+    taken = dilated(contrast["green"] | blue | contrast["black"], 5)
+    structures = (mean >= MIN_CONTRAST_OD) & (chroma >= MIN_CONTRAST_CHROMA[1]) & ~black & ~taken
+    if np.count_nonzero(structures) < MIN_STRUCTURE_PIXELS:
+        return blue
+    limit = float(np.median(hue[structures])) - MIN_CONTRAST_BLUER
+    labels, n = label(dilated(blue), structure=_EIGHT)
+    labels[~blue] = 0
+    keep = np.concatenate([[False], np.asarray(median(hue, labels, np.arange(1, n + 1))) <= limit])
+    return blue & keep[labels]
 
 
 def _thin_lines(pixels: np.ndarray, step: int) -> tuple[dict[str, np.ndarray], int]:
@@ -240,7 +274,11 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
     pens = strokes(pens, beside)
     # thin strokes by the OD they add to their surroundings: found over stained tissue too, whatever the cast
-    contrast = strokes(ink_contrast(od), beside, MIN_CONTRAST_SPAN)
+    added = contrast_colour(od)
+    by_contrast = ink_contrast(od, added=added)
+    contrast = strokes(by_contrast, beside, MIN_CONTRAST_SPAN)
+    if blind and contrast["blue"].any():  # ... and named blue only when bluer than the image's own nuclei
+        contrast["blue"] = _bluer_than_structures(contrast, by_contrast["black"], added)
     taken = pens["green"] | pens["blue"] | pens["black"]
     pens = {colour: pens[colour] | (contrast[colour] & ~taken) for colour in PEN_COLOURS}
     lines, factor = _thin_lines(pixels, step)

@@ -143,6 +143,16 @@ def test_a_strong_cast_of_tiles_without_glass_flags_nothing(lung, tint):
         assert _fired(scores(colour_variants.cast(pixels, tint, 1.5), inside)) == [], path.name
 
 
+@pytest.mark.parametrize("name, tint", [("img_0410.jpg", "green"), ("img_0477.jpg", "cyan")])
+def test_nuclei_a_cast_turns_blue_through_jpeg_are_no_blue_ink(lung, name, tint):
+    # without glass the cast stays, and JPEG turns groups of these tiles' nuclei as blue by contrast as ink (OD hue
+    # 80-86, spans 31-50): q_version 7 flagged them (0.0098, 0.0207); they are not 32 degrees bluer than the other nuclei
+    pixels = np.asarray(Image.open(lung / "train_data" / name).convert("RGB"))
+    inside = np.ones(pixels.shape[:2], bool)
+    found = scores(variants.jpeg(colour_variants.cast(pixels, tint, 1.0), 80), inside)
+    assert found["blue_ink_fraction"] <= QualitySettings().max_blue_ink_fraction and _fired(found) == [], found
+
+
 def test_faded_ink_on_an_image_without_glass_is_still_ink(glas15):
     # without glass, ink by colour must be 80% as intense as the stain: fading pales ink and stain alike
     from pipeline.data.colour import find_glass
