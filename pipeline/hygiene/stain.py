@@ -264,9 +264,9 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
     floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
     off_hue_floor, ink_floor = floor, floor
-    if blind:  # no glass to judge colour against: colour counts only beyond what a cast can add ...
-        off_hue_floor = max(floor, MAX_CAST_CHROMA)
+    if blind:  # no glass to judge colour against: colour counts only beyond what a cast can add to the stain ...
         ink_floor = max(floor, min(BLIND_INK_CHROMA, BLIND_INK_RELATIVE * stain_chroma))
+        off_hue_floor = max(ink_floor, MAX_CAST_CHROMA)
     pens = pen_mask(small, ink_floor, colour=(od, hue, chroma))
     if blind:  # ... and blue ink only by contrast: a cast turns pale haematoxylin as blue as a pen on glass
         pens["blue"] = np.zeros_like(mask)
