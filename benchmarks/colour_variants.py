@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.all_clean and pen is not None:
             continue
         for encoding in ("png", "jpeg") if k >= 0 else ("jpeg",):  # k < 0: the originals, as PNG they are above
-            rng = np.random.default_rng(k)
+            rng = np.random.default_rng(max(k, 0))  # the seeds of the default run
             changed = []
             for source in images:
                 pixels = transform(source.pixels, rng, source.mask)

@@ -35,8 +35,9 @@ as stored; docs/hygiene.md has what each threshold was read off):
   thumbnail's resolution) are found by their shape and named by their summed colour, which JPEG's chroma
   subsampling keeps: a colour's score adds to its strokes' share that of its lines' pixels no stroke covers
   (:func:`_ink_shares`). An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
-  judge colour against: there green ink needs 80% of the stain's OD chroma (at most 0.25), off-hue colour 0.15,
-  and blue ink is found by contrast alone.
+  judge colour against: there green ink and off-hue colour need 80% of the stain's OD chroma (at most 0.25;
+  off-hue at least 0.15, the most a cast adds), and blue ink is found by contrast alone, a stroke only when its
+  median OD hue is 32 degrees bluer than the image's other dark structures (:func:`_bluer_than_structures`).
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
   as drawn fills are even after JPEG; tissue keeps its grain when faded.
 - ``white_fraction``: share of masked pixels that are not tissue (for the report).
