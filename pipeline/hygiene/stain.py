@@ -86,8 +86,11 @@ MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
 MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
 # without glass, a blue stroke by contrast is this much bluer (median OD hue) than the image's other dark structures:
-# a cast through JPEG turns groups of nuclei 12-29 degrees bluer than the rest, blue pen adds >= 36 (docs/hygiene.md)
+# a cast through JPEG turns groups of nuclei (spans <= 0.66 x the side) 12-29 degrees bluer than the rest; blue pen
+# strokes are 36 and more bluer, or span most of the image (docs/hygiene.md) ...
 MIN_CONTRAST_BLUER = 32.0
+LONG_CONTRAST_SPAN = 0.8  # ... or, spanning at least this share of the thumbnail's longest side (>= 0.86), ...
+MIN_LONG_CONTRAST_BLUER = 20.0  # ... this much bluer (>= 28.9)
 MIN_STRUCTURE_PIXELS = 100  # fewer dark structures than this (thumbnail px) tell nothing: blue by contrast as it is
 BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
 BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
@@ -168,9 +171,10 @@ def _bluer_than_structures(contrast: dict[str, np.ndarray], black: np.ndarray, a
     """(h, w) bool: the blue strokes of ``contrast`` whose median OD hue is bluer than the image's dark structures.
 
     Without glass a cast cannot be told from the stain, and through JPEG it turns some groups of nuclei as blue by
-    contrast as ink (OD hue 80-86); but it turns every nucleus alike, so a stroke counts only when
+    contrast as ink (OD hue 76-86); but it turns every nucleus alike, so a stroke counts only when
     :data:`MIN_CONTRAST_BLUER` bluer than the median of what the image's other dark structures add (the pixels
-    ``ink_contrast`` finds strong, away from its strokes).
+    ``ink_contrast`` finds strong, away from its strokes), or :data:`MIN_LONG_CONTRAST_BLUER` when it spans
+    :data:`LONG_CONTRAST_SPAN` of the image, longer than groups of nuclei.
 
     Args:
         contrast: Colour -> (h, w) bool strokes by contrast (:func:`strokes` of ``ink_contrast``).
@@ -183,11 +187,14 @@ def _bluer_than_structures(contrast: dict[str, np.ndarray], black: np.ndarray, a
     structures = (mean >= MIN_CONTRAST_OD) & (chroma >= MIN_CONTRAST_CHROMA[1]) & ~black & ~taken
     if np.count_nonzero(structures) < MIN_STRUCTURE_PIXELS:
         return blue
-    limit = float(np.median(hue[structures])) - MIN_CONTRAST_BLUER
+    reference = float(np.median(hue[structures]))
     labels, n = label(dilated(blue), structure=_EIGHT)
     labels[~blue] = 0
-    keep = np.concatenate([[False], np.asarray(median(hue, labels, np.arange(1, n + 1))) <= limit])
-    return blue & keep[labels]
+    bluer = reference - np.asarray(median(hue, labels, np.arange(1, n + 1)))  # (n,) degrees
+    spans = np.array([max(box[0].stop - box[0].start, box[1].stop - box[1].start) for box in find_objects(labels)])
+    long = spans >= LONG_CONTRAST_SPAN * max(blue.shape)
+    keep = (bluer >= MIN_CONTRAST_BLUER) | (long & (bluer >= MIN_LONG_CONTRAST_BLUER))
+    return blue & np.concatenate([[False], keep])[labels]
 
 
 def _thin_lines(pixels: np.ndarray, step: int) -> tuple[dict[str, np.ndarray], int]:
