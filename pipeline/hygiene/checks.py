@@ -29,8 +29,9 @@ QUALITY_VERSION = 8  # 3: white balance against the glass; blue and black pen st
 # 7: a long line is named against the tissue's own dark structures beside it (bluer or less chromatic than they are:
 # ink over crowded tissue; as blue as they are: haematoxylin, no longer blue up to 100), and a colour's ink share is
 # its strokes' plus that of its lines' pixels they miss (was the larger of the two);
-# 8: without glass, a blue stroke by contrast must be 32 degrees bluer than the image's other dark structures (a cast
-# through JPEG turns groups of nuclei blue), and off-hue colour needs the blind ink floor (pale stain plus a cast)
+# 8: without glass, a blue stroke by contrast must be 32 degrees bluer than the image's other dark structures (20 when
+# it spans most of the image; a cast through JPEG turns groups of nuclei blue), and off-hue colour needs the blind ink
+# floor (pale stain plus a cast)
 SCORES = (
     "q_stain_fraction",
     "q_stain_chroma",

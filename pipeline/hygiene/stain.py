@@ -36,8 +36,8 @@ as stored; docs/hygiene.md has what each threshold was read off):
   subsampling keeps: a colour's score adds to its strokes' share that of its lines' pixels no stroke covers
   (:func:`_ink_shares`). An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
   judge colour against: there green ink and off-hue colour need 80% of the stain's OD chroma (at most 0.25;
-  off-hue at least 0.15, the most a cast adds), and blue ink is found by contrast alone, a stroke only when its
-  median OD hue is 32 degrees bluer than the image's other dark structures (:func:`_bluer_than_structures`).
+  off-hue at least 0.15, the most a cast adds), and blue ink by contrast alone, when bluer than the image's other
+  dark structures (:func:`_bluer_than_structures`).
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
   as drawn fills are even after JPEG; tissue keeps its grain when faded.
 - ``white_fraction``: share of masked pixels that are not tissue (for the report).
@@ -85,13 +85,12 @@ STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
 MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
-# without glass, a blue stroke by contrast is this much bluer (median OD hue) than the image's other dark structures:
-# a cast through JPEG turns groups of nuclei (spans <= 0.66 x the side) 12-29 degrees bluer than the rest; blue pen
-# strokes are 36 and more bluer, or span most of the image (docs/hygiene.md) ...
+# without glass a blue stroke by contrast is this much bluer (median OD hue) than the other dark structures (a cast
+# through JPEG: groups of nuclei 12-29 bluer, spans <= 0.66 x the side; pen >= 35.5, docs/hygiene.md) ...
 MIN_CONTRAST_BLUER = 32.0
 LONG_CONTRAST_SPAN = 0.8  # ... or, spanning at least this share of the thumbnail's longest side (>= 0.86), ...
-MIN_LONG_CONTRAST_BLUER = 20.0  # ... this much bluer (>= 28.9)
-MIN_STRUCTURE_PIXELS = 100  # fewer dark structures than this (thumbnail px) tell nothing: blue by contrast as it is
+MIN_LONG_CONTRAST_BLUER = 20.0  # ... this much bluer (>= 28.9); fewer structure pixels than this: no reference
+MIN_STRUCTURE_PIXELS = 100
 BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
 BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
 MIN_LINE_FACTOR = 2  # thin lines are judged on the image box-averaged by at least this (JPEG's colour blocks)
@@ -170,11 +169,10 @@ def _bluer_than_structures(contrast: dict[str, np.ndarray], black: np.ndarray, a
                            ) -> np.ndarray:
     """(h, w) bool: the blue strokes of ``contrast`` whose median OD hue is bluer than the image's dark structures.
 
-    Without glass a cast cannot be told from the stain, and through JPEG it turns some groups of nuclei as blue by
-    contrast as ink (OD hue 76-86); but it turns every nucleus alike, so a stroke counts only when
-    :data:`MIN_CONTRAST_BLUER` bluer than the median of what the image's other dark structures add (the pixels
-    ``ink_contrast`` finds strong, away from its strokes), or :data:`MIN_LONG_CONTRAST_BLUER` when it spans
-    :data:`LONG_CONTRAST_SPAN` of the image, longer than groups of nuclei.
+    Without glass a cast stays, and through JPEG it turns some groups of nuclei as blue by contrast as ink (76-86);
+    but it turns every nucleus alike: a stroke counts when :data:`MIN_CONTRAST_BLUER` bluer than the median of what
+    the other dark structures add (pixels ``ink_contrast`` finds strong, away from its strokes), or
+    :data:`MIN_LONG_CONTRAST_BLUER` when it spans :data:`LONG_CONTRAST_SPAN` of the image, unlike groups of nuclei.
 
     Args:
         contrast: Colour -> (h, w) bool strokes by contrast (:func:`strokes` of ``ink_contrast``).
