@@ -18,9 +18,9 @@ also :func:`pipeline.data.ink_lines.ink_lines`).
   haematoxylin's, or, for blue-violet ink that shares its hue, by an OD chroma that stain never reaches; black ink
   by a dark, nearly neutral OD. Pen over dense tissue adds the stain's OD to its own, so there it can look like
   stain. Strokes are told from scattered pixels by the caller (connected components).
-- *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings is
-  the ink's own colour over glass and stain alike, and a cast cancels; it names blue over eosin, which has
-  haematoxylin's hue, and ink on images without glass (:func:`find_glass` None), whose colours a cast can mimic.
+- *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings
+  (:func:`contrast_colour`) is the ink's own colour over glass and stain alike, and a cast cancels; it names blue
+  over eosin, which has haematoxylin's hue, and ink on images without glass (:func:`find_glass` None).
 - *Thin lines* (:mod:`pipeline.data.ink_lines`, on the image box-averaged by 2 or more): found by their shape (long,
   thin, dark), which JPEG keeps, and named by their colour summed along them, which JPEG's chroma subsampling keeps too.
 
