@@ -20,7 +20,11 @@ variant: images, false flags (``non_tissue`` or ``ink`` on an image with no pen)
 raised by the rule of the stroke's own colour), and the score that decides (the worst clean image, the mildest
 stroke). docs/hygiene.md quotes the table.
 
-    python -m benchmarks.colour_variants [--lung-every 15] [--json out.json]
+``--all-clean`` judges every real image (glas15 and all 600 lc25000-lung tiles) under every clean variant (casts,
+jitter, and the originals through JPEG) and no strokes, and names each image falsely flagged: a rare tile that
+only some casts turn to a false flag is missed by the default sample (3-4 min on 2 cores).
+
+    python -m benchmarks.colour_variants [--lung-every 15] [--all-clean] [--json out.json]
 """
 
 from __future__ import annotations
@@ -127,9 +131,12 @@ def pen_stroke(pixels: np.ndarray, colour: str, width: int, rng: np.random.Gener
     return np.clip(np.rint(256.0 * 10.0 ** (-od) - 1.0), 0, 255).astype(np.uint8)
 
 
-def make_variants(seed: int = 0) -> list[tuple[str, str, str | None, object]]:
-    """(name, kind, pen colour or None, transform(pixels, rng, mask) -> pixels) of every variant, in table order."""
-    out: list = []
+def make_variants(seed: int = 0, originals: bool = False) -> list[tuple[str, str, str | None, object]]:
+    """(name, kind, pen colour or None, transform(pixels, rng, mask) -> pixels) of every variant, in table order.
+
+    With ``originals``, first the images unchanged (as a variant: through JPEG, what the others are compared with).
+    """
+    out: list = [("original", "clean", None, lambda p, rng, m: p)] if originals else []
     for colour in CASTS:
         for strength in STRENGTHS:
             out.append((f"cast {colour} x{strength:g}", "cast", None,
@@ -155,7 +162,9 @@ def evaluate(name: str, pen: str | None, originals: list[dict], changed: list[di
     clean = range(len(attrs)) if pen is None else range(len(originals))
     false = [i for i in clean if set(report.reasons(i)) & excluded]
     row = {"variant": name, "images": len(changed), "false_flags": len(false),
-           "false_rules": sorted({r for i in false for r in report.rules_of(i)})}
+           "false_rules": sorted({r for i in false for r in report.rules_of(i)}), "false_images": [
+               (i, {rule: round(float(attrs[i].get(f"q_{rule}_fraction", np.nan)), 4) for rule in report.rules_of(i)})
+               for i in false]}
     if pen is not None:
         planted = range(len(originals), len(attrs))
         row["found"] = sum(bool(report.rules[f"{pen}_ink"][i]) for i in planted)
@@ -173,6 +182,8 @@ def evaluate(name: str, pen: str | None, originals: list[dict], changed: list[di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lung-every", type=int, default=15, help="every k-th lc25000-lung image (default 15)")
+    parser.add_argument("--all-clean", action="store_true",
+                        help="every real image under every clean variant (no strokes), naming each false flag")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     if not (DATA / "glas15").is_dir() or not (DATA / "lc25000-lung").is_dir():
@@ -180,17 +191,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = time.perf_counter()
     sources = load_sources()
-    images = sources["glas15"] + sources["lc25000-lung"][:: args.lung_every]
+    images = sources["glas15"] + sources["lc25000-lung"][:: 1 if args.all_clean else args.lung_every]
     settings = QualitySettings()
     originals = [attributes(s.pixels, s.mask) for s in images]
     rows = []
-    print(f"{len(images)} real images (glas15 {len(sources['glas15'])}, every {args.lung_every}th lc25000-lung); "
+    every = "every" if args.all_clean else f"every {args.lung_every}th"
+    print(f"{len(images)} real images (glas15 {len(sources['glas15'])}, {every} lc25000-lung); "
           "each variant judged with the originals\n")
     print(f"{'variant':<28} {'images':>6} {'false flags':>11} {'found':>7}   worst clean ink (g/b/k), off-hue | "
           "mildest stroke")
-    for k, (name, _, pen, transform) in enumerate(make_variants()):
-        for encoding in ("png", "jpeg"):
-            rng = np.random.default_rng(k)
+    for k, (name, _, pen, transform) in enumerate(make_variants(originals=args.all_clean), -int(args.all_clean)):
+        if args.all_clean and pen is not None:
+            continue
+        for encoding in ("png", "jpeg") if k >= 0 else ("jpeg",):  # k < 0: the originals, as PNG they are above
+            rng = np.random.default_rng(max(k, 0))  # the seeds of the default run
             changed = []
             for source in images:
                 pixels = transform(source.pixels, rng, source.mask)
@@ -205,11 +219,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['variant']:<28} {row['images']:>6} {row['false_flags']:>11} {found:>7}   {worst}  {tail}"
                   + (f"  by {row['false_rules']}" if row["false_flags"] else "")
                   + (f"  other colour named {row['other_colour']}" if pen and row["other_colour"] else ""), flush=True)
+            for i, rules in row["false_images"] if args.all_clean else ():  # rule: its score (q_<rule>_fraction)
+                source = images[i - len(originals)] if i >= len(originals) else images[i]
+                print(f"    {source.name}{'' if i >= len(originals) else ' (original)'}: {rules}")
     print("\nthresholds: the worst clean image (originals, casts, jitter) against each stroke's own-colour fraction")
     for colour in INK_COLOURS:
         key = f"q_{colour}_ink_fraction"
         worst = max(r["worst_clean"].get(key, 0.0) for r in rows if not r["variant"].startswith("stroke"))
         strokes = [r for r in rows if r["variant"].startswith(f"stroke {colour} ")]
+        if not strokes:
+            print(f"  {colour:<6} worst clean {worst:.4f}")
+            continue
         shares = "  ".join(f"{r['variant'][len('stroke ' + colour) + 1:]}: p5 {np.percentile(r['fractions'], 5):.4f}"
                            for r in strokes)
         print(f"  {colour:<6} worst clean {worst:.4f}   strokes {shares}")

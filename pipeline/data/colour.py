@@ -18,9 +18,9 @@ also :func:`pipeline.data.ink_lines.ink_lines`).
   haematoxylin's, or, for blue-violet ink that shares its hue, by an OD chroma that stain never reaches; black ink
   by a dark, nearly neutral OD. Pen over dense tissue adds the stain's OD to its own, so there it can look like
   stain. Strokes are told from scattered pixels by the caller (connected components).
-- *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings is
-  the ink's own colour over glass and stain alike, and a cast cancels; it names blue over eosin, which has
-  haematoxylin's hue, and ink on images without glass (:func:`find_glass` None), whose colours a cast can mimic.
+- *Pen by contrast* (:func:`ink_contrast`, balanced or not): the OD a thin structure adds to its surroundings
+  (:func:`contrast_colour`) is the ink's own colour over glass and stain alike, and a cast cancels; it names blue
+  over eosin, which has haematoxylin's hue, and ink on images without glass (:func:`find_glass` None).
 - *Thin lines* (:mod:`pipeline.data.ink_lines`, on the image box-averaged by 2 or more): found by their shape (long,
   thin, dark), which JPEG keeps, and named by their colour summed along them, which JPEG's chroma subsampling keeps too.
 
@@ -218,24 +218,32 @@ def pen_mask(
     return {"green": green & ~black, "blue": blue & ~black, "black": black}
 
 
-def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW) -> dict[str, np.ndarray]:
+def contrast_colour(od: np.ndarray, window: int = CONTRAST_WINDOW) -> tuple[np.ndarray, ...]:
+    """What each pixel adds to its surroundings: (h, w, 3) OD, and its (h, w) OD hue, OD chroma and mean OD.
+
+    The surroundings are the OD opened (per channel, a square ``window`` px wide: structures narrower than it
+    vanish); see :func:`ink_contrast`.
+    """
+    added = od - _opening(od, window)  # (h, w, 3) >= 0
+    return (added, *od_hue_and_chroma(added), channel_mean(added))
+
+
+def ink_contrast(od: np.ndarray, window: int = CONTRAST_WINDOW, *,
+                 added: tuple[np.ndarray, ...] | None = None) -> dict[str, np.ndarray]:
     """Per-pixel pen colour of what a thin dark structure adds to its surroundings: colour -> (h, w) bool, disjoint.
 
     Ink on a slide adds its own OD vector to the tissue's (Beer-Lambert), so the OD a stroke adds to its
-    surroundings is the ink's colour whatever it covers, and a colour cast (the same OD everywhere) cancels out. The
-    surroundings are the OD opened (per channel, a square ``window`` px wide: structures narrower than it vanish);
-    the difference is classed green, blue or black as :func:`pen_mask` classes colours (sectors
-    :data:`CONTRAST_GREEN_HUE`, :data:`CONTRAST_BLUE_HUE`). A nucleus adds haematoxylin, whose hue (96) is no ink's
-    here, but a few of its pixels may be: tell strokes by their length (the caller).
+    surroundings (:func:`contrast_colour`) is the ink's colour whatever it covers, and a colour cast (the same OD
+    everywhere) cancels out. The difference is classed green, blue or black as :func:`pen_mask` classes colours
+    (sectors :data:`CONTRAST_GREEN_HUE`, :data:`CONTRAST_BLUE_HUE`). A nucleus adds haematoxylin, whose hue (96) is
+    no ink's here, but a few of its pixels may be: tell strokes by their length (the caller).
 
     Args:
         od: (h, w, 3) optical density (:func:`optical_density`), e.g. of a thumbnail; balanced or not.
         window: Width of the opening (thumbnail px); strokes up to about ``window - 3`` px wide are measured.
+        added: ``contrast_colour(od, window)`` when the caller has it already.
     """
-    background = _opening(od, window)
-    added = od - background  # (h, w, 3) >= 0
-    hue, chroma = od_hue_and_chroma(added)
-    mean = channel_mean(added)
+    _, hue, chroma, mean = added if added is not None else contrast_colour(od, window)
     black = (mean >= MIN_CONTRAST_BLACK_OD) & (chroma < MAX_CONTRAST_BLACK_RATIO * mean)
     strong = (mean >= MIN_CONTRAST_OD) & ~black
     return {"green": strong & in_sector(hue, CONTRAST_GREEN_HUE) & (chroma >= MIN_CONTRAST_CHROMA[0]),

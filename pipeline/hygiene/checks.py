@@ -22,13 +22,16 @@ from pipeline.hygiene.stain import stain_scores
 
 # Bump when a score's or the hash's definition changes: extract.py then re-scores older files (no re-embedding) and
 # assessment ignores their scores until it has.
-QUALITY_VERSION = 7  # 3: white balance against the glass; blue and black pen strokes; 4: strokes by contrast;
+QUALITY_VERSION = 8  # 3: white balance against the glass; blue and black pen strokes; 4: strokes by contrast;
 # 5: thin pen lines by shape, named by their summed colour (ink_lines); hashes on every (thumbnail step // 2)-th pixel;
 # 6: a long thin line is blue up to OD hue 100 (JPEG turns a thin blue stroke's sum towards haematoxylin), and a
 # line needs fewer straight pixels to be named (a stroke broken by the nuclei it crosses);
 # 7: a long line is named against the tissue's own dark structures beside it (bluer or less chromatic than they are:
 # ink over crowded tissue; as blue as they are: haematoxylin, no longer blue up to 100), and a colour's ink share is
-# its strokes' plus that of its lines' pixels they miss (was the larger of the two)
+# its strokes' plus that of its lines' pixels they miss (was the larger of the two);
+# 8: without glass, a blue stroke by contrast must be 32 degrees bluer than the image's other dark structures (20 when
+# it spans most of the image; a cast through JPEG turns groups of nuclei blue), and off-hue colour needs the blind ink
+# floor (pale stain plus a cast)
 SCORES = (
     "q_stain_fraction",
     "q_stain_chroma",

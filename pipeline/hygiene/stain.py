@@ -35,8 +35,9 @@ as stored; docs/hygiene.md has what each threshold was read off):
   thumbnail's resolution) are found by their shape and named by their summed colour, which JPEG's chroma
   subsampling keeps: a colour's score adds to its strokes' share that of its lines' pixels no stroke covers
   (:func:`_ink_shares`). An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
-  judge colour against: there green ink needs 80% of the stain's OD chroma (at most 0.25), off-hue colour 0.15,
-  and blue ink is found by contrast alone.
+  judge colour against: there green ink and off-hue colour need 80% of the stain's OD chroma (at most 0.25;
+  off-hue at least 0.15, the most a cast adds), and blue ink by contrast alone, when bluer than the image's other
+  dark structures (:func:`_bluer_than_structures`).
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
   as drawn fills are even after JPEG; tissue keeps its grain when faded.
 - ``white_fraction``: share of masked pixels that are not tissue (for the report).
@@ -48,14 +49,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import find_objects, label, uniform_filter
+from scipy.ndimage import find_objects, label, median, uniform_filter
 
 from pipeline.data.colour import (
     HE_HUE,
     MAX_CAST_CHROMA,
     MAX_STAIN_OD,
+    MIN_CONTRAST_CHROMA,
+    MIN_CONTRAST_OD,
     PEN_COLOURS,
     channel_sum,
+    contrast_colour,
     dilated,
     find_glass,
     glass_white,
@@ -81,6 +85,12 @@ STAIN_CHROMA_PERCENTILE = 90.0
 MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
 MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
 MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
+# without glass a blue stroke by contrast is this much bluer (median OD hue) than the other dark structures (a cast
+# through JPEG: groups of nuclei 12-29 bluer, spans <= 0.66 x the side; pen >= 35.5, docs/hygiene.md) ...
+MIN_CONTRAST_BLUER = 32.0
+LONG_CONTRAST_SPAN = 0.8  # ... or, spanning at least this share of the thumbnail's longest side (>= 0.86), ...
+MIN_LONG_CONTRAST_BLUER = 20.0  # ... this much bluer (>= 28.9); fewer structure pixels than this: no reference
+MIN_STRUCTURE_PIXELS = 100
 BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
 BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
 MIN_LINE_FACTOR = 2  # thin lines are judged on the image box-averaged by at least this (JPEG's colour blocks)
@@ -153,6 +163,36 @@ def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN
         keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= min_span and near[index]
     colour_of = np.where(keep, counts.argmax(axis=0), -1)[labels]  # (h, w): the stroke's colour, -1 for none
     return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
+
+
+def _bluer_than_structures(contrast: dict[str, np.ndarray], black: np.ndarray, added: tuple[np.ndarray, ...]
+                           ) -> np.ndarray:
+    """(h, w) bool: the blue strokes of ``contrast`` whose median OD hue is bluer than the image's dark structures.
+
+    Without glass a cast stays, and through JPEG it turns some groups of nuclei as blue by contrast as ink (76-86);
+    but it turns every nucleus alike: a stroke counts when :data:`MIN_CONTRAST_BLUER` bluer than the median of what
+    the other dark structures add (pixels ``ink_contrast`` finds strong, away from its strokes), or
+    :data:`MIN_LONG_CONTRAST_BLUER` when it spans :data:`LONG_CONTRAST_SPAN` of the image, unlike groups of nuclei.
+
+    Args:
+        contrast: Colour -> (h, w) bool strokes by contrast (:func:`strokes` of ``ink_contrast``).
+        black: (h, w) bool, the pixels ``ink_contrast`` finds black: no stain's structure.
+        added: :func:`pipeline.data.colour.contrast_colour` of the thumbnail's OD.
+    """
+    blue = contrast["blue"]
+    _, hue, chroma, mean = added
+    taken = dilated(contrast["green"] | blue | contrast["black"], 5)
+    structures = (mean >= MIN_CONTRAST_OD) & (chroma >= MIN_CONTRAST_CHROMA[1]) & ~black & ~taken
+    if np.count_nonzero(structures) < MIN_STRUCTURE_PIXELS:
+        return blue
+    reference = float(np.median(hue[structures]))
+    labels, n = label(dilated(blue), structure=_EIGHT)
+    labels[~blue] = 0
+    bluer = reference - np.asarray(median(hue, labels, np.arange(1, n + 1)))  # (n,) degrees
+    spans = np.array([max(box[0].stop - box[0].start, box[1].stop - box[1].start) for box in find_objects(labels)])
+    long = spans >= LONG_CONTRAST_SPAN * max(blue.shape)
+    keep = (bluer >= MIN_CONTRAST_BLUER) | (long & (bluer >= MIN_LONG_CONTRAST_BLUER))
+    return blue & np.concatenate([[False], keep])[labels]
 
 
 def _thin_lines(pixels: np.ndarray, step: int) -> tuple[dict[str, np.ndarray], int]:
@@ -230,9 +270,9 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     # the background is not ink, and a fading or desaturation that pales the stain pales the ink alike
     floor = max(MIN_INK_CHROMA, INK_RELATIVE_CHROMA * stain_chroma)
     off_hue_floor, ink_floor = floor, floor
-    if blind:  # no glass to judge colour against: colour counts only beyond what a cast can add ...
-        off_hue_floor = max(floor, MAX_CAST_CHROMA)
+    if blind:  # no glass to judge colour against: colour counts only beyond what a cast can add to the stain ...
         ink_floor = max(floor, min(BLIND_INK_CHROMA, BLIND_INK_RELATIVE * stain_chroma))
+        off_hue_floor = max(ink_floor, MAX_CAST_CHROMA)
     pens = pen_mask(small, ink_floor, colour=(od, hue, chroma))
     if blind:  # ... and blue ink only by contrast: a cast turns pale haematoxylin as blue as a pen on glass
         pens["blue"] = np.zeros_like(mask)
@@ -240,7 +280,11 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     beside = (od_sum >= BACKGROUND_OD) & ~any_pen  # tissue of the whole thumbnail, pen left out
     pens = strokes(pens, beside)
     # thin strokes by the OD they add to their surroundings: found over stained tissue too, whatever the cast
-    contrast = strokes(ink_contrast(od), beside, MIN_CONTRAST_SPAN)
+    added = contrast_colour(od)
+    by_contrast = ink_contrast(od, added=added)
+    contrast = strokes(by_contrast, beside, MIN_CONTRAST_SPAN)
+    if blind and contrast["blue"].any():  # ... and named blue only when bluer than the image's own nuclei
+        contrast["blue"] = _bluer_than_structures(contrast, by_contrast["black"], added)
     taken = pens["green"] | pens["blue"] | pens["black"]
     pens = {colour: pens[colour] | (contrast[colour] & ~taken) for colour in PEN_COLOURS}
     lines, factor = _thin_lines(pixels, step)

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 
 from benchmarks import colour_variants as variants
+from benchmarks import stain_variants
+from benchmarks.calibrate_quality import attributes
+from pipeline.hygiene.settings import QualitySettings
 from tests.hygiene.test_stain import h_and_e
 
 
@@ -50,3 +53,14 @@ def test_a_stroke_given_a_mask_crosses_its_tissue_for_a_real_length():
     corner = np.zeros((200, 300), dtype=bool)
     corner[:3, :3] = True
     assert variants.stroke_coverage(corner.shape, 3, np.random.default_rng(0), corner).max() > 0
+
+
+def test_the_clean_sweep_starts_with_the_originals_and_names_each_false_flag_with_its_score():
+    names = [name for name, *_ in variants.make_variants(originals=True)]
+    assert names[0] == "original" and names[1:] == [name for name, *_ in variants.make_variants()]
+    mask = np.full((200, 300), 255, np.uint8)
+    originals = [attributes(h_and_e(np.random.default_rng(seed)), mask) for seed in range(3)]
+    inked = stain_variants.green_blob(h_and_e(np.random.default_rng(3)), mask, radius_fraction=0.1)
+    row = variants.evaluate("a clean variant", None, originals, [attributes(inked, mask)], QualitySettings())
+    assert row["false_flags"] == 1 and [i for i, _ in row["false_images"]] == [3]
+    assert row["false_images"][0][1] == {"green_ink": round(row["worst_clean"]["q_green_ink_fraction"], 4)}

@@ -143,6 +143,28 @@ def test_a_strong_cast_of_tiles_without_glass_flags_nothing(lung, tint):
         assert _fired(scores(colour_variants.cast(pixels, tint, 1.5), inside)) == [], path.name
 
 
+@pytest.mark.parametrize("name, tint", [("img_0410.jpg", "green"), ("img_0477.jpg", "cyan")])
+def test_nuclei_a_cast_turns_blue_through_jpeg_are_no_blue_ink(lung, name, tint):
+    # without glass the cast stays, and JPEG turns groups of these tiles' nuclei as blue by contrast as ink (OD hue
+    # 80-86, spans 31-50): q_version 7 flagged them (0.0098, 0.0207); they are not 32 degrees bluer than the others
+    pixels = np.asarray(Image.open(lung / "train_data" / name).convert("RGB"))
+    inside = np.ones(pixels.shape[:2], bool)
+    found = scores(variants.jpeg(colour_variants.cast(pixels, tint, 1.0), 80), inside)
+    assert found["blue_ink_fraction"] <= QualitySettings().max_blue_ink_fraction and _fired(found) == [], found
+
+
+@pytest.mark.parametrize("split, name", [("train_data", "img_0282.jpg"), ("test_data", "img_0047.jpg")])
+def test_pale_tissue_under_a_strong_green_cast_is_not_off_hue(lung, split, name):
+    # the cast's tint on these tiles' palest tissue (OD chroma 0.16) is just more than a cast on glass (0.15), so it
+    # stays; pale stain plus the cast then reads cyan with OD chroma 0.16-0.18: q_version 7 scored 0.12 and 0.21
+    pixels = np.asarray(Image.open(lung / split / name).convert("RGB"))
+    inside = np.ones(pixels.shape[:2], bool)
+    cast = colour_variants.cast(pixels, "green", 1.5)
+    for tinted in (cast, variants.jpeg(cast, 80)):
+        found = scores(tinted, inside)
+        assert found["off_hue_fraction"] < 0.01 and _fired(found) == [], found
+
+
 def test_faded_ink_on_an_image_without_glass_is_still_ink(glas15):
     # without glass, ink by colour must be 80% as intense as the stain: fading pales ink and stain alike
     from pipeline.data.colour import find_glass
