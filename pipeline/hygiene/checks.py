@@ -31,7 +31,7 @@ QUALITY_VERSION = 8  # 3: white balance against the glass; blue and black pen st
 # its strokes' plus that of its lines' pixels they miss (was the larger of the two);
 # 8: without glass, a blue stroke by contrast must be 32 degrees bluer than the image's other dark structures (20 when
 # it spans most of the image; a cast through JPEG turns groups of nuclei blue), and off-hue colour needs the blind ink
-# floor (pale stain plus a cast)
+# floor (pale stain plus a cast); a short line is blue only when 26 degrees bluer than the structures beside it
 SCORES = (
     "q_stain_fraction",
     "q_stain_chroma",
