@@ -37,7 +37,7 @@ as stored; docs/hygiene.md has what each threshold was read off):
   (:func:`_ink_shares`). An image without glass (:func:`pipeline.data.colour.find_glass` None) has no white to
   judge colour against: there green ink and off-hue colour need 80% of the stain's OD chroma (at most 0.25;
   off-hue at least 0.15, the most a cast adds), and blue ink by contrast alone, when bluer than the image's other
-  dark structures (:func:`_bluer_than_structures`).
+  dark structures (:func:`pipeline.hygiene.strokes.bluer_than_structures`).
 - ``flat_fill_fraction``: share of the tissue whose 3x3 grey-level standard deviation is < 0.5 (of 255): constant,
   as drawn fills are even after JPEG; tissue keeps its grain when faded.
 - ``white_fraction``: share of masked pixels that are not tissue (for the report).
@@ -49,18 +49,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import find_objects, label, median, uniform_filter
+from scipy.ndimage import uniform_filter
 
 from pipeline.data.colour import (
     HE_HUE,
     MAX_CAST_CHROMA,
     MAX_STAIN_OD,
-    MIN_CONTRAST_CHROMA,
-    MIN_CONTRAST_OD,
     PEN_COLOURS,
     channel_sum,
     contrast_colour,
-    dilated,
     find_glass,
     glass_white,
     in_sector,
@@ -71,6 +68,7 @@ from pipeline.data.colour import (
     white_balance,
 )
 from pipeline.data.ink_lines import ink_lines
+from pipeline.hygiene.strokes import MIN_CONTRAST_SPAN, bluer_than_structures, strokes
 
 __all__ = ["StainScores", "od_hue_and_chroma", "optical_density", "stain_scores", "thumbnail_step"]
 
@@ -82,22 +80,11 @@ MIN_INK_CHROMA = 0.03  # ... and never below this OD chroma (images with little 
 MIN_TISSUE_SHARE = 0.05  # stain_fraction is taken over the tissue pixels, but over at least this share of the mask
 FLAT_STD = 0.5  # grey-level standard deviation (of 255) of a 3x3 neighbourhood below which it is a flat fill
 STAIN_CHROMA_PERCENTILE = 90.0
-MIN_STROKE_PIXELS = 8  # a pen stroke has at least this many thumbnail pixels of its colour ...
-MIN_STROKE_SPAN = 5  # ... and spans at least this many thumbnail pixels (height or width of its box)
-MIN_CONTRAST_SPAN = 30  # a stroke seen by its contrast (ink_contrast) spans at least this many: 8 px strokes >= 34
-# without glass a blue stroke by contrast is this much bluer (median OD hue) than the other dark structures (a cast
-# through JPEG: groups of nuclei 12-29 bluer, spans <= 0.66 x the side; pen >= 35.5, docs/hygiene.md) ...
-MIN_CONTRAST_BLUER = 32.0
-LONG_CONTRAST_SPAN = 0.8  # ... or, spanning at least this share of the thumbnail's longest side (>= 0.86), ...
-MIN_LONG_CONTRAST_BLUER = 20.0  # ... this much bluer (>= 28.9); fewer structure pixels than this: no reference
-MIN_STRUCTURE_PIXELS = 100
 BLIND_INK_RELATIVE = 0.8  # without glass, ink by colour is this fraction as intense as the stain (x1.5 casts <= 0.71,
 BLIND_INK_CHROMA = 0.25  # green blobs plain, faded, desaturated >= 0.92), but never needs more than this OD chroma
 MIN_LINE_FACTOR = 2  # thin lines are judged on the image box-averaged by at least this (JPEG's colour blocks)
-NEAR_TISSUE = 3  # ... within this many thumbnail pixels of tissue (pen on bare glass far from tissue harms nothing)
 
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 @dataclass
@@ -135,64 +122,6 @@ def _saturated_off_hue(small: np.ndarray) -> np.ndarray:
     hue = hsv[..., 0].astype(np.float32) * (360.0 / 255.0)
     saturated = (hsv[..., 1] >= 0.15 * 255) & (hsv[..., 2] >= 0.15 * 255)
     return saturated & (hue > 45.0) & (hue < 190.0)
-
-
-def strokes(pens: dict[str, np.ndarray], tissue: np.ndarray, min_span: int = MIN_STROKE_SPAN) -> dict[str, np.ndarray]:
-    """The pen pixels that form strokes on or beside ``tissue``, each stroke in the colour of most of its pixels.
-
-    Components are taken over all colours after one dilation, so that a thin stroke sampled every k-th pixel stays
-    one stroke, and a stroke whose ink looks bluer over haematoxylin or blacker over dense tissue keeps one colour.
-
-    Args:
-        pens: Colour -> (h, w) bool pen pixels (:func:`pipeline.data.colour.pen_mask`).
-        tissue: (h, w) bool.
-        min_span: A stroke spans at least this many pixels (height or width of its box).
-
-    Returns:
-        Colour -> (h, w) bool stroke pixels, disjoint.
-    """
-    any_pen = np.any(list(pens.values()), axis=0)
-    if not any_pen.any():
-        return pens
-    labels, n = label(dilated(any_pen), structure=_EIGHT)
-    counts = np.stack([np.bincount(labels[pens[colour]], minlength=n + 1) for colour in PEN_COLOURS])  # (3, n + 1)
-    near = np.bincount(labels[dilated(tissue, 2 * NEAR_TISSUE + 1)], minlength=n + 1) > 0
-    keep = np.zeros(n + 1, dtype=bool)
-    for index, box in enumerate(find_objects(labels), start=1):
-        span = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-        keep[index] = counts[:, index].sum() >= MIN_STROKE_PIXELS and span >= min_span and near[index]
-    colour_of = np.where(keep, counts.argmax(axis=0), -1)[labels]  # (h, w): the stroke's colour, -1 for none
-    return {colour: any_pen & (colour_of == k) for k, colour in enumerate(PEN_COLOURS)}
-
-
-def _bluer_than_structures(contrast: dict[str, np.ndarray], black: np.ndarray, added: tuple[np.ndarray, ...]
-                           ) -> np.ndarray:
-    """(h, w) bool: the blue strokes of ``contrast`` whose median OD hue is bluer than the image's dark structures.
-
-    Without glass a cast stays, and through JPEG it turns some groups of nuclei as blue by contrast as ink (76-86);
-    but it turns every nucleus alike: a stroke counts when :data:`MIN_CONTRAST_BLUER` bluer than the median of what
-    the other dark structures add (pixels ``ink_contrast`` finds strong, away from its strokes), or
-    :data:`MIN_LONG_CONTRAST_BLUER` when it spans :data:`LONG_CONTRAST_SPAN` of the image, unlike groups of nuclei.
-
-    Args:
-        contrast: Colour -> (h, w) bool strokes by contrast (:func:`strokes` of ``ink_contrast``).
-        black: (h, w) bool, the pixels ``ink_contrast`` finds black: no stain's structure.
-        added: :func:`pipeline.data.colour.contrast_colour` of the thumbnail's OD.
-    """
-    blue = contrast["blue"]
-    _, hue, chroma, mean = added
-    taken = dilated(contrast["green"] | blue | contrast["black"], 5)
-    structures = (mean >= MIN_CONTRAST_OD) & (chroma >= MIN_CONTRAST_CHROMA[1]) & ~black & ~taken
-    if np.count_nonzero(structures) < MIN_STRUCTURE_PIXELS:
-        return blue
-    reference = float(np.median(hue[structures]))
-    labels, n = label(dilated(blue), structure=_EIGHT)
-    labels[~blue] = 0
-    bluer = reference - np.asarray(median(hue, labels, np.arange(1, n + 1)))  # (n,) degrees
-    spans = np.array([max(box[0].stop - box[0].start, box[1].stop - box[1].start) for box in find_objects(labels)])
-    long = spans >= LONG_CONTRAST_SPAN * max(blue.shape)
-    keep = (bluer >= MIN_CONTRAST_BLUER) | (long & (bluer >= MIN_LONG_CONTRAST_BLUER))
-    return blue & np.concatenate([[False], keep])[labels]
 
 
 def _thin_lines(pixels: np.ndarray, step: int) -> tuple[dict[str, np.ndarray], int]:
@@ -284,7 +213,7 @@ def stain_scores(pixels: np.ndarray, inside: np.ndarray) -> StainScores:
     by_contrast = ink_contrast(od, added=added)
     contrast = strokes(by_contrast, beside, MIN_CONTRAST_SPAN)
     if blind and contrast["blue"].any():  # ... and named blue only when bluer than the image's own nuclei
-        contrast["blue"] = _bluer_than_structures(contrast, by_contrast["black"], added)
+        contrast["blue"] = bluer_than_structures(contrast, by_contrast["black"], added)
     taken = pens["green"] | pens["blue"] | pens["black"]
     pens = {colour: pens[colour] | (contrast[colour] & ~taken) for colour in PEN_COLOURS}
     lines, factor = _thin_lines(pixels, step)
