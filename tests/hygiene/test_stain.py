@@ -87,6 +87,11 @@ def _glas(glas15, i):
     return pixels, np.ones(pixels.shape[:2], bool)
 
 
+def _glas_mask(glas15, i):
+    mask = np.asarray(Image.open(glas15 / "train_data" / f"mask_{i:04d}.png"))
+    return (mask.max(axis=-1) if mask.ndim == 3 else mask) > 0
+
+
 def _fired(found):
     settings = QualitySettings()
     scores = {f"q_{key}": np.array([value]) for key, value in found.items()}
@@ -209,9 +214,7 @@ def test_a_thin_blue_stroke_over_lung_tissue_through_jpeg_is_blue_ink(lung, name
 def test_a_thin_green_stroke_broken_by_the_glands_it_crosses_is_green_ink(glas15):
     # where a 3 px stroke crosses dense nuclei the segment across it is dark too, so its line breaks into pieces with
     # few straight pixels each; q_version 5 named none of them here (0.0023 of the mask), now 0.0036
-    pixels, _ = _glas(glas15, 5)
-    mask = np.asarray(Image.open(glas15 / "train_data" / "mask_0005.png"))
-    inside = (mask.max(axis=-1) if mask.ndim == 3 else mask) > 0
+    pixels, inside = _glas(glas15, 5)[0], _glas_mask(glas15, 5)
     inked = variants.jpeg(colour_variants.pen_stroke(pixels, "green", 3, np.random.default_rng(2), inside), 80)
     assert "green_ink" in _fired(scores(inked, inside)) and set(_fired(scores(inked, inside))) <= INK_RULES
     assert _fired(scores(variants.jpeg(pixels, 80), inside)) == []
@@ -240,9 +243,7 @@ def test_a_thin_stroke_over_crowded_lung_tissue_through_jpeg_is_found_with_its_c
 def test_a_blue_stroke_broken_by_the_glands_counts_its_lines_where_its_colour_is_lost(glas15):
     # over glass and stroma the 8 px stroke's pixels are blue on the thumbnail; over the glands (the mask) only its
     # shape is left, in line pieces: the larger of the two shares was 0.0020 of the mask, both together 0.0039
-    pixels, _ = _glas(glas15, 5)
-    mask = np.asarray(Image.open(glas15 / "train_data" / "mask_0005.png"))
-    inside = (mask.max(axis=-1) if mask.ndim == 3 else mask) > 0
+    pixels, inside = _glas(glas15, 5)[0], _glas_mask(glas15, 5)
     inked = variants.jpeg(colour_variants.pen_stroke(pixels, "blue", 8, np.random.default_rng(17), inside), 80)
     assert _fired(scores(inked, inside)) == ["blue_ink"]
 
