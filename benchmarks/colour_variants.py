@@ -22,7 +22,7 @@ stroke). docs/hygiene.md quotes the table.
 
 ``--all-clean`` judges every real image (glas15 and all 600 lc25000-lung tiles) under every clean variant (casts,
 jitter, and the originals through JPEG) and no strokes, and names each image falsely flagged: a rare tile that
-only some casts turn to a false flag is missed by the default sample (3-4 min on 2 cores).
+only some casts turn to a false flag is missed by the default sample (about 2.5 min on 2 cores).
 
     python -m benchmarks.colour_variants [--lung-every 15] [--all-clean] [--json out.json]
 """
